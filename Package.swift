@@ -1,0 +1,84 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "vmha",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "vmhad", targets: ["vmhad"]),
+        .executable(name: "vmha", targets: ["vmha"]),
+        .library(name: "Uring", targets: ["Uring"]),
+        .library(name: "Libvirt", targets: ["Libvirt"]),
+        .library(name: "Volume", targets: ["Volume"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // C edges: system libraries only, one shim header each.
+        .systemLibrary(
+            name: "CUring", path: "CUring", pkgConfig: "liburing",
+            providers: [.apt(["liburing-dev"])]),
+        .systemLibrary(
+            name: "CLibvirt", path: "CLibvirt", pkgConfig: "libvirt",
+            providers: [.apt(["libvirt-dev"])]),
+
+        // Thin Swift wrappers over the C edges.
+        .target(
+            name: "Uring",
+            dependencies: [
+                "CUring",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "Libvirt",
+            dependencies: [
+                "CLibvirt",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        // The data path: NBD server, dirty bitmap, activity log, metadata.
+        .target(
+            name: "Volume",
+            dependencies: [
+                "Uring",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]),
+
+        // Simulated hypervisor hosts and the test guest (used by tests, `vmha demo` and perf/).
+        .target(
+            name: "Harness",
+            dependencies: [
+                "Libvirt",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        .executableTarget(
+            name: "vmhad",
+            dependencies: [
+                "Uring", "Volume", "Libvirt",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+        .executableTarget(
+            name: "vmha",
+            dependencies: [
+                "Uring", "Volume", "Libvirt", "Harness",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        .testTarget(name: "UringTests", dependencies: ["Uring"]),
+        .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "Harness"]),
+        .testTarget(name: "VolumeTests", dependencies: ["Volume", "Uring"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
