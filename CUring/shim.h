@@ -9,6 +9,10 @@
 #include <sys/uio.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+// The kernel's header first: liburing ships its own copy under the same include guard, and
+// swift-system's CSystem imports the kernel's; two differing definitions of struct io_uring_sqe
+// in one Swift module do not compile.
+#include <linux/io_uring.h>
 #include <liburing.h>
 
 // IOSQE_* are expressions over enum bits and do not import into Swift.
