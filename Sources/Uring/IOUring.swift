@@ -2,7 +2,6 @@ import CUring
 import Dispatch
 import Foundation
 import Logging
-import Synchronization
 import SystemPackage
 
 #if canImport(Glibc)
@@ -31,7 +30,7 @@ public final class IOUring: Sendable {
         public init() {}
     }
 
-    private struct State: ~Copyable {
+    private struct State {
         var pending: [Request] = []
         var ownerSleeping = false
         var shuttingDown = false
@@ -44,7 +43,7 @@ public final class IOUring: Sendable {
     struct Request: @unchecked Sendable {
         var operation: IOUringOperation
         var id: UInt64
-        var continuation: UnsafeContinuation<Int32, Never>?
+        var continuation: CheckedContinuation<Int32, Never>?
     }
 
     /// Ties a task's cancellation to the request id it was given (guarded by the ring's lock).
@@ -58,7 +57,7 @@ public final class IOUring: Sendable {
     private static let wakeID = UInt64.max
     private static let ignoredID: UInt64 = 0
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let wakeFD: Int32
     private nonisolated(unsafe) let ring: UnsafeMutablePointer<io_uring>
     private let logger: Logger
@@ -79,7 +78,7 @@ public final class IOUring: Sendable {
 
         // The ring is created on the owner thread: with SINGLE_ISSUER the creator is the issuer.
         let ready = DispatchSemaphore(value: 0)
-        let setup = Mutex<Int32>(0)
+        let setup = Locked<Int32>(0)
         let thread = Thread { [self] in
             let result = IOUring.setUp(self.ring, options: options)
             setup.withLock { $0 = result }
@@ -143,7 +142,7 @@ public final class IOUring: Sendable {
     func perform(_ operation: IOUringOperation) async -> Int32 {
         let token = CancelToken()
         return await withTaskCancellationHandler {
-            await withUnsafeContinuation { (continuation: UnsafeContinuation<Int32, Never>) in
+            await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
                 self.enqueue(operation, token: token, continuation: continuation)
             }
         } onCancel: {
@@ -152,7 +151,7 @@ public final class IOUring: Sendable {
     }
 
     private func enqueue(
-        _ operation: IOUringOperation, token: CancelToken, continuation: UnsafeContinuation<Int32, Never>
+        _ operation: IOUringOperation, token: CancelToken, continuation: CheckedContinuation<Int32, Never>
     ) {
         let (immediate, wake) = state.withLock { s -> (Int32?, Bool) in
             if s.shuttingDown { return (-ESHUTDOWN, false) }
@@ -191,7 +190,7 @@ public final class IOUring: Sendable {
     // MARK: Owner thread
 
     private func run() {
-        var inFlight: [UInt64: UnsafeContinuation<Int32, Never>] = [:]
+        var inFlight: [UInt64: CheckedContinuation<Int32, Never>] = [:]
         var batch: [Request] = []
         var wakeArmed = false
         let wakeBuffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
