@@ -76,6 +76,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
+        // perf/: the measuring side of the benchmark suite (perf/run drives it and the baselines).
+        .executableTarget(
+            name: "vmha-perf",
+            dependencies: [
+                "Uring",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "perf/Sources/vmha-perf"),
+
         .testTarget(name: "UringTests", dependencies: ["Uring"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "Harness"]),
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "Uring"]),

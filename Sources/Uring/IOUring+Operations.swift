@@ -123,7 +123,7 @@ extension IOUring {
 
     /// `IORING_OP_SEND`. Returns the bytes sent (may be short).
     public func send(_ handle: IOHandle, _ buffer: UnsafeRawBufferPointer, flags: Int32 = 0) async throws(Errno) -> Int {
-        try Syscall.completion(await perform(.send(handle, buffer.baseAddress!, buffer.count, flags: flags)))
+        try Syscall.completion(await performCancellable(.send(handle, buffer.baseAddress!, buffer.count, flags: flags)))
     }
 
     /// Sends all of `buffer` (`MSG_NOSIGNAL`: a closed peer is an `EPIPE` error, not a signal).
@@ -144,18 +144,18 @@ extension IOUring {
 
     /// `IORING_OP_RECV`. Returns 0 at end of stream.
     public func recv(_ handle: IOHandle, into buffer: UnsafeMutableRawBufferPointer, flags: Int32 = 0) async throws(Errno) -> Int {
-        try Syscall.completion(await perform(.recv(handle, buffer.baseAddress!, buffer.count, flags: flags)))
+        try Syscall.completion(await performCancellable(.recv(handle, buffer.baseAddress!, buffer.count, flags: flags)))
     }
 
     /// `IORING_OP_ACCEPT` (the new socket is close-on-exec).
     public func accept(_ handle: IOHandle) async throws(Errno) -> FileDescriptor {
-        FileDescriptor(rawValue: Int32(try Syscall.completion(await perform(.accept(handle, flags: Int32(SOCK_CLOEXEC.rawValue))))))
+        FileDescriptor(rawValue: Int32(try Syscall.completion(await performCancellable(.accept(handle, flags: Int32(SOCK_CLOEXEC.rawValue))))))
     }
 
     /// `IORING_OP_CONNECT` to a socket address held in `address`.
     public func connect(_ handle: IOHandle, to address: UnsafeRawBufferPointer) async throws(Errno) {
         _ = try Syscall.completion(
-            await perform(
+            await performCancellable(
                 .connect(handle, address.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))))
     }
 
@@ -164,7 +164,7 @@ extension IOUring {
         let spec = UnsafeMutablePointer<__kernel_timespec>.allocate(capacity: 1)
         defer { spec.deallocate() }
         spec.pointee = __kernel_timespec(tv_sec: Int64(nanoseconds / 1_000_000_000), tv_nsec: Int64(nanoseconds % 1_000_000_000))
-        let result = await perform(.timeout(spec))
+        let result = await performCancellable(.timeout(spec))
         if result == -ETIME { return }
         _ = try Syscall.completion(result)
     }

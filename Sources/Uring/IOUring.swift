@@ -16,6 +16,12 @@ import Glibc
 /// through an eventfd whose read is always armed on the ring itself, so the owner has exactly one
 /// place to block (`io_uring_submit_and_wait`).
 ///
+/// The ring is also a `TaskExecutor`: a task started with the ring as its executor preference
+/// (`Task(executorPreference: ring)`, `group.addTask(executorPreference: ring)`) runs on the owner
+/// thread, so its requests reach the SQ without a lock hand-off or a wake-up, and the jobs
+/// resumed by one batch of completions submit their next requests in one `io_uring_enter` —
+/// the event-loop model of SwiftNIO, with the ring as the loop.
+///
 /// Buffers passed to an operation must stay valid until it returns. Every operation returns only
 /// after its CQE arrived, also when the calling task is cancelled (the request is then cancelled
 /// in the kernel and the operation throws `Errno.canceled`), so borrowed memory is never freed
@@ -32,6 +38,7 @@ public final class IOUring: Sendable {
 
     private struct State {
         var pending: [Request] = []
+        var jobs: [UnownedJob] = []
         var ownerSleeping = false
         var shuttingDown = false
         var finished = false
@@ -58,6 +65,7 @@ public final class IOUring: Sendable {
     private static let ignoredID: UInt64 = 0
 
     private let state = Locked(State())
+    private let owner = Locked<pthread_t?>(nil)
     private let wakeFD: Int32
     private nonisolated(unsafe) let ring: UnsafeMutablePointer<io_uring>
     private let logger: Logger
@@ -80,6 +88,7 @@ public final class IOUring: Sendable {
         let ready = DispatchSemaphore(value: 0)
         let setup = Locked<Int32>(0)
         let thread = Thread { [self] in
+            self.owner.withLock { $0 = pthread_self() }
             let result = IOUring.setUp(self.ring, options: options)
             setup.withLock { $0 = result }
             ready.signal()
@@ -113,6 +122,12 @@ public final class IOUring: Sendable {
         return io_uring_queue_init_params(options.entries, ring, &params)
     }
 
+    /// True on the ring's owner thread: where tasks preferring this ring as executor run.
+    public var isOwnerThread: Bool {
+        guard let owner = owner.withLock({ $0 }) else { return false }
+        return pthread_equal(owner, pthread_self()) != 0
+    }
+
     deinit {
         // `shutdown()` must have completed; the owner thread held `self` until then.
         close(wakeFD)
@@ -138,8 +153,19 @@ public final class IOUring: Sendable {
 
     // MARK: Submission side (any thread)
 
+    /// Submits a request that completes on its own (file I/O): no cancellation bookkeeping on the
+    /// hot path, since the kernel finishes such requests in bounded time anyway.
     @usableFromInline
     func perform(_ operation: IOUringOperation) async -> Int32 {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
+            self.enqueue(operation, token: nil, continuation: continuation)
+        }
+    }
+
+    /// Submits a request that may wait indefinitely (socket I/O, timeouts): cancelling the calling
+    /// task cancels it in the kernel.
+    @usableFromInline
+    func performCancellable(_ operation: IOUringOperation) async -> Int32 {
         let token = CancelToken()
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
@@ -151,14 +177,15 @@ public final class IOUring: Sendable {
     }
 
     private func enqueue(
-        _ operation: IOUringOperation, token: CancelToken, continuation: CheckedContinuation<Int32, Never>
+        _ operation: IOUringOperation, token: CancelToken?, continuation: CheckedContinuation<Int32, Never>
     ) {
         let (immediate, wake) = state.withLock { s -> (Int32?, Bool) in
             if s.shuttingDown { return (-ESHUTDOWN, false) }
-            if token.cancelled { return (-ECANCELED, false) }
-            token.id = s.nextID
+            if let token, token.cancelled { return (-ECANCELED, false) }
+            let id = s.nextID
             s.nextID &+= 1
-            s.pending.append(Request(operation: operation, id: token.id, continuation: continuation))
+            token?.id = id
+            s.pending.append(Request(operation: operation, id: id, continuation: continuation))
             let wake = s.ownerSleeping
             s.ownerSleeping = false
             return (nil, wake)
@@ -192,6 +219,8 @@ public final class IOUring: Sendable {
     private func run() {
         var inFlight: [UInt64: CheckedContinuation<Int32, Never>] = [:]
         var batch: [Request] = []
+        var jobs: [UnownedJob] = []
+        let executor = asUnownedTaskExecutor()
         var wakeArmed = false
         let wakeBuffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
         let cqes = UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>.allocate(capacity: 128)
@@ -250,14 +279,15 @@ public final class IOUring: Sendable {
             }
             let stop = state.withLock { s -> Bool in
                 swap(&batch, &s.pending)
-                guard batch.isEmpty else { return false }
+                swap(&jobs, &s.jobs)
+                guard batch.isEmpty && jobs.isEmpty else { return false }
                 if s.shuttingDown && inFlight.isEmpty { return true }
                 s.ownerSleeping = true
                 return false
             }
             if stop { break }
 
-            if batch.isEmpty {
+            if batch.isEmpty && jobs.isEmpty {
                 let result = io_uring_submit_and_wait(ring, 1)
                 if result < 0 && result != -EINTR && result != -ETIME && result != -EBUSY {
                     fatalError("io_uring_submit_and_wait: \(Errno(rawValue: -result))")
@@ -277,6 +307,10 @@ public final class IOUring: Sendable {
                 if let continuation = request.continuation { inFlight[request.id] = continuation }
             }
             batch.removeAll(keepingCapacity: true)
+            // Jobs run after the batch went into the SQ; the requests they make go out with the
+            // next iteration's batch.
+            for job in jobs { job.runSynchronously(on: executor) }
+            jobs.removeAll(keepingCapacity: true)
             submit()
             reap()
         }
@@ -287,5 +321,22 @@ public final class IOUring: Sendable {
             return s.finishWaiters
         }
         for waiter in waiters { waiter.resume() }
+    }
+}
+
+extension IOUring: TaskExecutor {
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let (wake, finished) = state.withLock { s -> (Bool, Bool) in
+            if s.finished { return (false, true) }
+            s.jobs.append(job)
+            let wake = s.ownerSleeping
+            s.ownerSleeping = false
+            return (wake, false)
+        }
+        // A job for a ring that is gone still has to run somewhere: run it here, its ring
+        // requests fail with ESHUTDOWN.
+        if finished { job.runSynchronously(on: asUnownedTaskExecutor()) }
+        if wake { signalOwner() }
     }
 }

@@ -1,3 +1,4 @@
+import CUring  // <sys/socket.h> constants (SOCK_*) come through the shim in release builds
 import SystemPackage
 
 #if canImport(Glibc)

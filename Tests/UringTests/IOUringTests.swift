@@ -212,6 +212,26 @@ struct IOUringTests {
         }
     }
 
+    @Test func tasksPreferringTheRingRunOnItsOwnerThread() async throws {
+        let file = try ScratchFile(size: 4096 * 64)
+        try await withRing { ring in
+            let fd = file.fd
+            let onOwner = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for index in 0..<64 {
+                    group.addTask(executorPreference: ring) {
+                        let buffer = alignedBuffer(4096, fill: UInt8(index))
+                        defer { buffer.deallocate() }
+                        _ = try await ring.write(.file(fd), from: UnsafeRawBufferPointer(buffer), at: UInt64(index * 4096))
+                        return ring.isOwnerThread
+                    }
+                }
+                return try await group.reduce(into: Set<Bool>()) { $0.insert($1) }
+            }
+            #expect(onOwner == [true])
+            #expect(!ring.isOwnerThread)
+        }
+    }
+
     @Test func shutdownDrainsInFlightRequestsAndRefusesNewOnes() async throws {
         let ring = try IOUring(logger: Logger(label: "test"))
         let sleeper = Task { try await ring.sleep(nanoseconds: 100_000_000) }
