@@ -1,0 +1,93 @@
+/// What a node knows about one side of a connection when deciding how to resync.
+public struct ReplicaState: Sendable, Hashable {
+    public var generations: GenerationIdentifiers
+    /// Set while primary with writes possibly in flight; still set after a crash.
+    public var crashedPrimary: Bool
+    /// Whether the disk's data is usable as a sync source.
+    public var consistency: VolumeMetadata.Consistency
+
+    public init(generations: GenerationIdentifiers, crashedPrimary: Bool = false,
+                consistency: VolumeMetadata.Consistency = .consistent) {
+        self.generations = generations
+        self.crashedPrimary = crashedPrimary
+        self.consistency = consistency
+    }
+}
+
+/// The outcome of comparing generation identifiers at reconnect, from the
+/// local node's point of view. Pure: see ``decide(local:peer:localWinsTies:)``.
+public enum SyncDecision: Sendable, Hashable {
+    public enum Side: Sendable, Hashable { case local, peer }
+
+    /// Same data generation; nothing to copy.
+    case noSync
+    /// I am the sync source; copy the grains set in (my ∪ peer's) bitmap.
+    case syncSourceIncremental
+    /// I am the sync target; the peer copies its (∪ my) bitmap's grains to me.
+    case syncTargetIncremental
+    /// Related generations but no bitmap covers the difference: copy everything from `source`.
+    case fullSync(source: Side)
+    /// Both sides wrote independently since a common ancestor. Needs an operator
+    /// (or a policy) to pick a victim; never resolved automatically here.
+    case splitBrain
+    /// No common history: these disks are not replicas of each other.
+    case unrelated
+    /// Neither side has consistent data to sync from.
+    case noConsistentData
+
+    /// Decides the resync direction, following DRBD's rules (first match wins;
+    /// table in `docs/format.md`).
+    ///
+    /// - Parameter localWinsTies: deterministic tie-breaker for the one
+    ///   symmetric case (both sides crashed as primary with equal generations),
+    ///   e.g. "my node id is lower". Both nodes must compute opposite values.
+    public static func decide(local: ReplicaState, peer: ReplicaState, localWinsTies: Bool) -> SyncDecision {
+        let l = local.generations, p = peer.generations
+        let justCreated = GenerationIdentifiers.justCreated
+
+        // 1–3: freshly created disks take everything from a side with data.
+        if l.current == justCreated && p.current == justCreated { return .noSync }
+        if l.current == justCreated { return .fullSync(source: .peer) }
+        if p.current == justCreated { return .fullSync(source: .local) }
+
+        // 4–6: an inconsistent disk can only be a target.
+        let localUsable = local.consistency != .inconsistent
+        let peerUsable = peer.consistency != .inconsistent
+        if !localUsable && !peerUsable { return .noConsistentData }
+        if !localUsable {
+            return p.bitmap == l.current && p.bitmap != 0 ? .syncTargetIncremental : .fullSync(source: .peer)
+        }
+        if !peerUsable {
+            return l.bitmap == p.current && l.bitmap != 0 ? .syncSourceIncremental : .fullSync(source: .local)
+        }
+
+        // 7–10: same generation. A crashed primary may have written AL extents
+        // the peer never saw (its recovery marked them dirty): it is the source.
+        if l.current == p.current {
+            switch (local.crashedPrimary, peer.crashedPrimary) {
+            case (false, false): return .noSync
+            case (true, false): return .syncSourceIncremental
+            case (false, true): return .syncTargetIncremental
+            case (true, true): return localWinsTies ? .syncSourceIncremental : .syncTargetIncremental
+            }
+        }
+        // 11–12: my bitmap started at the peer's current generation (or vice versa).
+        if l.bitmap != 0 && l.bitmap == p.current {
+            return p.bitmap != 0 && p.bitmap == l.current ? .splitBrain : .syncSourceIncremental
+        }
+        if p.bitmap != 0 && p.bitmap == l.current { return .syncTargetIncremental }
+        // 13: both moved on from the same generation independently.
+        if l.bitmap != 0 && l.bitmap == p.bitmap { return .splitBrain }
+        // 14–15: one side is an older ancestor whose changes are not tracked.
+        if l.history.contains(p.current) && p.current != 0 { return .fullSync(source: .local) }
+        if p.history.contains(l.current) && l.current != 0 { return .fullSync(source: .peer) }
+        // 16: any shared ancestor means divergence.
+        let lAncestors = Set([l.bitmap] + l.history).subtracting([0])
+        let pAncestors = Set([p.bitmap] + p.history).subtracting([0])
+        if !lAncestors.isDisjoint(with: pAncestors) || lAncestors.contains(p.current) || pAncestors.contains(l.current) {
+            return .splitBrain
+        }
+        // 17
+        return .unrelated
+    }
+}
