@@ -10,19 +10,19 @@ extension IOUring {
     public static let maxTransfer = 0x7fff_f000
 
     /// `IORING_OP_NOP`: a round trip through the ring, for tests and benchmarks.
-    public func nop() async throws(Errno) {
+    nonisolated(nonsending) public func nop() async throws(Errno) {
         _ = try Syscall.completion(await perform(.nop))
     }
 
     /// `IORING_OP_READ` at `offset`. Returns the byte count (short at end of file).
-    public func read(
+    nonisolated(nonsending) public func read(
         _ handle: IOHandle, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64
     ) async throws(Errno) -> Int {
         try Syscall.completion(await perform(.read(handle, buffer.baseAddress!, UInt32(buffer.count), offset)))
     }
 
     /// `IORING_OP_WRITE` at `offset`; `durable` sets `RWF_DSYNC` (NBD FUA).
-    public func write(
+    nonisolated(nonsending) public func write(
         _ handle: IOHandle, from buffer: UnsafeRawBufferPointer, at offset: UInt64, durable: Bool = false
     ) async throws(Errno) -> Int {
         try Syscall.completion(
@@ -32,7 +32,7 @@ extension IOUring {
     }
 
     /// Reads until `buffer` is full or end of file; returns the bytes read.
-    public func readFully(
+    nonisolated(nonsending) public func readFully(
         _ handle: IOHandle, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64
     ) async throws(Errno) -> Int {
         var done = 0
@@ -45,7 +45,7 @@ extension IOUring {
     }
 
     /// Writes all of `buffer`, continuing after short writes.
-    public func writeFully(
+    nonisolated(nonsending) public func writeFully(
         _ handle: IOHandle, from buffer: UnsafeRawBufferPointer, at offset: UInt64, durable: Bool = false
     ) async throws(Errno) {
         var done = 0
@@ -58,7 +58,7 @@ extension IOUring {
     }
 
     /// `IORING_OP_READ_FIXED` from buffer `index` of ``registerBuffers(_:)``; `buffer` must lie inside it.
-    public func readFixed(
+    nonisolated(nonsending) public func readFixed(
         _ handle: IOHandle, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, bufferIndex: Int
     ) async throws(Errno) -> Int {
         try Syscall.completion(
@@ -66,7 +66,7 @@ extension IOUring {
     }
 
     /// `IORING_OP_WRITE_FIXED` from buffer `index` of ``registerBuffers(_:)``.
-    public func writeFixed(
+    nonisolated(nonsending) public func writeFixed(
         _ handle: IOHandle, from buffer: UnsafeRawBufferPointer, at offset: UInt64, bufferIndex: Int
     ) async throws(Errno) -> Int {
         try Syscall.completion(
@@ -74,7 +74,7 @@ extension IOUring {
     }
 
     /// `IORING_OP_READV` into several buffers.
-    public func readv(
+    nonisolated(nonsending) public func readv(
         _ handle: IOHandle, into buffers: [UnsafeMutableRawBufferPointer], at offset: UInt64
     ) async throws(Errno) -> Int {
         let vector = UnsafeMutableBufferPointer<iovec>.allocate(capacity: buffers.count)
@@ -86,7 +86,7 @@ extension IOUring {
     }
 
     /// `IORING_OP_WRITEV` from several buffers; `durable` sets `RWF_DSYNC`.
-    public func writev(
+    nonisolated(nonsending) public func writev(
         _ handle: IOHandle, from buffers: [UnsafeRawBufferPointer], at offset: UInt64, durable: Bool = false
     ) async throws(Errno) -> Int {
         let vector = UnsafeMutableBufferPointer<iovec>.allocate(capacity: buffers.count)
@@ -100,34 +100,34 @@ extension IOUring {
     }
 
     /// `IORING_OP_FSYNC`; `dataOnly` is fdatasync (NBD FLUSH).
-    public func fsync(_ handle: IOHandle, dataOnly: Bool = true) async throws(Errno) {
+    nonisolated(nonsending) public func fsync(_ handle: IOHandle, dataOnly: Bool = true) async throws(Errno) {
         _ = try Syscall.completion(await perform(.fsync(handle, dataOnly: dataOnly)))
     }
 
     /// Deallocates a range (NBD TRIM): `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`.
-    public func punchHole(_ handle: IOHandle, offset: UInt64, length: UInt64) async throws(Errno) {
+    nonisolated(nonsending) public func punchHole(_ handle: IOHandle, offset: UInt64, length: UInt64) async throws(Errno) {
         _ = try Syscall.completion(
             await perform(.fallocate(handle, mode: FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset: offset, length: length)))
     }
 
     /// Zeroes a range keeping it allocated (NBD WRITE_ZEROES with NO_HOLE): `FALLOC_FL_ZERO_RANGE`.
-    public func zeroRange(_ handle: IOHandle, offset: UInt64, length: UInt64) async throws(Errno) {
+    nonisolated(nonsending) public func zeroRange(_ handle: IOHandle, offset: UInt64, length: UInt64) async throws(Errno) {
         _ = try Syscall.completion(
             await perform(.fallocate(handle, mode: FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset: offset, length: length)))
     }
 
     /// `IORING_OP_FALLOCATE` with explicit mode bits.
-    public func fallocate(_ handle: IOHandle, mode: Int32, offset: UInt64, length: UInt64) async throws(Errno) {
+    nonisolated(nonsending) public func fallocate(_ handle: IOHandle, mode: Int32, offset: UInt64, length: UInt64) async throws(Errno) {
         _ = try Syscall.completion(await perform(.fallocate(handle, mode: mode, offset: offset, length: length)))
     }
 
     /// `IORING_OP_SEND`. Returns the bytes sent (may be short).
-    public func send(_ handle: IOHandle, _ buffer: UnsafeRawBufferPointer, flags: Int32 = 0) async throws(Errno) -> Int {
+    nonisolated(nonsending) public func send(_ handle: IOHandle, _ buffer: UnsafeRawBufferPointer, flags: Int32 = 0) async throws(Errno) -> Int {
         try Syscall.completion(await performCancellable(.send(handle, buffer.baseAddress!, buffer.count, flags: flags)))
     }
 
     /// Sends all of `buffer` (`MSG_NOSIGNAL`: a closed peer is an `EPIPE` error, not a signal).
-    public func sendAll(_ handle: IOHandle, _ buffer: UnsafeRawBufferPointer) async throws(Errno) {
+    nonisolated(nonsending) public func sendAll(_ handle: IOHandle, _ buffer: UnsafeRawBufferPointer) async throws(Errno) {
         var done = 0
         while done < buffer.count {
             done += try await send(handle, UnsafeRawBufferPointer(rebasing: buffer[done...]), flags: Int32(MSG_NOSIGNAL))
@@ -135,7 +135,7 @@ extension IOUring {
     }
 
     /// Sends all of `bytes` (for small control messages; data paths pass their own buffers).
-    public func sendAll(_ handle: IOHandle, bytes: [UInt8]) async throws(Errno) {
+    nonisolated(nonsending) public func sendAll(_ handle: IOHandle, bytes: [UInt8]) async throws(Errno) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
         defer { buffer.deallocate() }
         buffer.copyBytes(from: bytes)
@@ -143,24 +143,24 @@ extension IOUring {
     }
 
     /// `IORING_OP_RECV`. Returns 0 at end of stream.
-    public func recv(_ handle: IOHandle, into buffer: UnsafeMutableRawBufferPointer, flags: Int32 = 0) async throws(Errno) -> Int {
+    nonisolated(nonsending) public func recv(_ handle: IOHandle, into buffer: UnsafeMutableRawBufferPointer, flags: Int32 = 0) async throws(Errno) -> Int {
         try Syscall.completion(await performCancellable(.recv(handle, buffer.baseAddress!, buffer.count, flags: flags)))
     }
 
     /// `IORING_OP_ACCEPT` (the new socket is close-on-exec).
-    public func accept(_ handle: IOHandle) async throws(Errno) -> FileDescriptor {
+    nonisolated(nonsending) public func accept(_ handle: IOHandle) async throws(Errno) -> FileDescriptor {
         FileDescriptor(rawValue: Int32(try Syscall.completion(await performCancellable(.accept(handle, flags: Int32(SOCK_CLOEXEC.rawValue))))))
     }
 
     /// `IORING_OP_CONNECT` to a socket address held in `address`.
-    public func connect(_ handle: IOHandle, to address: UnsafeRawBufferPointer) async throws(Errno) {
+    nonisolated(nonsending) public func connect(_ handle: IOHandle, to address: UnsafeRawBufferPointer) async throws(Errno) {
         _ = try Syscall.completion(
             await performCancellable(
                 .connect(handle, address.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))))
     }
 
     /// `IORING_OP_TIMEOUT`: sleeps on the ring (cancellable like any request).
-    public func sleep(nanoseconds: UInt64) async throws(Errno) {
+    nonisolated(nonsending) public func sleep(nanoseconds: UInt64) async throws(Errno) {
         let spec = UnsafeMutablePointer<__kernel_timespec>.allocate(capacity: 1)
         defer { spec.deallocate() }
         spec.pointee = __kernel_timespec(tv_sec: Int64(nanoseconds / 1_000_000_000), tv_nsec: Int64(nanoseconds % 1_000_000_000))
@@ -171,7 +171,7 @@ extension IOUring {
 
     /// Registers `buffers` for ``readFixed(_:into:at:bufferIndex:)`` / ``writeFixed(_:from:at:bufferIndex:)``.
     /// The memory must stay valid until ``unregisterBuffers()`` or shutdown.
-    public func registerBuffers(_ buffers: [UnsafeMutableRawBufferPointer]) async throws(Errno) {
+    nonisolated(nonsending) public func registerBuffers(_ buffers: [UnsafeMutableRawBufferPointer]) async throws(Errno) {
         let iovecs = buffers.map { iovec(iov_base: $0.baseAddress, iov_len: $0.count) }
         let box = SendableIovecs(iovecs)
         _ = try Syscall.completion(
@@ -180,18 +180,18 @@ extension IOUring {
             }))
     }
 
-    public func unregisterBuffers() async throws(Errno) {
+    nonisolated(nonsending) public func unregisterBuffers() async throws(Errno) {
         _ = try Syscall.completion(await perform(.onOwner { io_uring_unregister_buffers($0) }))
     }
 
     /// Registers descriptors; ``IOHandle/registered(_:)`` addresses them by index.
-    public func registerFiles(_ files: [FileDescriptor]) async throws(Errno) {
+    nonisolated(nonsending) public func registerFiles(_ files: [FileDescriptor]) async throws(Errno) {
         let raw = files.map(\.rawValue)
         _ = try Syscall.completion(
             await perform(.onOwner { ring in raw.withUnsafeBufferPointer { io_uring_register_files(ring, $0.baseAddress, UInt32($0.count)) } }))
     }
 
-    public func unregisterFiles() async throws(Errno) {
+    nonisolated(nonsending) public func unregisterFiles() async throws(Errno) {
         _ = try Syscall.completion(await perform(.onOwner { io_uring_unregister_files($0) }))
     }
 }

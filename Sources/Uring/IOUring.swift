@@ -156,7 +156,7 @@ public final class IOUring: Sendable {
     /// Submits a request that completes on its own (file I/O): no cancellation bookkeeping on the
     /// hot path, since the kernel finishes such requests in bounded time anyway.
     @usableFromInline
-    func perform(_ operation: IOUringOperation) async -> Int32 {
+    nonisolated(nonsending) func perform(_ operation: IOUringOperation) async -> Int32 {
         await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
             self.enqueue(operation, token: nil, continuation: continuation)
         }
@@ -165,7 +165,7 @@ public final class IOUring: Sendable {
     /// Submits a request that may wait indefinitely (socket I/O, timeouts): cancelling the calling
     /// task cancels it in the kernel.
     @usableFromInline
-    func performCancellable(_ operation: IOUringOperation) async -> Int32 {
+    nonisolated(nonsending) func performCancellable(_ operation: IOUringOperation) async -> Int32 {
         let token = CancelToken()
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
@@ -221,6 +221,7 @@ public final class IOUring: Sendable {
         var batch: [Request] = []
         var jobs: [UnownedJob] = []
         let executor = asUnownedTaskExecutor()
+        let serialExecutor = asUnownedSerialExecutor()
         var wakeArmed = false
         let wakeBuffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
         let cqes = UnsafeMutablePointer<UnsafeMutablePointer<io_uring_cqe>?>.allocate(capacity: 128)
@@ -309,7 +310,7 @@ public final class IOUring: Sendable {
             batch.removeAll(keepingCapacity: true)
             // Jobs run after the batch went into the SQ; the requests they make go out with the
             // next iteration's batch.
-            for job in jobs { job.runSynchronously(on: executor) }
+            for job in jobs { job.runSynchronously(isolatedTo: serialExecutor, taskExecutor: executor) }
             jobs.removeAll(keepingCapacity: true)
             submit()
             reap()
@@ -324,7 +325,14 @@ public final class IOUring: Sendable {
     }
 }
 
-extension IOUring: TaskExecutor {
+extension IOUring: TaskExecutor, SerialExecutor {
+    /// Jobs run one at a time on the owner thread, so the ring can also be an actor's executor:
+    /// an actor whose `unownedExecutor` is the ring keeps its state on the thread that submits its
+    /// I/O, without hops.
+    public func checkIsolated() {
+        precondition(isOwnerThread, "not on the io_uring owner thread")
+    }
+
     public func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         let (wake, finished) = state.withLock { s -> (Bool, Bool) in

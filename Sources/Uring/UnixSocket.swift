@@ -31,6 +31,14 @@ public enum UnixSocket {
         }
     }
 
+    /// Sets the socket file's mode and, when given, its owner and group (who may connect).
+    public static func setPermissions(path: String, mode: mode_t, owner: uid_t? = nil, group: gid_t? = nil) throws(Errno) {
+        try Syscall.call { chmod(path, mode) }
+        if owner != nil || group != nil {
+            try Syscall.call { chown(path, owner ?? uid_t.max, group ?? gid_t.max) }
+        }
+    }
+
     /// Calls `body` with a `sockaddr_un` for `path`. Paths longer than `sun_path` are `ENAMETOOLONG`.
     public static func withAddress<T, E: Error>(
         _ path: String, _ body: (UnsafeRawBufferPointer) async throws(E) -> T

@@ -1,0 +1,212 @@
+import Logging
+import SystemPackage
+import Uring
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One NBD client: handshake, then requests executed concurrently against the volume, with
+/// replies serialized on the socket. Runs on the volume's ring (executor preference), so a
+/// request's path from `recv` to the image write and back to `send` never changes thread.
+///
+/// Malformed input never takes the server down: a bad request gets an error reply, an
+/// untrustworthy stream (bad magic, oversized write) closes this connection only.
+struct NBDConnection: Sendable {
+    static let receiveBufferSize = 256 << 10
+    /// Requests of one client in flight at once; reading stops until one completes.
+    static let maximumInFlight = 128
+    static let handshakeTimeoutNanoseconds: UInt64 = 10_000_000_000
+
+    let socket: FileDescriptor
+    let volume: LocalVolume
+    let export: NBDExport
+    let logger: Logger
+    var ring: IOUring { volume.ring }
+
+    func run() async {
+        defer { try? socket.close() }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.receiveBufferSize, alignment: 4096)
+        defer { buffer.deallocate() }
+        do {
+            guard let remaining = try await handshake(buffer) else { return }
+            try await transmission(buffer, initial: remaining)
+        } catch let error as NBDProtocolError {
+            logger.warning("NBD client dropped: protocol error", metadata: ["export": "\(export.name)", "error": "\(error)"])
+        } catch let error as Errno where error == .canceled {
+            logger.debug("NBD connection cancelled", metadata: ["export": "\(export.name)"])
+        } catch {
+            logger.info("NBD client gone", metadata: ["export": "\(export.name)", "error": "\(error)"])
+        }
+    }
+
+    /// Returns the bytes received after the export was chosen, or nil when the client left.
+    private func handshake(_ buffer: UnsafeMutableRawBufferPointer) async throws -> [UInt8]? {
+        let done = Locked(false)
+        // A client that never finishes the handshake would hold its socket forever.
+        let watchdog = Task(executorPreference: ring) { [socket, ring] in
+            try? await ring.sleep(nanoseconds: Self.handshakeTimeoutNanoseconds)
+            if !Task.isCancelled && !done.withLock({ $0 }) { _ = Glibc.shutdown(socket.rawValue, Int32(SHUT_RDWR)) }
+        }
+        defer {
+            done.withLock { $0 = true }
+            watchdog.cancel()
+        }
+        try await ring.sendAll(.file(socket), bytes: NBDServerHandshake.greeting)
+        var state = NBDServerHandshake(exports: [export], defaultExportName: export.name)
+        while true {
+            let n = try await ring.recv(.file(socket), into: buffer)
+            if n == 0 { return nil }
+            let output = state.receive(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            if !output.bytesToSend.isEmpty { try await ring.sendAll(.file(socket), bytes: output.bytesToSend) }
+            for event in output.events {
+                switch event {
+                case .exportSelected(_, let remaining):
+                    logger.debug("NBD client attached", metadata: ["export": "\(export.name)"])
+                    return remaining
+                case .aborted:
+                    return nil
+                case .failed(let error):
+                    throw error
+                case .optionRefused(let option, _, let reason):
+                    logger.debug("NBD option refused", metadata: ["option": "\(option)", "reason": "\(reason)"])
+                }
+            }
+        }
+    }
+
+    private func transmission(_ buffer: UnsafeMutableRawBufferPointer, initial: [UInt8]) async throws {
+        var decoder = NBDRequestDecoder(export: export)
+        decoder.receive(initial)
+        let replies = ReplyWriter(ring: ring, socket: socket)
+        let slots = InFlightLimit(Self.maximumInFlight)
+        try await withThrowingDiscardingTaskGroup { group in
+            while true {
+                while let action = try decoder.next() {
+                    switch action {
+                    case .request(let request):
+                        await slots.acquire()
+                        group.addTask(executorPreference: ring) {
+                            defer { slots.release() }
+                            await volume.serve(request, replies: replies, export: export, logger: logger)
+                        }
+                    case .reject(let cookie, let error, let reason):
+                        logger.debug("NBD request rejected", metadata: ["export": "\(export.name)", "reason": "\(reason)"])
+                        await replies.send(NBDSimpleReply(cookie: cookie, error: error).header)
+                    case .disconnect:
+                        return  // the group waits for requests in flight; their replies still go out
+                    }
+                }
+                let n = try await ring.recv(.file(socket), into: buffer)
+                if n == 0 { return }
+                decoder.receive(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            }
+        }
+    }
+}
+
+/// Serializes replies on one socket: concurrent requests finish in any order, but a reply's
+/// bytes must never interleave with another's.
+final class ReplyWriter: Sendable {
+    private struct State {
+        var busy = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+        var broken = false
+    }
+
+    private let ring: IOUring
+    private let socket: FileDescriptor
+    private let state = Locked(State())
+
+    init(ring: IOUring, socket: FileDescriptor) {
+        self.ring = ring
+        self.socket = socket
+    }
+
+    nonisolated(nonsending) func send(_ bytes: [UInt8]) async {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
+        defer { buffer.deallocate() }
+        buffer.copyBytes(from: bytes)
+        await send(UnsafeRawBufferPointer(buffer))
+    }
+
+    nonisolated(nonsending) func send(_ bytes: UnsafeRawBufferPointer) async {
+        let mustWait = state.withLock { s -> Bool in
+            if s.busy { return true }
+            s.busy = true
+            return false
+        }
+        if mustWait {
+            await withCheckedContinuation { continuation in
+                let runNow = state.withLock { s -> Bool in
+                    if !s.busy {
+                        s.busy = true
+                        return true
+                    }
+                    s.waiters.append(continuation)
+                    return false
+                }
+                if runNow { continuation.resume() }
+            }
+        }
+        if !state.withLock({ $0.broken }) {
+            do {
+                try await ring.sendAll(.file(socket), bytes)
+            } catch {
+                // The client is gone; the receive side sees it too and ends the connection.
+                state.withLock { $0.broken = true }
+            }
+        }
+        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if s.waiters.isEmpty {
+                s.busy = false
+                return nil
+            }
+            return s.waiters.removeFirst()  // stays busy: ownership passes to the next sender
+        }
+        next?.resume()
+    }
+}
+
+/// A counting semaphore for requests in flight on one connection.
+final class InFlightLimit: Sendable {
+    private struct State {
+        var available: Int
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state: Locked<State>
+
+    init(_ limit: Int) { state = Locked(State(available: limit)) }
+
+    func acquire() async {
+        let acquired = state.withLock { s -> Bool in
+            guard s.available > 0 else { return false }
+            s.available -= 1
+            return true
+        }
+        if acquired { return }
+        await withCheckedContinuation { continuation in
+            let runNow = state.withLock { s -> Bool in
+                if s.available > 0 {
+                    s.available -= 1
+                    return true
+                }
+                s.waiters.append(continuation)
+                return false
+            }
+            if runNow { continuation.resume() }
+        }
+    }
+
+    func release() {
+        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if s.waiters.isEmpty {
+                s.available += 1
+                return nil
+            }
+            return s.waiters.removeFirst()  // the slot passes straight to the waiter
+        }
+        next?.resume()
+    }
+}

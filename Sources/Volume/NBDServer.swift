@@ -1,0 +1,70 @@
+import Logging
+import SystemPackage
+import Uring
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Serves one volume as an NBD export on a UNIX socket (QEMU's `nbd` block driver connects to it).
+///
+/// Several clients may be attached at once (during a live migration the source and destination
+/// QEMU both are); the export outlives any client. The socket file gets the configured mode,
+/// owner and group, so the hypervisor's QEMU user can connect and others cannot.
+public struct NBDServer: Sendable {
+    public struct SocketOptions: Sendable {
+        public var path: String
+        public var mode: mode_t = 0o660
+        public var owner: uid_t?
+        public var group: gid_t?
+
+        public init(path: String, mode: mode_t = 0o660, owner: uid_t? = nil, group: gid_t? = nil) {
+            self.path = path
+            self.mode = mode
+            self.owner = owner
+            self.group = group
+        }
+    }
+
+    public let volume: LocalVolume
+    public let socket: SocketOptions
+    public let export: NBDExport
+    let logger: Logger
+
+    public init(volume: LocalVolume, socket: SocketOptions, logger: Logger) throws {
+        self.volume = volume
+        self.socket = socket
+        self.export = try NBDExport(name: volume.configuration.name, size: volume.size)
+        self.logger = logger
+    }
+
+    /// Listens and serves until the task is cancelled; then stops accepting, ends every
+    /// connection, and removes the socket file.
+    public func run() async throws {
+        let ring = volume.ring
+        let listener = try UnixSocket.listen(path: socket.path)
+        defer {
+            try? listener.close()
+            unlink(socket.path)
+        }
+        try UnixSocket.setPermissions(path: socket.path, mode: socket.mode, owner: socket.owner, group: socket.group)
+        logger.info("NBD export listening", metadata: ["export": "\(export.name)", "socket": "\(socket.path)", "size": "\(export.size)"])
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled {
+                let client: FileDescriptor
+                do {
+                    client = try await ring.accept(.file(listener))
+                } catch .canceled {
+                    break
+                } catch {
+                    logger.error("NBD accept failed", metadata: ["socket": "\(socket.path)", "error": "\(error)"])
+                    try? await ring.sleep(nanoseconds: 100_000_000)  // EMFILE and friends: do not spin
+                    continue
+                }
+                let connection = NBDConnection(socket: client, volume: volume, export: export, logger: logger)
+                group.addTask(executorPreference: ring) { await connection.run() }
+            }
+            group.cancelAll()
+        }
+    }
+}
