@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // C edges: system libraries only, one shim header each.
@@ -52,6 +54,24 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]),
 
+        // The remote half of the data path: authenticated peer link, protocol C, resync.
+        .target(
+            name: "Replication",
+            dependencies: [
+                "Uring", "Volume",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        // The HA service's logic: config, module state machine, heartbeats, witness, placement, failover.
+        .target(
+            name: "Cluster",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
         // Simulated hypervisor hosts and the test guest (used by tests, `vmha demo` and perf/).
         .target(
             name: "Harness",
@@ -63,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "vmhad",
             dependencies: [
-                "Uring", "Volume", "Libvirt",
+                "Uring", "Volume", "Replication", "Cluster", "Libvirt",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -71,7 +91,7 @@ let package = Package(
         .executableTarget(
             name: "vmha",
             dependencies: [
-                "Uring", "Volume", "Libvirt", "Harness",
+                "Uring", "Volume", "Replication", "Cluster", "Libvirt", "Harness",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -89,6 +109,8 @@ let package = Package(
         .testTarget(name: "UringTests", dependencies: ["Uring"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "Harness"]),
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "Uring"]),
+        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Volume", "Uring"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
     ],
     swiftLanguageModes: [.v6]
 )
