@@ -12,11 +12,11 @@ struct NBDExportTests {
         let dirty = try await fixture.serve { volume in
             _ = try await runDetached("/usr/bin/fio", [
                 "--name=verify", "--ioengine=nbd", "--uri=\(fixture.uri)", "--rw=randwrite", "--bs=4k",
-                "--iodepth=16", "--size=32M", "--verify=crc32c", "--verify_fatal=1", "--do_verify=1",
+                "--iodepth=16", "--size=32M", "--verify=crc32c", "--verify_fatal=1", "--do_verify=1", "--verify_state_save=0",
             ])
             _ = try await runDetached("/usr/bin/fio", [
                 "--name=mixed", "--ioengine=nbd", "--uri=\(fixture.uri)", "--rw=randrw", "--bsrange=4k-1M",
-                "--iodepth=8", "--size=48M", "--verify=crc32c", "--verify_fatal=1", "--numjobs=1",
+                "--iodepth=8", "--size=48M", "--verify=crc32c", "--verify_fatal=1", "--verify_state_save=0",
             ])
             return await volume.dirtyBytes
         }
