@@ -59,8 +59,11 @@ public actor LocalVolume {
     private var metadata: VolumeMetadata
     private var bitmap: DirtyBitmap
     private var activityLog: ActivityLog
-    private var activationWaiters: [CheckedContinuation<Void, Never>] = []
-    private var activityLogWriterRunning = false
+    /// One write at a time activates extents (FIFO); the others wait their turn. Writes that
+    /// wait for room while all hot extents are busy wait for a release.
+    private var activating = false
+    private var activationQueue: [CheckedContinuation<Void, Never>] = []
+    private var releaseWaiters: [CheckedContinuation<Void, Never>] = []
     private var metadataFailure: Errno?
     private var closed = false
 
@@ -274,7 +277,8 @@ public actor LocalVolume {
             try? bufferedFD.close()
             try? metadataFD.close()
         }
-        try await waitForActivityLogWriter()
+        while activating { await withCheckedContinuation { activationQueue.append($0) } }
+        if let failure = metadataFailure { throw .metadataIO(path: path, failure) }
         try await writeMetadata(bitmap.serialized(), at: metadata.layout.bitmapOffset)
         if let transaction = activityLog.makeQuiesceTransaction() {
             try await writeMetadata(
@@ -287,13 +291,6 @@ public actor LocalVolume {
         let (offset, bytes) = metadata.nextSuperblockWrite()
         try await writeMetadata(bytes, at: offset, durable: true)
         logger.info("volume closed cleanly", metadata: ["volume": "\(configuration.name)", "dirty_bytes": "\(bitmap.dirtyByteCount)"])
-    }
-
-    private func waitForActivityLogWriter() async throws(VolumeError) {
-        while activityLogWriterRunning {
-            await withCheckedContinuation { activationWaiters.append($0) }
-        }
-        if let failure = metadataFailure { throw .metadataIO(path: configuration.metadataPath, failure) }
     }
 
     // MARK: Data path
@@ -394,67 +391,79 @@ public actor LocalVolume {
         }
     }
 
+    /// Waits until every extent of the range is durably hot, holding a reference on each.
+    ///
+    /// Activation is FIFO, one write at a time: if every waiting write could queue its cold
+    /// extents at once, each transaction's evictions could take the hot extents other waiters
+    /// need, and with more wanted extents than the log holds no write would ever be admitted.
     private func activate(offset: UInt64, length: UInt64) async throws(VolumeError) {
+        if !activating, try admit(offset: offset, length: length) { return }
+        if activating {
+            await withCheckedContinuation { activationQueue.append($0) }  // resumed holding the turn
+        } else {
+            activating = true
+        }
+        defer { passActivationTurn() }
         while true {
             if let failure = metadataFailure { throw .metadataIO(path: configuration.metadataPath, failure) }
-            let decision: ActivityLog.Decision
-            do { decision = try activityLog.prepareWrite(offset: offset, length: length) } catch {
-                throw .outOfRange(offset: offset, length: length, size: size)
+            if try admit(offset: offset, length: length) { return }
+            if let transaction = activityLog.makeTransaction() {
+                try await commit(transaction)
+            } else {
+                // Every hot extent is in use by a write in flight: room appears when one ends.
+                await withCheckedContinuation { releaseWaiters.append($0) }
             }
-            if decision == .proceed { return }
-            startActivityLogWriter()
-            await withCheckedContinuation { activationWaiters.append($0) }
+        }
+    }
+
+    private func admit(offset: UInt64, length: UInt64) throws(VolumeError) -> Bool {
+        do {
+            return try activityLog.prepareWrite(offset: offset, length: length) == .proceed
+        } catch {
+            throw .outOfRange(offset: offset, length: length, size: size)
+        }
+    }
+
+    private func passActivationTurn() {
+        if activationQueue.isEmpty {
+            activating = false
+        } else {
+            activationQueue.removeFirst().resume()
         }
     }
 
     private func releaseExtents(offset: UInt64, length: UInt64) {
         try? activityLog.completeWrite(offset: offset, length: length)
-        // A writer that found every hot extent busy made no room; this release may allow it.
-        if !activityLog.pendingActivations.isEmpty { startActivityLogWriter() }
-    }
-
-    private func startActivityLogWriter() {
-        guard !activityLogWriterRunning else { return }
-        activityLogWriterRunning = true
-        Task { await self.writeActivityLogTransactions() }
-    }
-
-    /// Writes transactions until nothing is pending; all activations requested meanwhile are
-    /// batched into the next transaction (one 4 KiB durable write for many extents).
-    private func writeActivityLogTransactions() async {
-        var progressed = false
-        while metadataFailure == nil, let transaction = activityLog.makeTransaction() {
-            do {
-                // Bits of leaving extents must be on disk before the log forgets those extents.
-                var blocks = Set<Int>()
-                for extent in transaction.evicted {
-                    let range = activityLog.byteRange(ofExtent: extent)
-                    let first = bitmap.blockIndex(forByteOffset: range.offset)
-                    let last = bitmap.blockIndex(forByteOffset: range.offset + range.length - 1)
-                    blocks.formUnion(first...last)
-                }
-                for block in blocks.sorted() {
-                    try await writeMetadata(bitmap.serializedBlock(block), at: metadata.layout.bitmapBlockOffset(block))
-                }
-                try await writeMetadata(
-                    transaction.bytes, at: metadata.layout.activityLogSlotOffset(transaction.slot), durable: true)
-                try? activityLog.transactionDidComplete(sequence: transaction.sequence)
-                progressed = true
-            } catch {
-                try? activityLog.transactionDidFail(sequence: transaction.sequence)
-                metadataFailure = error.errno
-                logger.error("activity log write failed", metadata: ["volume": "\(configuration.name)", "error": "\(error)"])
-            }
-            resumeActivationWaiters()
+        if !releaseWaiters.isEmpty {
+            let waiters = releaseWaiters
+            releaseWaiters.removeAll()
+            for waiter in waiters { waiter.resume() }
         }
-        activityLogWriterRunning = false
-        if progressed || metadataFailure != nil || closed { resumeActivationWaiters() }
     }
 
-    private func resumeActivationWaiters() {
-        let waiters = activationWaiters
-        activationWaiters.removeAll()
-        for waiter in waiters { waiter.resume() }
+    /// Makes one activity-log transaction durable: bitmap bits of the extents it evicts first
+    /// (the log forgets them), then the 4 KiB transaction itself with FUA.
+    private func commit(_ transaction: ActivityLogTransaction) async throws(VolumeError) {
+        do {
+            var blocks = Set<Int>()
+            for extent in transaction.evicted {
+                let range = activityLog.byteRange(ofExtent: extent)
+                let first = bitmap.blockIndex(forByteOffset: range.offset)
+                let last = bitmap.blockIndex(forByteOffset: range.offset + range.length - 1)
+                blocks.formUnion(first...last)
+            }
+            for block in blocks.sorted() {
+                try await writeMetadata(bitmap.serializedBlock(block), at: metadata.layout.bitmapBlockOffset(block))
+            }
+            try await writeMetadata(
+                transaction.bytes, at: metadata.layout.activityLogSlotOffset(transaction.slot), durable: true)
+            try? activityLog.transactionDidComplete(sequence: transaction.sequence)
+        } catch {
+            try? activityLog.transactionDidFail(sequence: transaction.sequence)
+            metadataFailure = error.errno
+            logger.error("activity log write failed", metadata: ["volume": "\(configuration.name)", "error": "\(error)"])
+            throw error
+        }
     }
 
     private func writeMetadata(_ bytes: [UInt8], at offset: UInt64, durable: Bool = false) async throws(VolumeError) {
