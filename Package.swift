@@ -77,7 +77,10 @@ let package = Package(
             ]),
 
         .testTarget(name: "UringTests", dependencies: ["Uring"]),
-        .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "Harness"]),
+        .testTarget(
+            name: "LibvirtTests",
+            dependencies: ["Libvirt", "Harness", .product(name: "Logging", package: "swift-log")],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "Uring"]),
     ],
     swiftLanguageModes: [.v6]
