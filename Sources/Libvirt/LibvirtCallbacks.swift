@@ -27,3 +27,5 @@ func releaseContextTrampoline(_ opaque: UnsafeMutableRawPointer?) {
     guard let opaque else { return }
     Unmanaged<LibvirtConnection>.fromOpaque(opaque).release()
 }
+
+func silenceLibvirtErrors(_ userData: UnsafeMutableRawPointer?, _ error: virErrorPtr?) {}

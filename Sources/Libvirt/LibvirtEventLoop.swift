@@ -9,6 +9,8 @@ import Foundation
 enum LibvirtEventLoop {
     private static let started: Bool = {
         // Registering after a connection exists leaves that connection without events.
+        // libvirt prints every error to stderr by default; errors reach callers as LibvirtError.
+        virSetErrorFunc(nil, silenceLibvirtErrors)
         precondition(virEventRegisterDefaultImpl() == 0, "virEventRegisterDefaultImpl failed")
         let thread = Thread {
             while true {
