@@ -1,0 +1,203 @@
+import Foundation
+import Harness
+import Libvirt
+import Logging
+import Testing
+
+let hostsAvailable = getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/libvirtd")
+    && FileManager.default.isExecutableFile(atPath: "/usr/bin/qemu-system-x86_64")
+
+/// Real libvirtd daemons in simulated hosts running real (TCG) QEMU guests. Needs root.
+@Suite("Simulated hosts with real libvirtd and QEMU", .serialized, .enabled(if: hostsAvailable))
+struct HostIntegrationTests {
+    let logger = Logger(label: "vmha.tests.hosts")
+
+    func guest() throws -> TestGuest { try TestGuest.prepare(logger: logger) }
+
+    /// A single-disk test guest with a fresh raw image in the cluster's scratch directory.
+    func guestDomain(
+        _ cluster: TestCluster, name: String, workload: GuestDomain.Workload, nbd: NBDServer? = nil
+    ) throws -> (GuestDomain, SerialLog) {
+        let image = "\(cluster.scratch)/\(name).img"
+        if !FileManager.default.fileExists(atPath: image) { try NBDServer.createImage(at: image, bytes: 64 << 20) }
+        let log = "\(cluster.scratch)/\(name).serial.log"
+        let disk: GuestDomain.Disk = nbd.map { .nbd(socket: $0.socket) } ?? .file(path: image)
+        var domain = GuestDomain(name: name, workload: workload, disks: [disk], serialLog: log)
+        domain.interval = 0.1
+        return (domain, SerialLog(path: log))
+    }
+
+    @Test func killedQEMUIsReportedAsStoppedFailed() async throws {
+        let guest = try guest()
+        try await TestCluster.with(.init(hosts: 1), logger: logger) { cluster in
+            let host = cluster.hosts[0]
+            let connection = try await LibvirtConnection.open(uri: host.uri, logger: logger)
+            defer { Task { await connection.close() } }
+            let events = EventRecorder(connection)
+            let (spec, log) = try guestDomain(cluster, name: "crash1", workload: .idle)
+            let domain = try await connection.define(xml: spec.xml(guest: guest))
+            try await domain.start()
+            try await events.domainEvent("crash1") { $0 == .started(.booted) }
+            try await log.waitForLine(containing: "VMHA-READY")
+            let pid = try #require(host.qemuPID(domain: "crash1"))
+            kill(pid, SIGKILL)
+            let stop = try await events.domainEvent("crash1") { if case .stopped = $0 { true } else { false } }
+            #expect(stop == .stopped(.failed))
+            #expect(try await domain.state() == .shutoff(.failed))
+        }
+    }
+
+    @Test func gracefulShutdownThroughACPI() async throws {
+        let guest = try guest()
+        try await TestCluster.with(.init(hosts: 1), logger: logger) { cluster in
+            let connection = try await LibvirtConnection.open(uri: cluster.hosts[0].uri, logger: logger)
+            defer { Task { await connection.close() } }
+            let events = EventRecorder(connection)
+            let (spec, log) = try guestDomain(cluster, name: "acpi1", workload: .idle)
+            let domain = try await connection.define(xml: spec.xml(guest: guest))
+            try await domain.start()
+            try await log.waitForLine(containing: "VMHA-READY")
+            let started = ContinuousClock.now
+            let outcome = try await domain.shutdown(timeout: .seconds(30))
+            logger.info("shutdown took \(ContinuousClock.now - started)")
+            #expect(outcome == .graceful)
+            #expect(log.lines().contains("VMHA POWEROFF"))
+            try await events.domainEvent("acpi1") { $0 == .stopped(.shutdown) }
+            #expect(try await domain.state() == .shutoff(.shutdown))
+        }
+    }
+
+    @Test func nbdOutagePausesWithIOErrorAndResumes() async throws {
+        let guest = try guest()
+        try await TestCluster.with(.init(hosts: 1), logger: logger) { cluster in
+            let connection = try await LibvirtConnection.open(uri: cluster.hosts[0].uri, logger: logger)
+            defer { Task { await connection.close() } }
+            let events = EventRecorder(connection)
+            // A file-disk guest, rewritten by DomainXML onto NBD the way vmha does it.
+            let (spec, log) = try guestDomain(cluster, name: "nbd1", workload: .records)
+            let image = "\(cluster.scratch)/nbd1.img"
+            let server = NBDServer(image: image, socket: "\(cluster.scratch)/nbd1.sock")
+            try server.start()
+            defer { server.stop() }
+            let xml = try DomainXML(spec.xml(guest: guest))
+                .replacingDisks(with: [.init(target: "vda", exportName: "", socketPath: server.socket)])
+            let domain = try await connection.define(xml: xml)
+            try await domain.start()
+            try await log.waitForACK(after: 3)
+
+            server.stop(signal: SIGKILL)
+            try await events.domainEvent("nbd1") { $0 == .suspended(.ioError) }
+            #expect(try await domain.state() == .paused(.ioError))
+            let ackAtPause = log.lastACK() ?? 0
+            try await Task.sleep(for: .seconds(1))
+            #expect(log.lastACK() == ackAtPause, "no ACK while the storage is gone")
+
+            try server.start()
+            try await domain.resume()
+            try await events.domainEvent("nbd1") { $0 == .resumed(.unpaused) }
+            try await log.waitForACK(after: ackAtPause + 3)
+            #expect(!log.lines().contains { $0.hasPrefix("WRITE-ERR") }, "the guest never saw an I/O error")
+            try await domain.destroy()
+        }
+    }
+
+    @Test func liveMigrationBetweenHosts() async throws {
+        let guest = try guest()
+        try await TestCluster.with(.init(hosts: 2), logger: logger) { cluster in
+            let (a, b) = (cluster.hosts[0], cluster.hosts[1])
+            let connA = try await LibvirtConnection.open(uri: a.uri, logger: logger)
+            let connB = try await LibvirtConnection.open(uri: b.uri, logger: logger)
+            defer { Task { await connA.close(); await connB.close() } }
+            let eventsA = EventRecorder(connA)
+            let eventsB = EventRecorder(connB)
+            let server = NBDServer(image: "\(cluster.scratch)/mig1.img", socket: "\(cluster.scratch)/mig1.sock")
+            try NBDServer.createImage(at: server.image, bytes: 64 << 20)
+            try server.start()
+            defer { server.stop() }
+            let (spec, log) = try guestDomain(cluster, name: "mig1", workload: .records, nbd: server)
+            let domain = try await connA.define(xml: spec.xml(guest: guest))
+            try await domain.start()
+            try await log.waitForACK(after: 2)
+            let before = log.lastACK() ?? 0
+            let started = ContinuousClock.now
+            try await domain.migrate(.init(
+                destinationURI: b.uri, migrateURI: "tcp://\(cluster.address(of: 1, toward: 0))"))
+            logger.info("migration took \(ContinuousClock.now - started)")
+            try await eventsA.domainEvent("mig1") { $0 == .stopped(.migrated) }
+            try await eventsB.domainEvent("mig1") { $0 == .resumed(.migrated) }
+            let onB = try await connB.domain(named: "mig1")
+            #expect(try await onB.state().isActive)
+            #expect(b.qemuPID(domain: "mig1") != nil)
+            #expect(a.qemuPID(domain: "mig1") == nil)
+            await #expect(throws: LibvirtError.self) { try await connA.domain(named: "mig1") }  // undefined on A
+            try await log.waitForACK(after: before + 5)
+            let summaries = log.verifySummaries()
+            #expect(summaries.count == 1, "the guest did not reboot")
+        }
+    }
+
+    @Test func libvirtdRestartKeepsGuestAndReconnects() async throws {
+        let guest = try guest()
+        try await TestCluster.with(.init(hosts: 1), logger: logger) { cluster in
+            let host = cluster.hosts[0]
+            let connection = try await LibvirtConnection.open(uri: host.uri, logger: logger)
+            defer { Task { await connection.close() } }
+            let events = EventRecorder(connection)
+            let (spec, log) = try guestDomain(cluster, name: "rst1", workload: .records)
+            let domain = try await connection.define(xml: spec.xml(guest: guest))
+            try await domain.start()
+            try await log.waitForACK(after: 2)
+            let pid = try #require(host.qemuPID(domain: "rst1"))
+
+            try host.restartLibvirtd()
+            try await events.waitFor("disconnected") { if case .disconnected = $0 { true } else { false } }
+            try await events.waitFor("reconnected", timeout: .seconds(20)) { $0 == .reconnected }
+            #expect(connection.isConnected)
+            #expect(host.qemuPID(domain: "rst1") == pid, "the same QEMU still runs the guest")
+            let state = try await domain.state()
+            guard case .running = state else {
+                Issue.record("guest state after libvirtd restart: \(state)")
+                return
+            }
+            let mark = await events.count
+            try await domain.suspend()
+            try await events.domainEvent("rst1", from: mark) { $0 == .suspended(.paused) }
+            try await domain.resume()
+            try await events.domainEvent("rst1", from: mark) { $0 == .resumed(.unpaused) }
+            let ack = log.lastACK() ?? 0
+            try await log.waitForACK(after: ack + 2)
+        }
+    }
+
+    @Test func recordsVerifyDetectsCorruption() async throws {
+        let guest = try guest()
+        try await TestCluster.with(.init(hosts: 1), logger: logger) { cluster in
+            let connection = try await LibvirtConnection.open(uri: cluster.hosts[0].uri, logger: logger)
+            defer { Task { await connection.close() } }
+            let (spec, log) = try guestDomain(cluster, name: "rec1", workload: .records)
+            let domain = try await connection.define(xml: spec.xml(guest: guest))
+            try await domain.start()
+            try await log.waitForACK(after: 6)
+            try await domain.destroy()
+            let acked = try #require(log.lastACK())
+            #expect(log.verifySummaries().first.map { $0.ok == 0 && $0.bad == 0 } == true)
+
+            // Flip payload bytes of record 3 (block 3, after its 128-byte header).
+            let image = try FileHandle(forUpdating: URL(fileURLWithPath: "\(cluster.scratch)/rec1.img"))
+            try image.seek(toOffset: 3 * 4096 + 1000)
+            try image.write(contentsOf: Data("corrupted by the test".utf8))
+            try image.synchronize()
+            try image.close()
+
+            try await domain.start()
+            try await log.waitFor("second VERIFY") { _ in log.verifySummaries().count == 2 }
+            let summary = log.verifySummaries()[1]
+            #expect(summary.bad == 1)
+            #expect(log.lines().contains("VERIFY-BAD record=3"))
+            #expect(summary.ok >= acked - 1, "every acknowledged record but the corrupted one verified")
+            #expect(summary.last >= acked)
+            try await log.waitForLine(containing: "ACK \(summary.last + 1)")
+            try await domain.destroy()
+        }
+    }
+}
