@@ -9,7 +9,7 @@ public struct SerialLog: Sendable {
     public func lines() -> [String] {
         guard let data = FileManager.default.contents(atPath: path) else { return [] }
         return String(decoding: data, as: UTF8.self)
-            .split(whereSeparator: { $0 == "\n" || $0 == "\r" }).map(String.init)
+            .split(whereSeparator: \.isNewline).map(String.init)  // "\r\n" is one Character
     }
 
     /// The highest `ACK <n>` so far.

@@ -16,40 +16,52 @@ public struct ShellError: Error, Sendable, CustomStringConvertible {
 /// Runs external commands (ip, tc, libvirtd, qemu-nbd, …) through Foundation `Process`.
 public enum Shell {
     /// Runs `arguments[0]` (looked up in PATH) and returns its stdout; throws ``ShellError``
-    /// with stderr on a non-zero exit.
+    /// with stderr on a non-zero exit. Blocks the calling thread.
+    ///
+    /// Uses posix_spawn + waitpid rather than Foundation's `Process`: on Linux, `Process` learns
+    /// about the exit through a socket the child inherits, so a daemon the command starts
+    /// (libvirtd -d, qemu-nbd --fork) keeps `waitUntilExit()` blocked for the daemon's lifetime.
     @discardableResult
-    public static func run(_ arguments: [String], stdin: Data? = nil) throws -> String {
+    public static func run(_ arguments: [String]) throws -> String {
         precondition(!arguments.isEmpty)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
+        let out = try TemporaryFile()
+        let err = try TemporaryFile()
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, out.fd, 1)
+        posix_spawn_file_actions_adddup2(&actions, err.fd, 2)
         var env = ProcessInfo.processInfo.environment
         env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         env["LC_ALL"] = "C"
-        process.environment = env
-        // Files, not pipes: daemons that fork keep inherited pipes open and would block a
-        // pipe reader until they exit.
-        let out = try TemporaryFile()
-        let err = try TemporaryFile()
-        process.standardOutput = out.handle
-        process.standardError = err.handle
-        let input = Pipe()
-        process.standardInput = stdin == nil ? FileHandle.nullDevice : input
-        try process.run()
-        if let stdin {
-            input.fileHandleForWriting.write(stdin)
-            try? input.fileHandleForWriting.close()
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
         }
-        process.waitUntilExit()
+        var pid: pid_t = 0
+        let rc = posix_spawnp(&pid, arguments[0], &actions, nil, argv, envp)
+        guard rc == 0 else {
+            throw ShellError(command: arguments, status: -1, stderr: "spawn failed: \(String(cString: strerror(rc)))", stdout: "")
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR { break }
+        }
         let stdout = out.contents()
         let stderr = err.contents()
-        guard process.terminationReason == .exit, process.terminationStatus == 0 else {
-            throw ShellError(command: arguments, status: process.terminationStatus, stderr: stderr, stdout: stdout)
+        // WIFEXITED / WEXITSTATUS are macros; decode the wait status by hand.
+        let exited = status & 0x7f == 0
+        let code = exited ? (status >> 8) & 0xff : -(status & 0x7f)
+        guard exited, code == 0 else {
+            throw ShellError(command: arguments, status: code, stderr: stderr, stdout: stdout)
         }
         return stdout
     }
 
-    /// Like ``run(_:stdin:)`` but never throws; for best-effort cleanup.
+    /// Like ``run(_:)`` but never throws; for best-effort cleanup.
     public static func attempt(_ arguments: [String]) -> Bool {
         (try? run(arguments)) != nil
     }
@@ -68,12 +80,16 @@ public enum Shell {
 /// An unlinked temporary file used to capture a child's output.
 private final class TemporaryFile {
     let handle: FileHandle
+    var fd: Int32 { handle.fileDescriptor }
     private let path: String
 
     init() throws {
         var template = Array((NSTemporaryDirectory() + "/vmha-shell-XXXXXX").utf8CString)
+        // CLOEXEC: only the dup2'ed copies may reach the child (and any daemon it starts).
         let fd = mkstemp(&template)
-        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        guard fd >= 0, fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 else {
+            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+        }
         path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         unlink(path)
         handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)

@@ -46,6 +46,8 @@ public final class SimulatedHost: Sendable {
             "/bin/sh", "-ec",
             """
             hostname "$1"
+            # Mount points; /run/libvirt only exists while the system libvirtd runs.
+            mkdir -p /run/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt
             mount --bind "$2/etc" /etc/libvirt
             mount --bind "$2/run" /run/libvirt
             mount --bind "$2/lib" /var/lib/libvirt
