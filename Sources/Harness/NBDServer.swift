@@ -33,9 +33,12 @@ public struct NBDServer: Sendable {
     }
 
     /// Stops it; `SIGKILL` simulates the storage vanishing mid-write.
+    ///
+    /// qemu-nbd delays a SIGTERM exit while clients are connected, so a server that does not
+    /// exit within 2 s is killed.
     public func stop(signal: Int32 = SIGTERM) {
-        process.kill(signal)
-        if signal == SIGKILL { unlink(socket) }
+        if !process.kill(signal, timeout: .seconds(2)) { process.kill(SIGKILL) }
+        unlink(socket)
     }
 
     /// A sparse raw image of `bytes` size.

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// N simulated hypervisors on this machine, joined pairwise by veth links.
 ///
@@ -47,6 +48,7 @@ public final class TestCluster: Sendable {
     public let hosts: [SimulatedHost]
     public let links: [Link]
     let logger: Logger
+    private let nbdServers = Mutex<[NBDServer]>([])
 
     private init(runID: String, directory: String, hosts: [SimulatedHost], links: [Link], logger: Logger) {
         self.runID = runID
@@ -139,9 +141,21 @@ public final class TestCluster: Sendable {
         }
     }
 
-    /// Tears down every host (domains, daemons, QEMUs, netns) and deletes the run directory.
+    /// Starts a qemu-nbd for `image` on `socket` that the cluster stops at shutdown (after the
+    /// guests using it are gone).
+    @discardableResult
+    public func startNBD(image: String, socket: String, format: String = "raw") throws -> NBDServer {
+        let server = NBDServer(image: image, socket: socket, format: format)
+        nbdServers.withLock { $0.append(server) }
+        try server.start()
+        return server
+    }
+
+    /// Tears down every host (domains, daemons, QEMUs, netns), stops the NBD servers and
+    /// deletes the run directory.
     public func shutdown() async {
         for host in hosts { await host.teardown() }
+        for server in nbdServers.withLock({ $0 }) { server.stop() }
         try? FileManager.default.removeItem(atPath: directory)
         logger.debug("cluster down", metadata: ["run": "\(runID)"])
     }
