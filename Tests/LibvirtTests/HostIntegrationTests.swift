@@ -207,4 +207,42 @@ struct HostIntegrationTests {
             try await domain.destroy()
         }
     }
+
+    @Test func hostCrashThenFailoverToPeer() async throws {
+        let guest = try guest()
+        try await TestCluster.with(.init(hosts: 2), logger: logger) { cluster in
+            let (a, b) = (cluster.hosts[0], cluster.hosts[1])
+            let connA = try await LibvirtConnection.open(uri: a.uri, logger: logger)
+            let connB = try await LibvirtConnection.open(uri: b.uri, logger: logger)
+            defer { Task { await connA.close(); await connB.close() } }
+            let eventsA = EventRecorder(connA)
+            try NBDServer.createImage(at: "\(cluster.scratch)/fo1.img", bytes: 64 << 20)
+            let server = try cluster.startNBD(image: "\(cluster.scratch)/fo1.img", socket: "\(cluster.scratch)/fo1.sock")
+            let (spec, log) = try guestDomain(cluster, name: "fo1", workload: .records, nbd: server)
+            let xml = spec.xml(guest: guest)
+            try await connA.define(xml: xml).start()
+            try await log.waitForACK(after: 4)
+            let qemuOnA = try #require(a.qemuPID(domain: "fo1"))
+
+            try a.crash()
+            try await eventsA.waitFor("disconnected") { if case .disconnected = $0 { true } else { false } }
+            #expect(!OwnedProcess.isAlive(qemuOnA))
+            let acked = try #require(log.lastACK())
+
+            // Fail over: same disk (NBD), same definition, other host.
+            let onB = try await connB.define(xml: xml)
+            try await onB.start()
+            try await log.waitFor("VERIFY after failover") { _ in log.verifySummaries().count == 2 }
+            let summary = log.verifySummaries()[1]
+            #expect(summary.bad == 0)
+            #expect(summary.last >= acked, "every acknowledged record survived the host crash")
+            try await log.waitForLine(containing: "ACK \(summary.last + 1)")
+
+            // "Reboot" host A's libvirtd in its existing namespaces: its stale definition is shut off.
+            try a.startLibvirtdInExistingNamespaces()
+            try await eventsA.waitFor("reconnected", timeout: .seconds(20)) { $0 == .reconnected }
+            let stale = try await connA.domain(named: "fo1")
+            #expect(!(try await stale.state().isActive))
+        }
+    }
 }
