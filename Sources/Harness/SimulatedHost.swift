@@ -59,7 +59,19 @@ public final class SimulatedHost: Sendable {
             "sh", name, root,
         ])
         try waitForLibvirtd()
+        saveCapabilitiesCache()
         logger.debug("simulated host up", metadata: ["host": "\(name)", "uri": "\(uri)"])
+    }
+
+    /// Where probed QEMU capabilities are kept between hosts and runs: probing QEMU is most of
+    /// a fresh libvirtd's start-up time, and libvirt re-validates the cache (binary ctimes) itself.
+    static var capabilitiesCache: String { TestGuest.defaultCacheDirectory + "/libvirt-qemu-capabilities" }
+
+    private func saveCapabilitiesCache() {
+        let fm = FileManager.default
+        let source = "\(root)/cache/qemu/capabilities"
+        guard !fm.fileExists(atPath: Self.capabilitiesCache), fm.fileExists(atPath: source) else { return }
+        _ = Shell.attempt(["cp", "-a", source, Self.capabilitiesCache])
     }
 
     /// Per-host copies of libvirt's state directories.
@@ -67,6 +79,9 @@ public final class SimulatedHost: Sendable {
         let fm = FileManager.default
         for sub in ["run", "log/qemu", "cache/qemu"] {
             try fm.createDirectory(atPath: "\(root)/\(sub)", withIntermediateDirectories: true)
+        }
+        if fm.fileExists(atPath: Self.capabilitiesCache) {
+            _ = Shell.attempt(["cp", "-a", Self.capabilitiesCache, "\(root)/cache/qemu/capabilities"])
         }
         try Shell.run(["cp", "-a", "/etc/libvirt", "\(root)/etc"])
         // Not the real host's guests, autostart links or networks (a network would start dnsmasq).

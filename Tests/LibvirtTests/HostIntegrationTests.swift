@@ -27,6 +27,39 @@ struct HostIntegrationTests {
         return (domain, SerialLog(path: log))
     }
 
+    @Test func clusterTeardownLeavesNothingBehind() async throws {
+        let clock = ContinuousClock()
+        var pids: [pid_t] = []
+        var netns: [String] = []
+        var directory = ""
+        let up = clock.now
+        await #expect(throws: CancellationError.self) {
+            try await TestCluster.with(.init(hosts: 2, shaping: .gigabit), logger: logger) { cluster in
+                logger.info("2 hosts up in \(clock.now - up)")
+                let connection = try await LibvirtConnection.open(uri: cluster.hosts[1].uri, keepAlive: nil, logger: logger)
+                #expect(try await connection.hostname() == "hostB")
+                await connection.close()
+                let qdisc = try Shell.run(["ip", "netns", "exec", cluster.hosts[0].netns, "tc", "qdisc", "show"])
+                #expect(qdisc.contains("tbf") && qdisc.contains("1Gbit"))
+                for host in cluster.hosts {
+                    for name in ["libvirtd", "virtlogd"] {
+                        let text = try String(contentsOfFile: "\(host.root)/\(name).pid", encoding: .utf8)
+                        pids.append(try #require(pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines))))
+                    }
+                    netns.append(host.netns)
+                }
+                directory = cluster.directory
+                throw CancellationError()  // cleanup must also run when the body throws
+            }
+        }
+        logger.info("cluster up+down in \(clock.now - up)")
+        #expect(pids.count == 4)
+        #expect(pids.allSatisfy { !OwnedProcess.isAlive($0) })
+        let namespaces = try Shell.run(["ip", "netns", "list"])
+        #expect(netns.allSatisfy { !namespaces.contains($0) })
+        #expect(!FileManager.default.fileExists(atPath: directory))
+    }
+
     @Test func killedQEMUIsReportedAsStoppedFailed() async throws {
         let guest = try guest()
         try await TestCluster.with(.init(hosts: 1), logger: logger) { cluster in
