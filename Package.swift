@@ -107,7 +107,10 @@ let package = Package(
             path: "perf/Sources/vmha-perf"),
 
         .testTarget(name: "UringTests", dependencies: ["Uring"]),
-        .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "Harness"]),
+        .testTarget(
+            name: "LibvirtTests",
+            dependencies: ["Libvirt", "Harness", .product(name: "Logging", package: "swift-log")],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "Uring"]),
         .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Volume", "Uring"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),

@@ -1,0 +1,90 @@
+/// The libvirt domain XML for a ``TestGuest``.
+public struct GuestDomain: Sendable {
+    public enum Workload: String, Sendable { case records, ticks, idle }
+
+    public enum Disk: Sendable {
+        /// A local image file (`<disk type='file'>`).
+        case file(path: String, format: String = "raw")
+        /// An NBD export on a UNIX socket, with the stop error policies vmha uses.
+        case nbd(socket: String, export: String = "", format: String = "raw")
+    }
+
+    public var name: String
+    public var uuid: String?
+    /// `qemu` (TCG, for nested/simulated hosts) or `kvm` on real hypervisors.
+    public var domainType: String = "qemu"
+    public var memoryMiB: Int = 192
+    public var vcpus: Int = 1
+    public var workload: Workload
+    /// Seconds between records (`vmha.interval`).
+    public var interval: Double = 0.2
+    public var disks: [Disk]
+    public var serialLog: String
+
+    public init(name: String, workload: Workload, disks: [Disk], serialLog: String) {
+        self.name = name
+        self.workload = workload
+        self.disks = disks
+        self.serialLog = serialLog
+    }
+
+    public func xml(guest: TestGuest) -> String {
+        let targets = ["vda", "vdb", "vdc", "vdd", "vde", "vdf"]
+        var diskXML = ""
+        for (i, disk) in disks.enumerated() {
+            switch disk {
+            case .file(let path, let format):
+                diskXML += """
+                    <disk type='file' device='disk'>
+                      <driver name='qemu' type='\(format)' cache='none' error_policy='stop' rerror_policy='stop'/>
+                      <source file='\(escaped(path))'/>
+                      <target dev='\(targets[i])' bus='virtio'/>
+                    </disk>
+
+                """
+            case .nbd(let socket, let export, let format):
+                let name = export.isEmpty ? "" : " name='\(escaped(export))'"
+                diskXML += """
+                    <disk type='network' device='disk'>
+                      <driver name='qemu' type='\(format)' cache='none' error_policy='stop' rerror_policy='stop'/>
+                      <source protocol='nbd'\(name)>
+                        <host transport='unix' socket='\(escaped(socket))'/>
+                      </source>
+                      <target dev='\(targets[i])' bus='virtio'/>
+                    </disk>
+
+                """
+            }
+        }
+        let uuidXML = uuid.map { "  <uuid>\($0)</uuid>\n" } ?? ""
+        return """
+            <domain type='\(domainType)'>
+              <name>\(escaped(name))</name>
+            \(uuidXML)  <memory unit='MiB'>\(memoryMiB)</memory>
+              <vcpu>\(vcpus)</vcpu>
+              <os>
+                <type arch='x86_64' machine='pc'>hvm</type>
+                <kernel>\(escaped(guest.kernel))</kernel>
+                <initrd>\(escaped(guest.initrd))</initrd>
+                <cmdline>console=ttyS0 quiet panic=-1 vmha.workload=\(workload.rawValue) vmha.interval=\(interval)</cmdline>
+              </os>
+              <features><acpi/></features>
+              <on_poweroff>destroy</on_poweroff>
+              <on_reboot>restart</on_reboot>
+              <on_crash>destroy</on_crash>
+              <devices>
+            \(diskXML)    <serial type='file'>
+                  <source path='\(escaped(serialLog))' append='on'/>
+                  <target port='0'/>
+                </serial>
+                <memballoon model='none'/>
+              </devices>
+            </domain>
+            """
+    }
+
+    private func escaped(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "'", with: "&apos;")
+            .replacingOccurrences(of: "<", with: "&lt;")
+    }
+}

@@ -1,0 +1,87 @@
+/// The test guest's `/init` (busybox sh, PID 1). The workload comes from the kernel command
+/// line: `vmha.workload=records|ticks|idle`, optional `vmha.interval=SECONDS`.
+///
+/// `records`: disk block n (4 KiB, n >= 1) holds record n: a 128-byte header line
+/// `VMHAREC1 <n> <boot> <sha256 of payload>` padded with spaces, then 3968 random payload
+/// bytes. At boot every record already on the disk is checked first and one line
+/// `VERIFY ok=<n> bad=<m> last=<k>` is printed; writing then continues at `last + 1`. Each record
+/// is written with O_DIRECT and fsync (busybox dd oflag=direct conv=fsync) and acknowledged with
+/// `ACK <n>` on the serial console only after dd returned success.
+///
+/// An ACPI power-button press makes the guest print `VMHA POWEROFF` and power off.
+enum GuestInit {
+    static let modules = [
+        "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk",
+        "failover", "net_failover", "virtio_net", "button", "evdev",
+    ]
+
+    static let script = #"""
+    #!/bin/busybox sh
+    /bin/busybox --install -s /bin
+    mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev; mkdir -p /tmp
+    for m in \#(modules.joined(separator: " ")); do
+      insmod /lib/modules/$m.ko 2>/dev/null || echo "VMHA insmod $m failed"
+    done
+    # ACPI power button (virDomainShutdown): the first input event on a "Power Button" device
+    # powers the guest off cleanly. (busybox acpid did not react to it in this guest.)
+    for ev in /sys/class/input/event*; do
+      grep -q "Power Button" $ev/device/name 2>/dev/null || continue
+      ( dd if=/dev/input/${ev##*/} bs=24 count=1 of=/dev/null 2>/dev/null
+        echo "VMHA POWEROFF"; sync; poweroff -f ) &
+    done
+    arg() { sed -n "s/.*vmha\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+    WORKLOAD=$(arg workload); INTERVAL=$(arg interval)
+    [ -n "$WORKLOAD" ] || WORKLOAD=idle
+    [ -n "$INTERVAL" ] || INTERVAL=0.2
+    BOOT=$(cut -c1-8 /proc/sys/kernel/random/boot_id)
+    D=/dev/vda
+    i=0; while [ ! -b $D ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+    echo "VMHA-GUEST-UP workload=$WORKLOAD boot=$BOOT disks=$(ls /sys/block | tr '\n' ' ')"
+
+    verify() {
+      n=1; ok=0; bad=0; last=0
+      while dd if=$D of=/tmp/v bs=4096 skip=$n count=1 iflag=direct 2>/dev/null && [ -s /tmp/v ]; do
+        hdr=$(head -c 127 /tmp/v | tr -d '\000')
+        set -- $hdr
+        [ "$1" = VMHAREC1 ] || break
+        sum=$(tail -c 3968 /tmp/v | sha256sum | cut -d' ' -f1)
+        if [ "$2" = "$n" ] && [ "$4" = "$sum" ]; then ok=$((ok+1)); last=$n
+        else bad=$((bad+1)); echo "VERIFY-BAD record=$n"; fi
+        n=$((n+1))
+      done
+      echo "VERIFY ok=$ok bad=$bad last=$last"
+    }
+
+    records() {
+      verify
+      n=$((last+1))
+      while :; do
+        head -c 3968 /dev/urandom > /tmp/p
+        sum=$(sha256sum < /tmp/p | cut -d' ' -f1)
+        { printf '%-127s\n' "VMHAREC1 $n $BOOT $sum"; cat /tmp/p; } > /tmp/r
+        if dd if=/tmp/r of=$D bs=4096 seek=$n count=1 oflag=direct conv=notrunc,fsync 2>/dev/null; then
+          echo "ACK $n"; n=$((n+1))
+        else
+          echo "WRITE-ERR $n"; sleep 1
+        fi
+        sleep $INTERVAL
+      done
+    }
+
+    ticks() {
+      n=0
+      while :; do
+        n=$((n+1))
+        if echo "TICK $n $BOOT" | dd of=$D bs=4096 seek=1 conv=notrunc,fsync 2>/dev/null; then echo "TICK $n"; else echo "TICK-ERR $n"; fi
+        sleep 1
+      done
+    }
+
+    echo "VMHA-READY"
+    case $WORKLOAD in
+      records) records ;;
+      ticks) ticks ;;
+      *) while :; do sleep 3600; done ;;
+    esac
+    """#
+}

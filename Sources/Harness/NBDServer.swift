@@ -1,0 +1,53 @@
+import Foundation
+
+/// A `qemu-nbd` serving one image file on a UNIX socket, as the test hosts' shared storage.
+///
+/// The socket is created under `umask 000`: QEMU runs as libvirt-qemu and libvirt does not
+/// relabel network-disk sockets. `--persistent` survives client disconnects (reboots), and
+/// `--shared` allows the two QEMUs of a live migration to be connected at once.
+public struct NBDServer: Sendable {
+    public let image: String
+    public let socket: String
+    public let format: String
+    public let pidFile: String
+
+    public init(image: String, socket: String, format: String = "raw") {
+        self.image = image
+        self.socket = socket
+        self.format = format
+        self.pidFile = socket + ".pid"
+    }
+
+    var process: OwnedProcess { OwnedProcess(pidFile: pidFile, identity: ["qemu-nbd", "--socket=\(socket)"]) }
+
+    public var pid: pid_t? { process.pid }
+
+    /// Starts the server; returns once the socket accepts connections (`--fork` waits for that).
+    public func start() throws {
+        unlink(socket)
+        try Shell.run([
+            "sh", "-c", "umask 000; exec \"$@\"", "sh",
+            "qemu-nbd", "--socket=\(socket)", "-f", format, "--persistent", "--shared=8",
+            "--cache=none", "--aio=native", "--fork", "--pid-file=\(pidFile)", image,
+        ])
+    }
+
+    /// Stops it; `SIGKILL` simulates the storage vanishing mid-write.
+    ///
+    /// qemu-nbd delays a SIGTERM exit while clients are connected, so a server that does not
+    /// exit within 2 s is killed.
+    public func stop(signal: Int32 = SIGTERM) {
+        if !process.kill(signal, timeout: .seconds(2)) { process.kill(SIGKILL) }
+        unlink(socket)
+    }
+
+    /// A sparse raw image of `bytes` size.
+    public static func createImage(at path: String, bytes: UInt64) throws {
+        guard FileManager.default.createFile(atPath: path, contents: nil) else {
+            throw ShellError(command: ["create", path], status: 1, stderr: "cannot create \(path)", stdout: "")
+        }
+        guard truncate(path, off_t(bytes)) == 0 else {
+            throw ShellError(command: ["truncate", path], status: errno, stderr: String(cString: strerror(errno)), stdout: "")
+        }
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+
+/// The test guest's serial console file (written by virtlogd, append='on').
+public struct SerialLog: Sendable {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    public func lines() -> [String] {
+        guard let data = FileManager.default.contents(atPath: path) else { return [] }
+        return String(decoding: data, as: UTF8.self)
+            .split(whereSeparator: \.isNewline).map(String.init)  // "\r\n" is one Character
+    }
+
+    /// The highest `ACK <n>` so far.
+    public func lastACK() -> Int? {
+        lines().compactMap { $0.hasPrefix("ACK ") ? Int($0.dropFirst(4)) : nil }.max()
+    }
+
+    /// Every `VERIFY ok= bad= last=` summary, in order (one per boot of the records workload).
+    public func verifySummaries() -> [(ok: Int, bad: Int, last: Int)] {
+        lines().compactMap { line in
+            guard line.hasPrefix("VERIFY ok=") else { return nil }
+            var values: [String: Int] = [:]
+            for field in line.dropFirst("VERIFY ".count).split(separator: " ") {
+                let kv = field.split(separator: "=")
+                if kv.count == 2 { values[String(kv[0])] = Int(kv[1]) }
+            }
+            guard let ok = values["ok"], let bad = values["bad"], let last = values["last"] else { return nil }
+            return (ok, bad, last)
+        }
+    }
+
+    public struct Timeout: Error, CustomStringConvertible {
+        public var what: String
+        public var tail: [String]
+        public var description: String { "timed out waiting for \(what); serial log tail:\n" + tail.joined(separator: "\n") }
+    }
+
+    /// Polls until `predicate` holds for the log's lines.
+    public func waitFor(
+        _ what: String, timeout: Duration = .seconds(30), _ predicate: ([String]) -> Bool
+    ) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if predicate(lines()) { return }
+            if ContinuousClock.now > deadline { throw Timeout(what: what, tail: Array(lines().suffix(15))) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    public func waitForLine(containing text: String, timeout: Duration = .seconds(30)) async throws {
+        try await waitFor("'\(text)'", timeout: timeout) { $0.contains { $0.contains(text) } }
+    }
+
+    /// Waits until an ACK above `n` appears.
+    public func waitForACK(after n: Int, timeout: Duration = .seconds(30)) async throws {
+        try await waitFor("ACK > \(n)", timeout: timeout) { _ in (lastACK() ?? 0) > n }
+    }
+}
