@@ -67,7 +67,7 @@ struct ConfigTable {
     }
 
     private func typeError(_ key: String, expected: String, found: ConfigNode) -> ConfigurationError {
-        ConfigurationError(key: keyPath(key), problem: "expected a \(expected), found a \(found.typeName)")
+        ConfigurationError(key: keyPath(key), problem: "expected \(withArticle(expected)), found \(withArticle(found.typeName))")
     }
 
     private func missing(_ key: String) -> ConfigurationError {
@@ -113,7 +113,7 @@ struct ConfigTable {
         for (index, item) in items.enumerated() {
             guard case .string(let string) = item else {
                 throw ConfigurationError(
-                    key: "\(keyPath(key))[\(index)]", problem: "expected a string, found a \(item.typeName)")
+                    key: "\(keyPath(key))[\(index)]", problem: "expected a string, found \(withArticle(item.typeName))")
             }
             result.append(string)
         }
@@ -141,7 +141,7 @@ struct ConfigTable {
         for (index, item) in items.enumerated() {
             guard case .table(let entries) = item else {
                 throw ConfigurationError(
-                    key: "\(keyPath(key))[\(index)]", problem: "expected a table, found a \(item.typeName)")
+                    key: "\(keyPath(key))[\(index)]", problem: "expected a table, found \(withArticle(item.typeName))")
             }
             result.append(ConfigTable(path: "\(keyPath(key))[\(index)]", entries: entries))
         }
@@ -154,4 +154,9 @@ struct ConfigTable {
             throw ConfigurationError(key: keyPath(unknown), problem: "unknown key")
         }
     }
+}
+
+/// "an integer", "a string": messages are read by people.
+func withArticle(_ noun: String) -> String {
+    "aeiou".contains(noun.first ?? "x") ? "an \(noun)" : "a \(noun)"
 }
