@@ -39,6 +39,10 @@ public enum ModuleStateMachine {
             guard peerReplica.canBePrimary else {
                 throw illegal(status, event, "peer claims primary with a \(peerReplica) replica")
             }
+            // We are pushing a resync to the peer, so our data is newer than what it runs: diverged.
+            guard replica != .syncSource else {
+                throw illegal(status, event, "split brain: the peer runs the VM while we are its sync source")
+            }
             return to(.second)
         case (.wait, .peerConnected(.secondary, _)):
             // The peer yielded: run the VM if our copy is good, else wait for the resync.
