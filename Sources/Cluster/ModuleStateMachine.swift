@@ -75,7 +75,10 @@ public enum ModuleStateMachine {
         // MARK: PRIM
         case (.prim, .startRequested), (.prim, .promoteRequested): throw illegal(status, event, "already primary")
         case (.prim, .stopRequested): return to(.stop, [.stopDomain, .demoteVolume])
-        case (.prim, .switchoverRequested): return to(.second, [.stopDomain, .demoteVolume])
+        case (.prim, .switchoverRequested):
+            // Mid-resync the peer's copy is inconsistent: handing over would leave nobody able to run it.
+            guard replica == .upToDate else { throw illegal(status, event, "resync running: the peer's replica is not up to date yet") }
+            return to(.second, [.stopDomain, .demoteVolume])
         case (.prim, .peerConnected(.primary, _)):
             throw illegal(status, event, "split brain: the peer is primary too; suspend and ask an operator")
         case (.prim, .peerConnected): return same
