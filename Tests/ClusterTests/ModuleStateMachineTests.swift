@@ -106,6 +106,8 @@ import Testing
         #expect(try step(.peerConnected(peerRole: .waiting, peerReplica: .outdated)) == [.startResync])
         _ = try step(.resyncStarted(.source))
         #expect(status == ModuleStatus(.prim, .syncSource))
+        #expect(throws: ModuleTransitionError.self) { try step(.switchoverRequested) }  // peer still inconsistent
+        _ = try step(.resyncFinished)
         #expect(try step(.switchoverRequested) == [.stopDomain, .demoteVolume])
         #expect(status.state == .second)
     }
