@@ -71,8 +71,9 @@ public enum Placement {
             for host in hostNames {
                 var trial = assignment
                 trial[vm.name] = host
+                guard !overloadsMore(sortedVMs, hosts, before: assignment, after: trial) else { continue }
                 let trialScore = score(sortedVMs, hosts, trial, limits)
-                if trialScore.isFinite, best == nil || trialScore < best!.score { best = (host, trialScore) }
+                if best == nil || trialScore < best!.score { best = (host, trialScore) }
             }
             if let best {
                 assignment[vm.name] = best.host
@@ -82,37 +83,58 @@ public enum Placement {
             }
         }
 
-        // Rebalance: one best move at a time.
+        // Rebalance: one best step at a time; a step is a single move or, when no single move helps
+        // (two equal VMs each on the other's preferred host), a swap of two VMs.
         var currentScore = score(sortedVMs, hosts, assignment, limits)
+        func record(_ vm: String, from: String?, to: String) {
+            // A VM moved twice collapses into one move from its original host.
+            if let index = moves.firstIndex(where: { $0.vm == vm }) {
+                let original = moves.remove(at: index).from
+                if original != to { moves.append(.init(vm: vm, from: original, to: to)) }
+            } else {
+                moves.append(.init(vm: vm, from: from, to: to))
+            }
+        }
+        let other = { (host: String) in hostNames.first { $0 != host }! }
         while moves.filter({ $0.from != nil }).count < limits.maxMoves {
-            var best: (vm: String, to: String, score: Double)?
+            var best: (vms: [String], score: Double)?
             for vm in sortedVMs {
                 guard let from = assignment[vm.name] else { continue }
-                let to = hostNames.first { $0 != from }!
                 var trial = assignment
-                trial[vm.name] = to
+                trial[vm.name] = other(from)
+                guard !overloadsMore(sortedVMs, hosts, before: assignment, after: trial) else { continue }
                 let trialScore = score(sortedVMs, hosts, trial, limits)
                 if trialScore < currentScore - limits.minimumGain, best == nil || trialScore < best!.score {
-                    best = (vm.name, to, trialScore)
+                    best = ([vm.name], trialScore)
+                }
+            }
+            if best == nil, moves.filter({ $0.from != nil }).count + 2 <= limits.maxMoves {
+                for first in sortedVMs where assignment[first.name] == hostNames[0] {
+                    for second in sortedVMs where assignment[second.name] == hostNames[1] {
+                        var trial = assignment
+                        trial[first.name] = hostNames[1]
+                        trial[second.name] = hostNames[0]
+                        guard !overloadsMore(sortedVMs, hosts, before: assignment, after: trial) else { continue }
+                        let trialScore = score(sortedVMs, hosts, trial, limits)
+                        if trialScore < currentScore - limits.minimumGain, best == nil || trialScore < best!.score {
+                            best = ([first.name, second.name], trialScore)
+                        }
+                    }
                 }
             }
             guard let best else { break }
-            let from = assignment[best.vm]
-            assignment[best.vm] = best.to
-            currentScore = best.score
-            // A VM moved twice collapses into one move from its original host.
-            if let index = moves.firstIndex(where: { $0.vm == best.vm }) {
-                let original = moves.remove(at: index).from
-                if original != best.to { moves.append(.init(vm: best.vm, from: original, to: best.to)) }
-            } else {
-                moves.append(.init(vm: best.vm, from: from, to: best.to))
+            for vm in best.vms {
+                let from = assignment[vm]!
+                assignment[vm] = other(from)
+                record(vm, from: from, to: other(from))
             }
+            currentScore = best.score
         }
         return PlacementPlan(
             assignment: assignment, moves: moves, unplaced: unplaced, scoreBefore: before, scoreAfter: currentScore)
     }
 
-    /// The balance score of an assignment; infinite when a host is over capacity.
+    /// The balance score of an assignment (over-capacity adds `overloadPenalty` per unit of overload).
     public static func score(_ vms: [VM], _ hosts: [Host], _ assignment: [String: String], _ limits: Limits) -> Double {
         var used = Dictionary(uniqueKeysWithValues: hosts.map { ($0.name, Resources.zero) })
         var offPreferred = 0
@@ -123,13 +145,49 @@ public enum Placement {
         }
         var memoryLoads: [Double] = []
         var cpuLoads: [Double] = []
+        var overload = 0.0
         for host in hosts {
             let load = used[host.name] ?? .zero
-            if !host.capacity.fits(load) { return .infinity }
+            overload += overloadFraction(load, host.capacity)
             memoryLoads.append(Double(load.memoryMiB) / Double(max(host.capacity.memoryMiB, 1)))
             cpuLoads.append(Double(load.vcpus) / Double(max(host.capacity.vcpus, 1)))
         }
         return standardDeviation(memoryLoads) + standardDeviation(cpuLoads) + limits.preferenceWeight * Double(offPreferred)
+            + overloadPenalty * overload
+    }
+
+    /// Over-capacity dominates everything else, so moves that relieve an overloaded host come first
+    /// (the current assignment may be overloaded, e.g. after a failover onto one host).
+    static let overloadPenalty = 1000.0
+
+    private static func overloadFraction(_ load: Resources, _ capacity: Resources) -> Double {
+        let cpu = Double(max(0, load.vcpus - capacity.vcpus)) / Double(max(capacity.vcpus, 1))
+        let memory = Double(max(0, load.memoryMiB - capacity.memoryMiB)) / Double(max(capacity.memoryMiB, 1))
+        return cpu + memory
+    }
+
+    /// Whether every host's load fits its capacity.
+    public static func fitsCapacity(_ vms: [VM], _ hosts: [Host], _ assignment: [String: String]) -> Bool {
+        let loads = hostLoads(vms, hosts, assignment)
+        return hosts.allSatisfy { $0.capacity.fits(loads[$0.name] ?? .zero) }
+    }
+
+    private static func hostLoads(_ vms: [VM], _ hosts: [Host], _ assignment: [String: String]) -> [String: Resources] {
+        var used = Dictionary(uniqueKeysWithValues: hosts.map { ($0.name, Resources.zero) })
+        for vm in vms {
+            if let host = assignment[vm.name] { used[host, default: .zero] = used[host, default: .zero] + vm.resources }
+        }
+        return used
+    }
+
+    /// A step may not push a host over capacity (or further over): capacity is hard.
+    private static func overloadsMore(_ vms: [VM], _ hosts: [Host], before: [String: String], after: [String: String]) -> Bool {
+        let old = hostLoads(vms, hosts, before), new = hostLoads(vms, hosts, after)
+        return hosts.contains { host in
+            let capacity = host.capacity
+            let was = old[host.name] ?? .zero, now = new[host.name] ?? .zero
+            return (now.vcpus > capacity.vcpus && now.vcpus > was.vcpus) || (now.memoryMiB > capacity.memoryMiB && now.memoryMiB > was.memoryMiB)
+        }
     }
 
     private static func standardDeviation(_ values: [Double]) -> Double {
