@@ -1,0 +1,106 @@
+import TOMLKit
+
+/// The whole configuration of a vmha cluster, parsed from TOML text (see `docs/config.md`).
+///
+/// Both hosts run with the same file; each finds itself by name. Parsing validates everything that
+/// can be checked without I/O: the key file's content, the domain XML and the images are the
+/// lead's to read.
+public struct ClusterConfiguration: Sendable, Equatable {
+    public struct Witness: Sendable, Equatable {
+        public var address: EndpointAddress
+
+        public init(address: EndpointAddress) { self.address = address }
+    }
+
+    public struct Limits: Sendable, Equatable {
+        /// SafeKit's 25 (one mirror module per VM) is the default, not a law: raise it knowingly.
+        public var maxVMs: Int = 25
+        /// The boot-storm limit for failover: how many domains start at once.
+        public var concurrentStarts: Int = 2
+
+        public init() {}
+    }
+
+    public struct Timeouts: Sendable, Equatable {
+        public var heartbeatInterval: Duration = .milliseconds(500)
+        /// The peer is lost when no heartbeat arrived on any network for this long.
+        public var detection: Duration = .seconds(3)
+        /// How long one witness grant lasts; renewed every heartbeat interval by the holder.
+        public var witnessLease: Duration = .seconds(4)
+        /// Bound on how much any host's (or the witness's) monotonic clock rate may differ from real time.
+        public var maxClockDriftPPM: Int = 1000
+        /// Upper bound on the time from "decide to suspend I/O" to "no more guest write reaches the disk".
+        public var suspendLatency: Duration = .milliseconds(200)
+
+        public init() {}
+
+        /// The timing constants the lease and liveness logic run on.
+        public var leaseTiming: LeaseTiming {
+            LeaseTiming(
+                leaseDuration: witnessLease, maxDriftPPM: maxClockDriftPPM, suspendLatency: suspendLatency,
+                renewInterval: heartbeatInterval)
+        }
+    }
+
+    public struct NBD: Sendable, Equatable {
+        public var socketDirectory: String = "/run/vmha/nbd"
+        /// Permission bits of each export's socket; QEMU (running as the libvirt user) must reach it.
+        public var socketMode: Int = 0o660
+        public var socketGroup: String?
+
+        public init() {}
+    }
+
+    public var clusterName: String
+    /// Path of the shared secret used for heartbeat HMACs and the replication link. Read by the lead.
+    public var keyFile: String
+    public var stateDirectory: String
+    /// Exactly two.
+    public var hosts: [HostConfiguration]
+    public var witness: Witness?
+    public var vms: [VMConfiguration]
+    public var limits: Limits
+    public var timeouts: Timeouts
+    public var nbd: NBD
+
+    public init(
+        clusterName: String, keyFile: String, stateDirectory: String = "/var/lib/vmha",
+        hosts: [HostConfiguration], witness: Witness? = nil, vms: [VMConfiguration] = [],
+        limits: Limits = Limits(), timeouts: Timeouts = Timeouts(), nbd: NBD = NBD()
+    ) {
+        self.clusterName = clusterName
+        self.keyFile = keyFile
+        self.stateDirectory = stateDirectory
+        self.hosts = hosts
+        self.witness = witness
+        self.vms = vms
+        self.limits = limits
+        self.timeouts = timeouts
+        self.nbd = nbd
+    }
+
+    /// The host called `name`, if any.
+    public func host(named name: String) -> HostConfiguration? { hosts.first { $0.name == name } }
+
+    /// The other host of the pair.
+    public func peer(of name: String) -> HostConfiguration? { hosts.first { $0.name != name } }
+
+    /// Parses and validates TOML text; the error names the first offending key.
+    public static func parse(_ text: String) throws(ConfigurationError) -> ClusterConfiguration {
+        let root: ConfigNode
+        do {
+            root = ConfigNode(try TOMLTable(string: text))
+        } catch let error as TOMLParseError {
+            throw ConfigurationError(
+                key: "<toml>",
+                problem: "syntax error at line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)")
+        } catch {
+            throw ConfigurationError(key: "<toml>", problem: "cannot parse: \(error)")
+        }
+        guard case .table(let entries) = root else {
+            throw ConfigurationError(key: "<toml>", problem: "the document is not a table")
+        }
+        var parser = ConfigurationParser(root: ConfigTable(path: "", entries: entries))
+        return try parser.parse()
+    }
+}

@@ -1,0 +1,231 @@
+/// Turns the TOML tree into a `ClusterConfiguration`, section by section, then checks the rules
+/// that span sections (names, limits, timing).
+struct ConfigurationParser {
+    var root: ConfigTable
+
+    mutating func parse() throws(ConfigurationError) -> ClusterConfiguration {
+        var cluster = try root.table("cluster")
+        let name = try cluster.string("name")
+        let keyFile = try cluster.string("key_file")
+        let stateDirectory = try cluster.optionalString("state_directory") ?? "/var/lib/vmha"
+        try cluster.rejectUnknownKeys()
+
+        let hosts = try parseHosts()
+        let witness = try parseWitness()
+        let limits = try parseLimits()
+        let timeouts = try parseTimeouts(witnessConfigured: witness != nil)
+        let nbd = try parseNBD()
+        let vms = try parseVMs(hostNames: hosts.map(\.name), limits: limits)
+        try root.rejectUnknownKeys()
+
+        for (label, path) in [("cluster.key_file", keyFile), ("cluster.state_directory", stateDirectory),
+                              ("nbd.socket_directory", nbd.socketDirectory)] where !path.hasPrefix("/") {
+            throw ConfigurationError(key: label, problem: "\"\(path)\" is not an absolute path")
+        }
+        return ClusterConfiguration(
+            clusterName: name, keyFile: keyFile, stateDirectory: stateDirectory, hosts: hosts, witness: witness,
+            vms: vms, limits: limits, timeouts: timeouts, nbd: nbd)
+    }
+
+    private func address(_ text: String, key: String) throws(ConfigurationError) -> EndpointAddress {
+        switch EndpointAddress.parse(text) {
+        case .success(let address): return address
+        case .failure(let problem): throw ConfigurationError(key: key, problem: problem.message)
+        }
+    }
+
+    private mutating func parseHosts() throws(ConfigurationError) -> [HostConfiguration] {
+        guard let tables = try root.optionalTableArray("hosts") else {
+            throw ConfigurationError(key: "hosts", problem: "required key is missing (two [[hosts]] tables)")
+        }
+        guard tables.count == 2 else {
+            throw ConfigurationError(key: "hosts", problem: "exactly 2 hosts are required, found \(tables.count)")
+        }
+        var hosts: [HostConfiguration] = []
+        for var table in tables {
+            let name = try table.string("name")
+            let replication = try address(
+                try table.string("replication_address"), key: table.keyPath("replication_address"))
+            let heartbeatTexts = try table.stringArray("heartbeat_addresses")
+            guard !heartbeatTexts.isEmpty else {
+                throw ConfigurationError(
+                    key: table.keyPath("heartbeat_addresses"), problem: "at least one heartbeat address is required")
+            }
+            var heartbeats: [EndpointAddress] = []
+            for (index, text) in heartbeatTexts.enumerated() {
+                heartbeats.append(try address(text, key: "\(table.keyPath("heartbeat_addresses"))[\(index)]"))
+            }
+            let uri = try table.optionalString("libvirt_uri") ?? "qemu:///system"
+            let typeText = try table.optionalString("domain_type") ?? "kvm"
+            guard let domainType = HostConfiguration.DomainType(rawValue: typeText) else {
+                throw ConfigurationError(
+                    key: table.keyPath("domain_type"), problem: "\"\(typeText)\" is not one of kvm, qemu")
+            }
+            var capacity = HostConfiguration.Capacity()
+            if var capacityTable = try table.optionalTable("capacity") {
+                capacity.vcpus = try capacityTable.optionalInt("vcpus")
+                capacity.memoryMiB = try capacityTable.optionalInt("memory_mib")
+                for (key, value) in [("vcpus", capacity.vcpus), ("memory_mib", capacity.memoryMiB)] {
+                    if let value, value <= 0 {
+                        throw ConfigurationError(key: capacityTable.keyPath(key), problem: "must be positive, found \(value)")
+                    }
+                }
+                try capacityTable.rejectUnknownKeys()
+            }
+            try table.rejectUnknownKeys()
+            if hosts.contains(where: { $0.name == name }) {
+                throw ConfigurationError(key: table.keyPath("name"), problem: "duplicate host name \"\(name)\"")
+            }
+            hosts.append(
+                HostConfiguration(
+                    name: name, replicationAddress: replication, heartbeatAddresses: heartbeats, libvirtURI: uri,
+                    domainType: domainType, capacity: capacity))
+        }
+        // The heartbeat codec pairs networks by index, so both hosts need the same number of them.
+        if hosts[0].heartbeatAddresses.count != hosts[1].heartbeatAddresses.count {
+            throw ConfigurationError(
+                key: "hosts[1].heartbeat_addresses",
+                problem: "\(hosts[1].heartbeatAddresses.count) networks, but hosts[0] has \(hosts[0].heartbeatAddresses.count); each network needs an address on both hosts")
+        }
+        return hosts
+    }
+
+    private mutating func parseWitness() throws(ConfigurationError) -> ClusterConfiguration.Witness? {
+        guard var table = try root.optionalTable("witness") else { return nil }
+        let witness = ClusterConfiguration.Witness(
+            address: try address(try table.string("address"), key: table.keyPath("address")))
+        try table.rejectUnknownKeys()
+        return witness
+    }
+
+    private mutating func parseLimits() throws(ConfigurationError) -> ClusterConfiguration.Limits {
+        var limits = ClusterConfiguration.Limits()
+        guard var table = try root.optionalTable("limits") else { return limits }
+        limits.maxVMs = try table.int("max_vms", default: limits.maxVMs, minimum: 1)
+        limits.concurrentStarts = try table.int("concurrent_starts", default: limits.concurrentStarts, minimum: 1)
+        try table.rejectUnknownKeys()
+        return limits
+    }
+
+    private mutating func parseTimeouts(witnessConfigured: Bool) throws(ConfigurationError) -> ClusterConfiguration.Timeouts {
+        var timeouts = ClusterConfiguration.Timeouts()
+        if var table = try root.optionalTable("timeouts") {
+            timeouts.heartbeatInterval = .milliseconds(try table.int("heartbeat_interval_ms", default: 500, minimum: 10))
+            timeouts.detection = .milliseconds(try table.int("detection_ms", default: 3000, minimum: 30))
+            timeouts.witnessLease = .milliseconds(try table.int("witness_lease_ms", default: 4000, minimum: 30))
+            timeouts.maxClockDriftPPM = try table.int("max_clock_drift_ppm", default: 1000, minimum: 0)
+            timeouts.suspendLatency = .milliseconds(try table.int("suspend_latency_ms", default: 200, minimum: 0))
+            try table.rejectUnknownKeys()
+        }
+        let interval = timeouts.heartbeatInterval
+        if timeouts.detection < interval * 3 {
+            throw ConfigurationError(
+                key: "timeouts.detection_ms",
+                problem: "\(ms(timeouts.detection)) ms is less than 3 × heartbeat_interval_ms (\(ms(interval * 3)) ms); one lost packet would look like a dead peer")
+        }
+        if timeouts.maxClockDriftPPM > 100_000 {
+            throw ConfigurationError(
+                key: "timeouts.max_clock_drift_ppm",
+                problem: "\(timeouts.maxClockDriftPPM) exceeds 100000 (10 %); no lease argument holds with clocks that bad")
+        }
+        let timing = timeouts.leaseTiming
+        if let problem = timing.lesseeWindowProblem {
+            throw ConfigurationError(key: "timeouts.witness_lease_ms", problem: problem)
+        }
+        let fence = timing.fenceTimeout(detection: timeouts.detection)
+        if fence < interval * 2 {
+            throw ConfigurationError(
+                key: "timeouts.suspend_latency_ms",
+                problem: "with detection_ms \(ms(timeouts.detection)) a primary that stops hearing its peer would have to suspend I/O after \(ms(fence)) ms, less than 2 heartbeats; raise detection_ms or lower suspend_latency_ms")
+        }
+        return timeouts
+    }
+
+    private mutating func parseNBD() throws(ConfigurationError) -> ClusterConfiguration.NBD {
+        var nbd = ClusterConfiguration.NBD()
+        guard var table = try root.optionalTable("nbd") else { return nbd }
+        nbd.socketDirectory = try table.optionalString("socket_directory") ?? nbd.socketDirectory
+        if let modeText = try table.optionalString("socket_mode") {
+            // A string, not an integer: TOML has 0o660 but people write 660 and mean octal.
+            guard modeText.count <= 4, let mode = Int(modeText, radix: 8), mode <= 0o777 else {
+                throw ConfigurationError(
+                    key: table.keyPath("socket_mode"), problem: "\"\(modeText)\" is not an octal mode like \"0660\"")
+            }
+            nbd.socketMode = mode
+        }
+        nbd.socketGroup = try table.optionalString("socket_group")
+        try table.rejectUnknownKeys()
+        return nbd
+    }
+
+    private mutating func parseVMs(hostNames: [String], limits: ClusterConfiguration.Limits) throws(ConfigurationError) -> [VMConfiguration] {
+        let tables = try root.optionalTableArray("vms") ?? []
+        if tables.count > limits.maxVMs {
+            throw ConfigurationError(
+                key: "vms", problem: "\(tables.count) VMs exceed limits.max_vms (\(limits.maxVMs))")
+        }
+        var vms: [VMConfiguration] = []
+        var imagePaths: [String: String] = [:]
+        for var table in tables {
+            let name = try table.string("name")
+            if vms.contains(where: { $0.name == name }) {
+                throw ConfigurationError(key: table.keyPath("name"), problem: "duplicate VM name \"\(name)\"")
+            }
+            let xml = try table.string("domain_xml")
+            let priority = try table.optionalInt("priority") ?? 0
+            let preferred = try table.optionalString("preferred_host")
+            if let preferred, !hostNames.contains(preferred) {
+                throw ConfigurationError(
+                    key: table.keyPath("preferred_host"),
+                    problem: "\"\(preferred)\" is not one of the hosts (\(hostNames.joined(separator: ", ")))")
+            }
+            let failbackText = try table.optionalString("failback") ?? "manual"
+            guard let failback = VMConfiguration.Failback(rawValue: failbackText) else {
+                throw ConfigurationError(
+                    key: table.keyPath("failback"), problem: "\"\(failbackText)\" is not one of automatic, manual")
+            }
+            guard let diskTables = try table.optionalTableArray("disks"), !diskTables.isEmpty else {
+                throw ConfigurationError(key: table.keyPath("disks"), problem: "at least one replicated disk is required")
+            }
+            var disks: [VMConfiguration.Disk] = []
+            for var diskTable in diskTables {
+                let target = try diskTable.optionalString("target")
+                let source = try diskTable.optionalString("source")
+                let selector: VMConfiguration.Disk.Selector
+                switch (target, source) {
+                case (let target?, nil): selector = .target(target)
+                case (nil, let source?): selector = .source(source)
+                case (nil, nil):
+                    throw ConfigurationError(
+                        key: diskTable.keyPath("target"), problem: "give either target (e.g. \"vda\") or source (the disk's path in the domain XML)")
+                case (.some, .some):
+                    throw ConfigurationError(key: diskTable.keyPath("source"), problem: "give target or source, not both")
+                }
+                let image = try diskTable.string("image")
+                let metadata = try diskTable.string("metadata")
+                try diskTable.rejectUnknownKeys()
+                // Two exports writing one file would corrupt it silently: refuse early.
+                for (label, path) in [("image", image), ("metadata", metadata)] {
+                    if let owner = imagePaths[path] {
+                        throw ConfigurationError(
+                            key: diskTable.keyPath(label), problem: "\"\(path)\" is already used by \(owner)")
+                    }
+                    imagePaths[path] = diskTable.keyPath(label)
+                }
+                disks.append(VMConfiguration.Disk(selector: selector, imagePath: image, metadataPath: metadata))
+            }
+            try table.rejectUnknownKeys()
+            vms.append(
+                VMConfiguration(
+                    name: name, domainXMLPath: xml, disks: disks, priority: priority, preferredHost: preferred,
+                    failback: failback))
+        }
+        return vms
+    }
+}
+
+/// Whole milliseconds of a duration, for messages.
+func ms(_ duration: Duration) -> Int64 {
+    let (seconds, attoseconds) = duration.components
+    return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+}

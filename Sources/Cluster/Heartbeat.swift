@@ -1,0 +1,180 @@
+import Crypto
+
+/// One heartbeat: a UDP payload sent by each host on every heartbeat network each interval.
+///
+/// Wire format (big-endian), HMAC-SHA256 over everything before the tag:
+///
+/// | bytes | field |
+/// |---|---|
+/// | 4 | magic `VMHB` |
+/// | 1 | version (1) |
+/// | 1 | network index this copy was sent on |
+/// | 1 + n | cluster name (length-prefixed UTF-8) |
+/// | 1 + n | sender host name |
+/// | 8 | incarnation (strictly increases with every daemon start) |
+/// | 8 | sequence (strictly increases within an incarnation) |
+/// | 8 | timestamp: sender's monotonic clock, ns |
+/// | 8 | echoed incarnation: the receiver's incarnation whose timestamp is echoed (0: none) |
+/// | 8 | echoed timestamp: the latest timestamp the sender received from the receiver |
+/// | 2 | VM summary count (0 if absent) |
+/// | per VM: 1 + n, 1, 1 | name, module state, replica state |
+/// | 32 | HMAC-SHA256 tag |
+///
+/// The echo lets a primary know its peer still *hears* it (not just that it hears the peer), which
+/// the fencing rule in docs/witness.md needs.
+public struct Heartbeat: Sendable, Equatable {
+    public static let magic: [UInt8] = Array("VMHB".utf8)
+    public static let version: UInt8 = 1
+    static let tagLength = 32
+
+    public struct VMSummary: Sendable, Equatable {
+        public var name: String
+        public var state: ModuleState
+        public var replica: ReplicaState
+
+        public init(name: String, state: ModuleState, replica: ReplicaState) {
+            self.name = name
+            self.state = state
+            self.replica = replica
+        }
+    }
+
+    public var clusterName: String
+    public var sender: String
+    public var network: Int
+    public var incarnation: UInt64
+    public var sequence: UInt64
+    public var timestamp: MonotonicInstant
+    /// The receiver's (incarnation, timestamp) most recently heard by the sender, if any.
+    public var echo: (incarnation: UInt64, timestamp: MonotonicInstant)?
+    public var vms: [VMSummary]
+
+    public init(
+        clusterName: String, sender: String, network: Int, incarnation: UInt64, sequence: UInt64,
+        timestamp: MonotonicInstant, echo: (incarnation: UInt64, timestamp: MonotonicInstant)? = nil,
+        vms: [VMSummary] = []
+    ) {
+        self.clusterName = clusterName
+        self.sender = sender
+        self.network = network
+        self.incarnation = incarnation
+        self.sequence = sequence
+        self.timestamp = timestamp
+        self.echo = echo
+        self.vms = vms
+    }
+
+    public static func == (lhs: Heartbeat, rhs: Heartbeat) -> Bool {
+        lhs.clusterName == rhs.clusterName && lhs.sender == rhs.sender && lhs.network == rhs.network
+            && lhs.incarnation == rhs.incarnation && lhs.sequence == rhs.sequence && lhs.timestamp == rhs.timestamp
+            && lhs.echo?.incarnation == rhs.echo?.incarnation && lhs.echo?.timestamp == rhs.echo?.timestamp
+            && lhs.vms == rhs.vms
+    }
+
+    /// The authenticated payload.
+    public func encode(key: SymmetricKey) throws(HeartbeatError) -> [UInt8] {
+        var bytes = Heartbeat.magic
+        bytes.append(Heartbeat.version)
+        guard (0...255).contains(network) else { throw .fieldTooLong("network index \(network)") }
+        bytes.append(UInt8(network))
+        try appendString(clusterName, "cluster name", to: &bytes)
+        try appendString(sender, "sender name", to: &bytes)
+        appendUInt64(incarnation, to: &bytes)
+        appendUInt64(sequence, to: &bytes)
+        appendUInt64(UInt64(bitPattern: timestamp.nanoseconds), to: &bytes)
+        appendUInt64(echo?.incarnation ?? 0, to: &bytes)
+        appendUInt64(UInt64(bitPattern: echo?.timestamp.nanoseconds ?? 0), to: &bytes)
+        guard vms.count <= UInt16.max else { throw .fieldTooLong("VM summary (\(vms.count) entries)") }
+        bytes.append(contentsOf: [UInt8(vms.count >> 8), UInt8(vms.count & 0xff)])
+        for vm in vms {
+            try appendString(vm.name, "VM name", to: &bytes)
+            bytes.append(ModuleState.allCases.firstIndex(of: vm.state).map(UInt8.init) ?? 0)
+            bytes.append(ReplicaState.allCases.firstIndex(of: vm.replica).map(UInt8.init) ?? 0)
+        }
+        bytes.append(contentsOf: HMAC<SHA256>.authenticationCode(for: bytes, using: key))
+        return bytes
+    }
+
+    private func appendString(_ string: String, _ what: String, to bytes: inout [UInt8]) throws(HeartbeatError) {
+        let utf8 = Array(string.utf8)
+        guard utf8.count <= 255 else { throw .fieldTooLong("\(what) (\(utf8.count) bytes, at most 255)") }
+        bytes.append(UInt8(utf8.count))
+        bytes.append(contentsOf: utf8)
+    }
+
+    private func appendUInt64(_ value: UInt64, to bytes: inout [UInt8]) {
+        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+    }
+
+    /// Parses and authenticates a payload without any replay state (see `HeartbeatDecoder` for that).
+    /// The tag is checked before any field is interpreted: nothing unauthenticated is trusted.
+    public static func decode(_ bytes: [UInt8], key: SymmetricKey) throws(HeartbeatError) -> Heartbeat {
+        let minimum = magic.count + 2 + 2 + 8 * 5 + 2 + tagLength
+        guard bytes.count >= magic.count else { throw .truncated(needed: minimum, available: bytes.count) }
+        guard Array(bytes[0..<magic.count]) == magic else { throw .badMagic }
+        guard bytes.count >= magic.count + 1 else { throw .truncated(needed: minimum, available: bytes.count) }
+        guard bytes[magic.count] == version else { throw .unsupportedVersion(bytes[magic.count]) }
+        guard bytes.count >= minimum else { throw .truncated(needed: minimum, available: bytes.count) }
+        let body = bytes[0..<(bytes.count - tagLength)]
+        let tag = bytes[(bytes.count - tagLength)...]
+        guard HMAC<SHA256>.isValidAuthenticationCode(Array(tag), authenticating: Array(body), using: key) else {
+            throw .authenticationFailed
+        }
+        var reader = ByteReader(bytes: Array(body), offset: magic.count + 1)
+        let network = Int(try reader.uint8())
+        let cluster = try reader.string("cluster name")
+        let sender = try reader.string("sender name")
+        let incarnation = try reader.uint64()
+        let sequence = try reader.uint64()
+        let timestamp = MonotonicInstant(nanoseconds: Int64(bitPattern: try reader.uint64()))
+        let echoIncarnation = try reader.uint64()
+        let echoTimestamp = MonotonicInstant(nanoseconds: Int64(bitPattern: try reader.uint64()))
+        let count = Int(try reader.uint8()) << 8 | Int(try reader.uint8())
+        var vms: [VMSummary] = []
+        for index in 0..<count {
+            let name = try reader.string("VM name \(index)")
+            let stateCode = Int(try reader.uint8())
+            let replicaCode = Int(try reader.uint8())
+            guard stateCode < ModuleState.allCases.count else { throw .malformed("VM \(name): module state code \(stateCode)") }
+            guard replicaCode < ReplicaState.allCases.count else { throw .malformed("VM \(name): replica state code \(replicaCode)") }
+            vms.append(VMSummary(name: name, state: ModuleState.allCases[stateCode], replica: ReplicaState.allCases[replicaCode]))
+        }
+        guard reader.isAtEnd else { throw .malformed("\(reader.remaining) trailing bytes") }
+        return Heartbeat(
+            clusterName: cluster, sender: sender, network: network, incarnation: incarnation, sequence: sequence,
+            timestamp: timestamp, echo: echoIncarnation == 0 ? nil : (echoIncarnation, echoTimestamp), vms: vms)
+    }
+}
+
+/// Bounds-checked big-endian reading; every shortfall is a `truncated` error, never a trap.
+struct ByteReader {
+    let bytes: [UInt8]
+    var offset: Int
+
+    var isAtEnd: Bool { offset == bytes.count }
+    var remaining: Int { bytes.count - offset }
+
+    mutating func uint8() throws(HeartbeatError) -> UInt8 {
+        guard offset < bytes.count else { throw .truncated(needed: offset + 1, available: bytes.count) }
+        defer { offset += 1 }
+        return bytes[offset]
+    }
+
+    mutating func uint64() throws(HeartbeatError) -> UInt64 {
+        guard offset + 8 <= bytes.count else { throw .truncated(needed: offset + 8, available: bytes.count) }
+        var value: UInt64 = 0
+        for byte in bytes[offset..<(offset + 8)] { value = value << 8 | UInt64(byte) }
+        offset += 8
+        return value
+    }
+
+    mutating func string(_ what: String) throws(HeartbeatError) -> String {
+        let length = Int(try uint8())
+        guard offset + length <= bytes.count else { throw .truncated(needed: offset + length, available: bytes.count) }
+        defer { offset += length }
+        guard let string = String(validating: bytes[offset..<(offset + length)], as: UTF8.self) else {
+            throw .malformed("\(what) is not UTF-8")
+        }
+        return string
+    }
+}

@@ -1,0 +1,111 @@
+import Crypto
+import Testing
+@testable import Cluster
+
+@Suite struct HeartbeatTests {
+    let key = SymmetricKey(data: Array(repeating: UInt8(7), count: 32))
+
+    func packet(sequence: UInt64 = 1, incarnation: UInt64 = 5, network: Int = 0, cluster: String = "c1", sender: String = "hostA") -> Heartbeat {
+        Heartbeat(
+            clusterName: cluster, sender: sender, network: network, incarnation: incarnation, sequence: sequence,
+            timestamp: .milliseconds(1234), echo: (3, .milliseconds(1200)),
+            vms: (0..<25).map { Heartbeat.VMSummary(name: "vm\($0)", state: ModuleState.allCases[$0 % 5], replica: ReplicaState.allCases[$0 % 6]) })
+    }
+
+    func decoder() -> HeartbeatDecoder { HeartbeatDecoder(key: key, clusterName: "c1", localHost: "hostB") }
+
+    @Test func roundTripWithTwentyFiveVMs() throws {
+        let original = packet()
+        let bytes = try original.encode(key: key)
+        #expect(bytes.count < 1400)  // one unfragmented UDP datagram
+        var decoder = decoder()
+        #expect(try decoder.decode(bytes, receivedOn: 0) == original)
+    }
+
+    @Test func wrongKeyIsRejected() throws {
+        let bytes = try packet().encode(key: SymmetricKey(data: Array(repeating: UInt8(8), count: 32)))
+        var decoder = decoder()
+        #expect(throws: HeartbeatError.authenticationFailed) { try decoder.decode(bytes, receivedOn: 0) }
+    }
+
+    @Test func everyFlippedBitIsRejected() throws {
+        let bytes = try packet().encode(key: key)
+        for index in bytes.indices {
+            var altered = bytes
+            altered[index] ^= 0x01
+            var decoder = decoder()
+            #expect(throws: HeartbeatError.self) { try decoder.decode(altered, receivedOn: 0) }
+        }
+    }
+
+    @Test func wrongClusterAndSelf() throws {
+        var decoder = decoder()
+        #expect(throws: HeartbeatError.wrongCluster("other")) { try decoder.decode(try packet(cluster: "other").encode(key: key), receivedOn: 0) }
+        #expect(throws: HeartbeatError.fromSelf) { try decoder.decode(try packet(sender: "hostB").encode(key: key), receivedOn: 0) }
+    }
+
+    @Test func replayAndStaleIncarnation() throws {
+        var decoder = decoder()
+        let first = try packet(sequence: 10).encode(key: key)
+        _ = try decoder.decode(first, receivedOn: 0)
+        #expect(throws: HeartbeatError.replayedSequence(sender: "hostA", network: 0, sequence: 10, highest: 10)) {
+            try decoder.decode(first, receivedOn: 0)
+        }
+        #expect(throws: HeartbeatError.self) { try decoder.decode(try packet(sequence: 9).encode(key: key), receivedOn: 0) }
+        // The same sequence on another network is that network's own copy, not a replay.
+        _ = try decoder.decode(try packet(sequence: 10, network: 1).encode(key: key), receivedOn: 1)
+        // Restart of the sender: new incarnation, sequence starts over.
+        _ = try decoder.decode(try packet(sequence: 1, incarnation: 6).encode(key: key), receivedOn: 0)
+        #expect(throws: HeartbeatError.staleIncarnation(sender: "hostA", incarnation: 5, current: 6)) {
+            try decoder.decode(try packet(sequence: 11, incarnation: 5).encode(key: key), receivedOn: 0)
+        }
+    }
+
+    @Test func networkMismatch() throws {
+        var decoder = decoder()
+        #expect(throws: HeartbeatError.networkMismatch(claimed: 1, receivedOn: 0)) {
+            try decoder.decode(try packet(network: 1).encode(key: key), receivedOn: 0)
+        }
+    }
+
+    @Test func truncatedAndGarbage() throws {
+        let bytes = try packet().encode(key: key)
+        var decoder = decoder()
+        for length in [0, 3, 5, 40, bytes.count - 1] {
+            #expect(throws: HeartbeatError.self) { try decoder.decode(Array(bytes.prefix(length)), receivedOn: 0) }
+        }
+        #expect(throws: HeartbeatError.badMagic) { try decoder.decode(Array("GET / HTTP/1.1\r\n".utf8), receivedOn: 0) }
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            let garbage = (0..<Int.random(in: 0..<300, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            #expect(throws: HeartbeatError.self) { try decoder.decode(garbage, receivedOn: 0) }
+        }
+        var future = bytes
+        future[4] = 9
+        #expect(throws: HeartbeatError.unsupportedVersion(9)) { try decoder.decode(future, receivedOn: 0) }
+    }
+
+    @Test func livenessNeedsAllNetworksSilent() {
+        var liveness = PeerLiveness(networks: 2, detectionTimeout: .seconds(3), fenceTimeout: .seconds(2), startedAt: .milliseconds(0))
+        liveness.received(on: 0, at: .milliseconds(1000), echoedTimestamp: .milliseconds(900))
+        liveness.received(on: 1, at: .milliseconds(1000))
+        for t in stride(from: Int64(1500), through: 5000, by: 500) {
+            liveness.received(on: 1, at: .milliseconds(t))  // network 0 is cut after 1 s
+        }
+        var status = liveness.status(at: .milliseconds(5200))
+        #expect(status.peerAlive)
+        #expect(status.networks == [.silent(since: .milliseconds(1000)), .up(lastHeard: .milliseconds(5000))])
+        #expect(status.lostAt == .milliseconds(8000))
+        status = liveness.status(at: .milliseconds(8000))
+        #expect(!status.peerAlive)
+        // No echo since 900 ms: this host must fence at 2900 ms even though it still hears the peer.
+        #expect(liveness.status(at: .milliseconds(2899)).mustFence == false)
+        #expect(liveness.status(at: .milliseconds(2900)).mustFence)
+    }
+
+    @Test func livenessCountsSilenceFromStart() {
+        let liveness = PeerLiveness(networks: 1, detectionTimeout: .seconds(3), fenceTimeout: .seconds(2), startedAt: .milliseconds(100))
+        #expect(liveness.status(at: .milliseconds(3099)).peerAlive)
+        #expect(!liveness.status(at: .milliseconds(3100)).peerAlive)
+    }
+}

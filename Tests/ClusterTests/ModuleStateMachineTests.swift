@@ -1,0 +1,130 @@
+import Foundation
+import Testing
+@testable import Cluster
+
+@Suite struct ModuleStateMachineTests {
+    /// Every event, with every replica value for peerConnected (not just the representatives).
+    static let allEvents: [ModuleEvent] = ModuleEvent.representatives.filter {
+        if case .peerConnected = $0 { return false } else { return true }
+    } + PeerRole.allCases.flatMap { role in ReplicaState.allCases.map { ModuleEvent.peerConnected(peerRole: role, peerReplica: $0) } }
+
+    static func outcomes() -> [(ModuleStatus, ModuleEvent, Result<ModuleTransition, ModuleTransitionError>)] {
+        ModuleStatus.allValid.flatMap { status in
+            allEvents.map { event in
+                (status, event, Result { () throws(ModuleTransitionError) in try ModuleStateMachine.transition(from: status, on: event) })
+            }
+        }
+    }
+
+    @Test func neverPrimaryWithABadReplica() {
+        for (status, event, result) in Self.outcomes() {
+            guard case .success(let transition) = result else { continue }
+            if transition.status.state == .prim || transition.status.state == .alone {
+                #expect(transition.status.replica.canBePrimary, "\(status) + \(event) -> \(transition.status)")
+            }
+            #expect(transition.status.isValid, "\(status) + \(event) -> invalid \(transition.status)")
+        }
+    }
+
+    @Test func startingAfterPeerLossNeedsTheVote() {
+        for (status, event, result) in Self.outcomes() {
+            guard case .success(let transition) = result, transition.status.state == .alone, status.state != .alone else { continue }
+            switch (status.state, event) {
+            case (.wait, .witnessVoteGranted): break
+            case (.prim, .peerLost): #expect(transition.actions == [.requestWitnessVote])
+            default: Issue.record("\(status) + \(event) reaches ALONE without a vote")
+            }
+        }
+    }
+
+    @Test func losingTheVoteSuspendsIOFirst() throws {
+        for event in [ModuleEvent.witnessVoteDenied, .leaseExpired] {
+            let transition = try ModuleStateMachine.transition(from: ModuleStatus(.alone, .upToDate), on: event)
+            #expect(transition.status.state == .wait)
+            #expect(transition.actions == [.suspendIO, .stopDomain, .demoteVolume])
+        }
+    }
+
+    @Test func leavingARunningStateStopsTheDomain() {
+        for (status, event, result) in Self.outcomes() {
+            guard case .success(let transition) = result else { continue }
+            let wasRunning = status.state == .prim || status.state == .alone
+            let isRunning = transition.status.state == .prim || transition.status.state == .alone
+            if wasRunning && !isRunning {
+                #expect(transition.actions.contains(.stopDomain), "\(status) + \(event)")
+            }
+            if !wasRunning && isRunning {
+                #expect(transition.actions.starts(with: [.promoteVolume, .startDomain]), "\(status) + \(event)")
+            }
+        }
+    }
+
+    @Test func splitBrainIsAnError() {
+        for state in [ModuleState.prim, .alone] {
+            #expect(throws: ModuleTransitionError.self) {
+                try ModuleStateMachine.transition(from: ModuleStatus(state, .upToDate), on: .peerConnected(peerRole: .primary, peerReplica: .upToDate))
+            }
+        }
+    }
+
+    @Test func illegalEventsAreErrorsWithReasons() {
+        #expect(throws: ModuleTransitionError.self) { try ModuleStateMachine.transition(from: ModuleStatus(.stop, .upToDate), on: .stopRequested) }
+        #expect(throws: ModuleTransitionError.self) { try ModuleStateMachine.transition(from: ModuleStatus(.second, .outdated), on: .promoteRequested) }
+        #expect(throws: ModuleTransitionError.self) { try ModuleStateMachine.transition(from: ModuleStatus(.prim, .upToDate), on: .resyncStarted(.target)) }
+        #expect(throws: ModuleTransitionError.self) { try ModuleStateMachine.transition(from: ModuleStatus(.alone, .outdated), on: .peerLost) }
+        do {
+            _ = try ModuleStateMachine.transition(from: ModuleStatus(.wait, .syncTarget), on: .promoteRequested)
+            Issue.record("promotion of a sync target was allowed")
+        } catch {
+            #expect(error.description == "promoteRequested is illegal in WAIT/syncTarget: replica is syncTarget, not up to date")
+        }
+    }
+
+    @Test func voteWithABadReplicaDoesNotStart() throws {
+        let transition = try ModuleStateMachine.transition(from: ModuleStatus(.wait, .outdated), on: .witnessVoteGranted)
+        #expect(transition.status.state == .wait)
+        #expect(!transition.actions.contains(.startDomain))
+    }
+
+    @Test func failoverAndReturnScenario() throws {
+        var status = ModuleStatus(.stop, .unknown)
+        func step(_ event: ModuleEvent) throws -> [ModuleAction] {
+            let transition = try ModuleStateMachine.transition(from: status, on: event)
+            status = transition.status
+            return transition.actions
+        }
+        #expect(try step(.startRequested) == [])
+        #expect(try step(.peerConnected(peerRole: .primary, peerReplica: .upToDate)) == [])
+        #expect(status == ModuleStatus(.second, .unknown))
+        _ = try step(.resyncStarted(.target))
+        #expect(status == ModuleStatus(.second, .syncTarget))
+        _ = try step(.resyncFinished)
+        #expect(status == ModuleStatus(.second, .upToDate))
+        #expect(try step(.peerLost) == [.requestWitnessVote])
+        #expect(try step(.witnessVoteGranted) == [.promoteVolume, .startDomain])
+        #expect(status == ModuleStatus(.alone, .upToDate))
+        #expect(try step(.peerConnected(peerRole: .waiting, peerReplica: .outdated)) == [.startResync])
+        _ = try step(.resyncStarted(.source))
+        #expect(status == ModuleStatus(.prim, .syncSource))
+        #expect(throws: ModuleTransitionError.self) { try step(.switchoverRequested) }  // peer still inconsistent
+        _ = try step(.resyncFinished)
+        #expect(try step(.switchoverRequested) == [.stopDomain, .demoteVolume])
+        #expect(status.state == .second)
+    }
+
+    @Test func documentedTableMatchesCode() throws {
+        let begin = "<!-- BEGIN GENERATED TABLE -->\n", end = "<!-- END GENERATED TABLE -->"
+        let generated = ModuleStateMachine.markdownTable() + "\n"
+        let path = Repository.root.appendingPathComponent("docs/state-machine.md")
+        var doc = try String(contentsOf: path, encoding: .utf8)
+        let start = try #require(doc.range(of: begin))
+        let stop = try #require(doc.range(of: end, range: start.upperBound..<doc.endIndex))
+        if ProcessInfo.processInfo.environment["VMHA_UPDATE_DOCS"] == "1" {
+            doc.replaceSubrange(start.upperBound..<stop.lowerBound, with: generated)
+            try doc.write(to: path, atomically: true, encoding: .utf8)
+            return
+        }
+        #expect(String(doc[start.upperBound..<stop.lowerBound]) == generated,
+                "docs/state-machine.md is stale: run VMHA_UPDATE_DOCS=1 swift test --filter documentedTableMatchesCode")
+    }
+}

@@ -1,0 +1,139 @@
+import Testing
+@testable import Cluster
+
+/// Deterministic random numbers so a failing seed can be replayed.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+@Suite struct WitnessLeaseTests {
+    static let timing = LeaseTiming(
+        leaseDuration: .seconds(4), maxDriftPPM: 1000, suspendLatency: .milliseconds(200), renewInterval: .milliseconds(500))
+
+    @Test func witnessGrantsOneHostAtATime() {
+        var witness = WitnessLease(timing: Self.timing, startedAt: .milliseconds(0))
+        // Quiet period after start: a grant made before a restart must have run out.
+        #expect(witness.handle(LeaseRequest(host: "A", requestID: 1), at: .milliseconds(100)).decision
+                == .denied(holder: nil, retryAfter: .milliseconds(4000 + 8 - 100)))
+        let t0 = MonotonicInstant.milliseconds(5000)
+        #expect(witness.handle(LeaseRequest(host: "A", requestID: 2), at: t0).decision == .granted(term: 1, duration: .seconds(4)))
+        #expect(witness.handle(LeaseRequest(host: "B", requestID: 1), at: t0 + .seconds(1)).decision
+                == .denied(holder: "A", retryAfter: .milliseconds(3008)))
+        // Renewal extends, same term.
+        #expect(witness.handle(LeaseRequest(host: "A", requestID: 3), at: t0 + .seconds(2)).decision == .granted(term: 1, duration: .seconds(4)))
+        #expect(witness.holder(at: t0 + .milliseconds(5999))?.holder == "A")
+        // Expired, but within the safety margin: still denied to B.
+        #expect(witness.handle(LeaseRequest(host: "B", requestID: 2), at: t0 + .milliseconds(6004)).decision
+                == .denied(holder: "A", retryAfter: .milliseconds(4)))
+        #expect(witness.handle(LeaseRequest(host: "B", requestID: 3), at: t0 + .milliseconds(6008)).decision == .granted(term: 2, duration: .seconds(4)))
+    }
+
+    @Test func releaseHandsOverAtOnce() {
+        var witness = WitnessLease(timing: Self.timing, startedAt: .milliseconds(-10_000))
+        _ = witness.handle(LeaseRequest(host: "A", requestID: 1), at: .milliseconds(0))
+        witness.release(by: "B", term: 1)  // not the holder: ignored
+        #expect(witness.holder(at: .milliseconds(1))?.holder == "A")
+        witness.release(by: "A", term: 1)
+        #expect(witness.handle(LeaseRequest(host: "B", requestID: 1), at: .milliseconds(2)).decision == .granted(term: 2, duration: .seconds(4)))
+    }
+
+    @Test func clientCountsFromSendTimeAndIgnoresStrangers() {
+        var client = LeaseClient(host: "A", timing: Self.timing)
+        let request = client.makeRequest(at: .milliseconds(1000))
+        // Answer arrives 900 ms late: the window still ends 4 s·(1−ρ)/(1+ρ) after the *send*.
+        let outcome = client.receive(LeaseResponse(requestID: request.requestID, host: "A", decision: .granted(term: 1, duration: .seconds(4))), at: .milliseconds(1900))
+        let end = MonotonicInstant.milliseconds(1000) + Self.timing.holderLeaseDuration
+        #expect(outcome == .granted(term: 1, validUntil: end))
+        #expect(Self.timing.holderLeaseDuration < .milliseconds(3993) && Self.timing.holderLeaseDuration > .milliseconds(3990))
+        #expect(client.mayRunPrimary(at: end - .milliseconds(201)))
+        #expect(!client.mayRunPrimary(at: end - .milliseconds(200)))  // suspend deadline
+        #expect(client.holdsLease(at: end - .milliseconds(1)) && !client.holdsLease(at: end))
+        // A replayed answer, or one for another host, changes nothing.
+        #expect(client.receive(LeaseResponse(requestID: request.requestID, host: "A", decision: .granted(term: 1, duration: .seconds(4))), at: .milliseconds(2000)) == .ignored)
+        #expect(client.receive(LeaseResponse(requestID: 99, host: "A", decision: .granted(term: 1, duration: .seconds(4))), at: .milliseconds(2000)) == .ignored)
+        #expect(client.receive(LeaseResponse(requestID: 2, host: "B", decision: .granted(term: 1, duration: .seconds(4))), at: .milliseconds(2000)) == .ignored)
+        #expect(client.validUntil == end)
+    }
+
+    /// Two hosts contend for the vote forever (both lost the peer), through a lossy, slow network
+    /// with partitions, while every clock drifts at up to ±ρ. At every millisecond of real time we
+    /// check that the two hosts' lease windows (on their own clocks) never overlap.
+    @Test(arguments: [1, 2, 3, 4, 5, 6, 7, 8] as [UInt64])
+    func neverTwoHoldersUnderDriftDelayAndPartitions(seed: UInt64) {
+        var random = SplitMix64(state: seed)
+        let timing = Self.timing
+        let rho = Double(timing.maxDriftPPM) / 1e6
+        // Extreme drifts are the interesting ones: pick each clock at −ρ, 0 or +ρ.
+        func drift() -> Double { [-rho, 0, rho][Int(random.next() % 3)] }
+        let rates = ["A": 1 + drift(), "B": 1 + drift(), "W": 1 + drift()]
+        let offsets = ["A": Int64(random.next() % 1_000_000_000_000), "B": Int64(random.next() % 1_000_000_000_000), "W": Int64(random.next() % 1_000_000_000_000)]
+        func local(_ node: String, _ real: Int64) -> MonotonicInstant {
+            MonotonicInstant(nanoseconds: offsets[node]! + Int64((Double(real) * rates[node]!).rounded(.down)))
+        }
+
+        var witness = WitnessLease(timing: timing, startedAt: local("W", 0))
+        var clients = ["A": LeaseClient(host: "A", timing: timing), "B": LeaseClient(host: "B", timing: timing)]
+        enum Message { case request(LeaseRequest), response(LeaseResponse) }
+        var inFlight: [(deliverAt: Int64, message: Message)] = []
+        var nextSend = ["A": Int64(0), "B": Int64(250_000_000)]
+        var partitionedUntil = ["A": Int64(0), "B": Int64(0)]
+        var heldMilliseconds = ["A": 0, "B": 0]
+        var handovers = 0
+        var lastHolder: String?
+
+        let ms: Int64 = 1_000_000
+        for real in stride(from: Int64(0), to: Int64(180_000) * ms, by: Int(ms)) {
+            // Partitions: now and then one host loses the witness for 1–12 s.
+            for host in ["A", "B"] where random.next() % 4000 == 0 {
+                partitionedUntil[host] = real + Int64(1000 + random.next() % 11_000) * ms
+            }
+            func send(_ message: Message, between host: String) {
+                guard real >= partitionedUntil[host]!, random.next() % 10 != 0 else { return }  // 10 % loss
+                inFlight.append((real + Int64(random.next() % 1500) * ms, message))  // up to 1.5 s delay
+            }
+            for host in ["A", "B"] where real >= nextSend[host]! {
+                send(.request(clients[host]!.makeRequest(at: local(host, real))), between: host)
+                // The renewal period, on the host's own clock.
+                nextSend[host] = real + Int64(Double(timing.renewInterval.nanosecondsValue) / rates[host]!)
+            }
+            let due = inFlight.filter { $0.deliverAt <= real }
+            inFlight.removeAll { $0.deliverAt <= real }
+            for (_, message) in due {
+                switch message {
+                case .request(let request):
+                    send(.response(witness.handle(request, at: local("W", real))), between: request.host)
+                case .response(let response):
+                    _ = clients[response.host]!.receive(response, at: local(response.host, real))
+                }
+            }
+            let holders = ["A", "B"].filter { clients[$0]!.holdsLease(at: local($0, real)) }
+            #expect(holders.count <= 1, "seed \(seed): both hosts hold the lease at real \(real / ms) ms")
+            if holders.count > 1 { return }
+            if let holder = holders.first {
+                heldMilliseconds[holder]! += 1
+                if lastHolder != nil, lastHolder != holder { handovers += 1 }
+                lastHolder = holder
+            }
+        }
+        // Not vacuous: the lease was held most of the time, and it changed hands.
+        #expect(heldMilliseconds["A"]! + heldMilliseconds["B"]! > 30_000, "seed \(seed): \(heldMilliseconds)")
+        #expect(handovers >= 1, "seed \(seed): the lease never changed hands")
+    }
+
+    @Test func timingFormulas() {
+        let timing = Self.timing
+        #expect(timing.witnessSafetyMargin == .milliseconds(8))
+        // F = 3 s · (1−ρ)/(1+ρ) − 200 ms ≈ 2794 ms
+        let fence = timing.fenceTimeout(detection: .seconds(3))
+        #expect(fence > .milliseconds(2793) && fence < .milliseconds(2795))
+        let noDrift = LeaseTiming(leaseDuration: .seconds(4), maxDriftPPM: 0, suspendLatency: .zero, renewInterval: .milliseconds(500))
+        #expect(noDrift.holderLeaseDuration == .seconds(4))
+    }
+}
