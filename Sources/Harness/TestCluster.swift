@@ -48,7 +48,7 @@ public final class TestCluster: Sendable {
     public let hosts: [SimulatedHost]
     public let links: [Link]
     let logger: Logger
-    private let nbdServers = Mutex<[NBDServer]>([])
+    private let nbdServers = Mutex<[QemuNBD]>([])
 
     private init(runID: String, directory: String, hosts: [SimulatedHost], links: [Link], logger: Logger) {
         self.runID = runID
@@ -144,8 +144,8 @@ public final class TestCluster: Sendable {
     /// Starts a qemu-nbd for `image` on `socket` that the cluster stops at shutdown (after the
     /// guests using it are gone).
     @discardableResult
-    public func startNBD(image: String, socket: String, format: String = "raw") throws -> NBDServer {
-        let server = NBDServer(image: image, socket: socket, format: format)
+    public func startNBD(image: String, socket: String, format: String = "raw") throws -> QemuNBD {
+        let server = QemuNBD(image: image, socket: socket, format: format)
         nbdServers.withLock { $0.append(server) }
         try server.start()
         return server

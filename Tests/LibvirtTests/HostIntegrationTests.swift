@@ -16,10 +16,10 @@ struct HostIntegrationTests {
 
     /// A single-disk test guest with a fresh raw image in the cluster's scratch directory.
     func guestDomain(
-        _ cluster: TestCluster, name: String, workload: GuestDomain.Workload, nbd: NBDServer? = nil
+        _ cluster: TestCluster, name: String, workload: GuestDomain.Workload, nbd: QemuNBD? = nil
     ) throws -> (GuestDomain, SerialLog) {
         let image = "\(cluster.scratch)/\(name).img"
-        if !FileManager.default.fileExists(atPath: image) { try NBDServer.createImage(at: image, bytes: 64 << 20) }
+        if !FileManager.default.fileExists(atPath: image) { try QemuNBD.createImage(at: image, bytes: 64 << 20) }
         let log = "\(cluster.scratch)/\(name).serial.log"
         let disk: GuestDomain.Disk = nbd.map { .nbd(socket: $0.socket) } ?? .file(path: image)
         var domain = GuestDomain(name: name, workload: workload, disks: [disk], serialLog: log)
@@ -152,7 +152,7 @@ struct HostIntegrationTests {
             defer { Task { await connA.close(); await connB.close() } }
             let eventsA = EventRecorder(connA)
             let eventsB = EventRecorder(connB)
-            try NBDServer.createImage(at: "\(cluster.scratch)/mig1.img", bytes: 64 << 20)
+            try QemuNBD.createImage(at: "\(cluster.scratch)/mig1.img", bytes: 64 << 20)
             let server = try cluster.startNBD(image: "\(cluster.scratch)/mig1.img", socket: "\(cluster.scratch)/mig1.sock")
             let (spec, log) = try guestDomain(cluster, name: "mig1", workload: .records, nbd: server)
             let domain = try await connA.define(xml: spec.xml(guest: guest))
@@ -249,7 +249,7 @@ struct HostIntegrationTests {
             let connB = try await LibvirtConnection.open(uri: b.uri, logger: logger)
             defer { Task { await connA.close(); await connB.close() } }
             let eventsA = EventRecorder(connA)
-            try NBDServer.createImage(at: "\(cluster.scratch)/fo1.img", bytes: 64 << 20)
+            try QemuNBD.createImage(at: "\(cluster.scratch)/fo1.img", bytes: 64 << 20)
             let server = try cluster.startNBD(image: "\(cluster.scratch)/fo1.img", socket: "\(cluster.scratch)/fo1.sock")
             let (spec, log) = try guestDomain(cluster, name: "fo1", workload: .records, nbd: server)
             let xml = spec.xml(guest: guest)

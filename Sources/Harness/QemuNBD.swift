@@ -5,7 +5,7 @@ import Foundation
 /// The socket is created under `umask 000`: QEMU runs as libvirt-qemu and libvirt does not
 /// relabel network-disk sockets. `--persistent` survives client disconnects (reboots), and
 /// `--shared` allows the two QEMUs of a live migration to be connected at once.
-public struct NBDServer: Sendable {
+public struct QemuNBD: Sendable {
     public let image: String
     public let socket: String
     public let format: String

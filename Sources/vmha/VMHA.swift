@@ -1,0 +1,14 @@
+import ArgumentParser
+
+/// vmha: the command-line side of vmha. Subcommands exist only when they work.
+@main
+struct VMHA: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vmha",
+        abstract: "Keep KVM virtual machines running across two hosts that share no disk.",
+        discussion: """
+            vmhad runs on each host and serves every replicated disk to QEMU as an NBD export;
+            vmha inspects and checks the pieces.
+            """,
+        subcommands: [Check.self, ValidateConfig.self])
+}
