@@ -1,9 +1,10 @@
 import Logging
+import Uring
 
 extension LocalVolume {
     /// Executes one NBD request and sends its reply. Isolated to the volume, so the request's
     /// buffers never cross an isolation boundary.
-    func serve(_ request: NBDRequest, replies: ReplyWriter, export: NBDExport, logger: Logger) async {
+    func serve(_ request: NBDRequest, replies: SerializedSender, export: NBDExport, logger: Logger) async {
         let offset = request.offset, length = Int(request.length)
         let fua = request.flags.contains(.fua)
         var error = NBD.ErrorCode.none

@@ -26,6 +26,10 @@ public actor LocalVolume {
         public var grainSize: UInt64 = DirtyBitmap.defaultGrainSize
         public var activityLog: ActivityLog.Configuration = .default
         public var clusterUUID: UUID = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+        /// How a volume without a metadata file starts: as the primary its image is the data
+        /// (consistent, a fresh generation); as a secondary it waits for a full sync
+        /// (inconsistent, generation 0 — DRBD's "just created").
+        public var initialRole: VolumeMetadata.Role = .primary
 
         public init(name: String, imagePath: String, metadataPath: String) {
             self.name = name
@@ -67,9 +71,14 @@ public actor LocalVolume {
     private var metadataFailure: Errno?
     private var closed = false
 
-    /// Whether writes also reached the peer (set by replication). While false, every write,
-    /// trim and zero-range sets its bits in the dirty bitmap.
-    public var peerInSync = false
+    /// The peer link while replicating (protocol C). Without one, every write, trim and
+    /// zero-range sets its bits in the dirty bitmap; with one, only changes the peer did not
+    /// acknowledge do.
+    private var replicator: (any WriteReplicator)?
+    private var rangeLocks = RangeLocks()
+
+    /// Who asked for a change: the guest (replicated, tracked) or the peer (applied as is).
+    public enum Origin: Sendable { case guest, peer }
 
     public var dirtyBytes: UInt64 { bitmap.dirtyByteCount }
     public var generations: GenerationIdentifiers { metadata.generations }
@@ -199,10 +208,13 @@ public actor LocalVolume {
                 recovery = recovered
             } else {
                 do {
+                    var generations = GenerationIdentifiers()
+                    if configuration.initialRole == .primary { generations.startNewGeneration(.random(in: 1...UInt64.max)) }
                     metadata = try VolumeMetadata(
                         volumeUUID: UUID(), clusterUUID: configuration.clusterUUID, volumeSize: size,
                         grainSize: configuration.grainSize, activityLog: configuration.activityLog,
-                        consistency: .consistent)
+                        generations: generations, flags: configuration.initialRole == .primary ? [.primary] : [],
+                        consistency: configuration.initialRole == .primary ? .consistent : .inconsistent)
                     bitmap = try DirtyBitmap(volumeSize: size, grainSize: configuration.grainSize)
                 } catch {
                     throw VolumeError.imageUnusable(path: configuration.imagePath, reason: "\(error)")
@@ -309,23 +321,35 @@ public actor LocalVolume {
     }
 
     /// Writes `data` at `offset`; `fua` makes it durable before returning.
-    public func write(_ data: UnsafeRawBufferPointer, at offset: UInt64, fua: Bool) async throws(VolumeError) {
-        try await modify(offset: offset, length: UInt64(data.count)) { (_, _) async throws(Errno) in
-            let handle = self.handle(offset: offset, length: data.count, address: data.baseAddress!)
-            try await self.ring.writeFully(handle, from: data, at: offset, durable: fua)
+    public func write(
+        _ data: UnsafeRawBufferPointer, at offset: UInt64, fua: Bool, origin: Origin = .guest
+    ) async throws(VolumeError) {
+        try await modify(offset: offset, length: UInt64(data.count), origin: origin) { position, piece in
+            let slice = UnsafeRawBufferPointer(rebasing: data[Int(position - offset)..<Int(position - offset + piece)])
+            return .write(offset: position, data: slice, fua: fua)
+        } body: { (position, piece) async throws(Errno) in
+            let slice = UnsafeRawBufferPointer(rebasing: data[Int(position - offset)..<Int(position - offset + piece)])
+            let handle = self.handle(offset: position, length: slice.count, address: slice.baseAddress!)
+            try await self.ring.writeFully(handle, from: slice, at: position, durable: fua)
         }
     }
 
     /// Deallocates a range (NBD TRIM): it reads back as zeroes.
-    public func trim(offset: UInt64, length: UInt64) async throws(VolumeError) {
-        try await modify(offset: offset, length: length) { (offset, length) async throws(Errno) in
+    public func trim(offset: UInt64, length: UInt64, origin: Origin = .guest) async throws(VolumeError) {
+        try await modify(offset: offset, length: length, origin: origin) { position, piece in
+            .trim(offset: position, length: piece)
+        } body: { (offset, length) async throws(Errno) in
             try await self.ring.punchHole(.file(self.bufferedFD), offset: offset, length: length)
         }
     }
 
     /// Zeroes a range (NBD WRITE_ZEROES); `allocate` keeps it allocated (NBD_CMD_FLAG_NO_HOLE).
-    public func writeZeroes(offset: UInt64, length: UInt64, allocate: Bool, fua: Bool) async throws(VolumeError) {
-        try await modify(offset: offset, length: length) { (offset, length) async throws(Errno) in
+    public func writeZeroes(
+        offset: UInt64, length: UInt64, allocate: Bool, fua: Bool, origin: Origin = .guest
+    ) async throws(VolumeError) {
+        try await modify(offset: offset, length: length, origin: origin) { position, piece in
+            .writeZeroes(offset: position, length: piece, allocate: allocate)
+        } body: { (offset, length) async throws(Errno) in
             if allocate {
                 try await self.ring.zeroRange(.file(self.bufferedFD), offset: offset, length: length)
             } else {
@@ -335,22 +359,85 @@ public actor LocalVolume {
         }
     }
 
-    /// Makes every completed write durable (NBD FLUSH).
-    public func flush() async throws(VolumeError) {
+    /// Makes every completed write durable (NBD FLUSH), on the peer too while replicating.
+    public func flush(origin: Origin = .guest) async throws(VolumeError) {
+        let ticket = origin == .guest ? replicator?.submit(.flush) : nil
         do {
             try await ring.fsync(.file(directFD), dataOnly: true)
         } catch {
             throw .io(path: configuration.imagePath, error)
         }
+        // A flush the peer missed needs no bits: the writes it covers are tracked themselves.
+        if let ticket { _ = await ticket.wait() }
     }
 
     /// A copy of the dirty bitmap (for resync and for tests).
     public func dirtyBitmap() -> DirtyBitmap { bitmap }
 
-    /// Records a sync point: the replicas agree, nothing is dirty (resync end, or a new volume).
+    // MARK: Replication hooks
+
+    /// Starts (or, with nil, stops) replicating guest changes to the peer.
+    public func setReplicator(_ replicator: (any WriteReplicator)?) {
+        self.replicator = replicator
+    }
+
+    public var isReplicating: Bool { replicator != nil }
+
+    /// This replica's state for the resync decision at connect time.
+    public var replicaState: ReplicaState {
+        ReplicaState(
+            generations: metadata.generations, crashedPrimary: openReport.uncleanShutdown && metadata.flags.contains(.primary),
+            consistency: metadata.consistency)
+    }
+
+    public var metadataSnapshot: VolumeMetadata { metadata }
+
+    /// Changes the superblock (generations, role, consistency) and writes it durably.
+    public func updateMetadata(_ change: (inout VolumeMetadata) -> Void) async throws(VolumeError) {
+        change(&metadata)
+        let (offset, bytes) = metadata.nextSuperblockWrite()
+        try await writeMetadata(bytes, at: offset, durable: true)
+    }
+
+    /// Marks a range out of sync (verify found a difference, or the peer reported one).
+    public func markDirty(offset: UInt64, length: UInt64) {
+        try? bitmap.set(offset: offset, length: length)
+    }
+
+    /// Marks a range in sync again (resync of it was acknowledged by the peer).
+    public func clearDirty(offset: UInt64, length: UInt64) {
+        try? bitmap.clear(offset: offset, length: length)
+    }
+
+    /// Replaces the bitmap with `other`'s bits added (the peer's bitmap at connect time).
+    public func mergeDirty(_ other: DirtyBitmap) throws(VolumeError) {
+        do { try bitmap.formUnion(other) } catch {
+            throw .metadata(path: configuration.metadataPath, .invalidConfiguration("peer bitmap: \(error)"))
+        }
+    }
+
+    /// Writes the whole bitmap to the metadata file (resync checkpoints, sync points).
+    public func persistBitmap() async throws(VolumeError) {
+        try await writeMetadata(bitmap.serialized(), at: metadata.layout.bitmapOffset, durable: true)
+    }
+
+    /// Records a sync point: the replicas agree, nothing is dirty.
     public func clearDirty() async throws(VolumeError) {
         bitmap.clearAll()
-        try await writeMetadata(bitmap.serialized(), at: metadata.layout.bitmapOffset, durable: true)
+        try await persistBitmap()
+    }
+
+    /// Reads a range while holding its range lock and hands the bytes to `deliver` before the
+    /// lock is released: a resync block is queued for the peer ahead of any guest write that
+    /// overlaps it, so on the peer's ordered stream it can never land after that write.
+    public func readForResync(
+        into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, deliver: (UnsafeRawBufferPointer) -> Void
+    ) async throws(VolumeError) {
+        try check(offset: offset, length: UInt64(buffer.count))
+        await lockRange(offset, offset + UInt64(buffer.count))
+        defer { unlockRange(offset, offset + UInt64(buffer.count)) }
+        try await read(into: buffer, at: offset)
+        deliver(UnsafeRawBufferPointer(buffer))
     }
 
     private func check(offset: UInt64, length: UInt64) throws(VolumeError) {
@@ -369,26 +456,48 @@ public actor LocalVolume {
     ///
     /// Trims and zero-ranges carry no data and may span the whole disk (mkfs discards it all);
     /// they are split so that one piece never needs more extents than the log can hold hot.
+    ///
+    /// A guest change is handed to the replicator before the local I/O starts (both run at
+    /// once) and completes when both are done; its range becomes dirty when the peer did not
+    /// acknowledge it. Overlapping changes run in arrival order (``RangeLocks``).
     private func modify(
-        offset: UInt64, length: UInt64, _ body: (UInt64, UInt64) async throws(Errno) -> Void
+        offset: UInt64, length: UInt64, origin: Origin,
+        change: (UInt64, UInt64) -> ReplicatedChange,
+        body: (UInt64, UInt64) async throws(Errno) -> Void
     ) async throws(VolumeError) {
         try check(offset: offset, length: length)
+        guard length > 0 else { return }
+        await lockRange(offset, offset + length)
+        defer { unlockRange(offset, offset + length) }
         let chunk = UInt64(max(1, activityLog.configuration.hotExtentLimit / 4)) * activityLog.configuration.extentSize
         var position = offset
         while position < offset + length {
             let piece = min(chunk - position % chunk, offset + length - position)
             try await activate(offset: position, length: piece)
             defer { releaseExtents(offset: position, length: piece) }
-            if !peerInSync {
-                try? bitmap.set(offset: position, length: piece)  // in range: checked above
-            }
+            let ticket = origin == .guest ? replicator?.submit(change(position, piece)) : nil
+            var dirty = origin == .guest && ticket == nil
+            var failure: Errno?
             do {
                 try await body(position, piece)
             } catch {
-                throw .io(path: configuration.imagePath, error)
+                failure = error
+                dirty = true  // the peer may hold what we could not write
             }
+            if let ticket, !(await ticket.wait()) { dirty = true }
+            if dirty { try? bitmap.set(offset: position, length: piece) }  // in range: checked above
+            if let failure { throw .io(path: configuration.imagePath, failure) }
             position += piece
         }
+    }
+
+    private func lockRange(_ lower: UInt64, _ upper: UInt64) async {
+        if rangeLocks.tryAcquire(lower, upper) { return }
+        await withCheckedContinuation { rangeLocks.enqueue(lower, upper, $0) }
+    }
+
+    private func unlockRange(_ lower: UInt64, _ upper: UInt64) {
+        for waiter in rangeLocks.release(lower, upper) { waiter.resume() }
     }
 
     /// Waits until every extent of the range is durably hot, holding a reference on each.

@@ -78,7 +78,7 @@ struct NBDConnection: Sendable {
     private func transmission(_ buffer: UnsafeMutableRawBufferPointer, initial: [UInt8]) async throws {
         var decoder = NBDRequestDecoder(export: export)
         decoder.receive(initial)
-        let replies = ReplyWriter(ring: ring, socket: socket)
+        let replies = SerializedSender(ring: ring, socket: socket)
         let slots = InFlightLimit(Self.maximumInFlight)
         try await withThrowingDiscardingTaskGroup { group in
             while true {
@@ -102,69 +102,6 @@ struct NBDConnection: Sendable {
                 decoder.receive(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             }
         }
-    }
-}
-
-/// Serializes replies on one socket: concurrent requests finish in any order, but a reply's
-/// bytes must never interleave with another's.
-final class ReplyWriter: Sendable {
-    private struct State {
-        var busy = false
-        var waiters: [CheckedContinuation<Void, Never>] = []
-        var broken = false
-    }
-
-    private let ring: IOUring
-    private let socket: FileDescriptor
-    private let state = Locked(State())
-
-    init(ring: IOUring, socket: FileDescriptor) {
-        self.ring = ring
-        self.socket = socket
-    }
-
-    nonisolated(nonsending) func send(_ bytes: [UInt8]) async {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
-        defer { buffer.deallocate() }
-        buffer.copyBytes(from: bytes)
-        await send(UnsafeRawBufferPointer(buffer))
-    }
-
-    nonisolated(nonsending) func send(_ bytes: UnsafeRawBufferPointer) async {
-        let mustWait = state.withLock { s -> Bool in
-            if s.busy { return true }
-            s.busy = true
-            return false
-        }
-        if mustWait {
-            await withCheckedContinuation { continuation in
-                let runNow = state.withLock { s -> Bool in
-                    if !s.busy {
-                        s.busy = true
-                        return true
-                    }
-                    s.waiters.append(continuation)
-                    return false
-                }
-                if runNow { continuation.resume() }
-            }
-        }
-        if !state.withLock({ $0.broken }) {
-            do {
-                try await ring.sendAll(.file(socket), bytes)
-            } catch {
-                // The client is gone; the receive side sees it too and ends the connection.
-                state.withLock { $0.broken = true }
-            }
-        }
-        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
-            if s.waiters.isEmpty {
-                s.busy = false
-                return nil
-            }
-            return s.waiters.removeFirst()  // stays busy: ownership passes to the next sender
-        }
-        next?.resume()
     }
 }
 
