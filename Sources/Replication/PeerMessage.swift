@@ -110,4 +110,29 @@ public enum PeerMessage: Sendable, Hashable {
         encode(into: &out, version: version)
         return out
     }
+
+    /// The message as header + payload, as ``PeerFrameDecoder`` would yield it.
+    public func frame(version: UInt16 = PeerProtocol.currentVersion) -> PeerFrame {
+        switch self {
+        case .hello(let m): return m.frame(version: version)
+        case .challenge(let m): return m.frame(version: version)
+        case .response(let m): return m.frame(version: version)
+        case .welcome(let m): return m.frame(version: version)
+        case .refuse(let m): return m.frame(version: version)
+        case .volumeState(let m): return m.frame(version: version)
+        case .write(let m): return m.frame(version: version)
+        case .writeZeroes(let m): return m.frame(version: version)
+        case .trim(let m): return m.frame(version: version)
+        case .flush(let m): return m.frame(version: version)
+        case .ack(let m): return m.frame(version: version)
+        case .resyncRequest(let m): return m.frame(version: version)
+        case .resyncData(let m): return m.frame(version: version)
+        case .resyncChecksum(let m): return m.frame(version: version)
+        case .resyncDone(let m): return m.frame(version: version)
+        case .bitmap(let m): return m.frame(version: version)
+        case .ping(let m): return m.frame(version: version)
+        case .pong(let m): return m.frame(version: version)
+        case .goodbye(let m): return m.frame(version: version)
+        }
+    }
 }
