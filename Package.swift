@@ -105,6 +105,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "perf/Sources/vmha-perf"),
+        // libFuzzer target for the peer frame decoder and handshake (docs/protocol.md, "Fuzzing").
+        .executableTarget(name: "PeerFrameFuzz", dependencies: ["Replication"], path: "perf/Fuzz/PeerFrameFuzz"),
 
         .testTarget(name: "UringTests", dependencies: ["Uring"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "Harness"]),

@@ -149,3 +149,40 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         return z ^ (z >> 31)
     }
 }
+
+extension PeerStreamInvariants {
+    /// Valid streams, one per frame type plus a complete handshake transcript,
+    /// as a seed corpus: libFuzzer cannot guess a CRC32C, so it starts from these.
+    public static func seedStreams() -> [[UInt8]] {
+        var seeds: [[UInt8]] = []
+        let key = SymmetricKey(data: Array(repeating: UInt8(7), count: 32))
+        let peer = PeerHandshake.Configuration(hostName: "fuzz-peer", clusterName: "fuzz", clusterKey: key)
+        // What a peer would send to the fuzzed handshake (HELLO, CHALLENGE); the RESPONSE needs
+        // the fuzzed side's nonce, fixed in runHandshake, so it is valid for role .acceptor.
+        var local = PeerHandshake(role: .acceptor, configuration: fuzzConfiguration, nonce: Array(repeating: 2, count: 32))
+        var remote = PeerHandshake(role: .connector, configuration: peer, nonce: Array(repeating: 9, count: 32))
+        var transcript = remote.start().bytesToSend
+        let localHello = local.start().bytesToSend
+        transcript += remote.receive(localHello).bytesToSend
+        seeds.append(transcript)
+        let nonce = Array(repeating: UInt8(5), count: 32)
+        let messages: [any PeerMessageCodable] = [
+            PeerHello(versions: 1...1, nonce: nonce, hostName: "h", clusterName: "fuzz"),
+            PeerChallenge(version: 1, nonce: nonce), PeerResponse(mac: nonce), PeerWelcome(),
+            PeerRefuse(reason: .protocolViolation, message: "x"),
+            PeerWrite(volumeID: 1, sequence: 2, offset: 4096, fua: true, data: [1, 2, 3, 4]),
+            PeerWriteZeroes(volumeID: 1, sequence: 3, offset: 0, length: 4096, noHole: true),
+            PeerTrim(volumeID: 1, sequence: 4, offset: 0, length: 4096), PeerFlush(volumeID: 1, sequence: 5),
+            PeerAck(volumeID: 1, sequence: 5, status: 0),
+            PeerResyncRequest(volumeID: 1, requestID: 1, offset: 0, length: 4096),
+            PeerResyncData(volumeID: 1, requestID: 1, offset: 0, content: .zeroes(length: 4096)),
+            PeerResyncData(volumeID: 1, requestID: 1, offset: 0, content: .data([7, 7][...])),
+            PeerResyncChecksum(volumeID: 1, requestID: 1, offset: 0, length: 4096, digest: .crc32c(1)),
+            PeerResyncDone(volumeID: 1, bytesSynced: 4096),
+            PeerBitmap(volumeID: 1, byteOffset: 0, totalLength: 8, chunk: [0, 1, 0, 0, 0, 0, 0, 0][...]),
+            PeerPing(token: 1), PeerPong(token: 1), PeerGoodbye(message: "bye"),
+        ]
+        for m in messages { seeds.append(m.encoded()) }
+        return seeds
+    }
+}
