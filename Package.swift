@@ -106,7 +106,11 @@ let package = Package(
             ],
             path: "perf/Sources/vmha-perf"),
         // libFuzzer target for the peer frame decoder and handshake (docs/protocol.md, "Fuzzing").
-        .executableTarget(name: "PeerFrameFuzz", dependencies: ["Replication"], path: "perf/Fuzz/PeerFrameFuzz"),
+        // --export-dynamic lets main.swift find libFuzzer's LLVMFuzzerRunDriver with dlsym when
+        // built with -sanitize=fuzzer (its own top-level code wins over libFuzzer's main).
+        .executableTarget(
+            name: "PeerFrameFuzz", dependencies: ["Replication"], path: "perf/Fuzz/PeerFrameFuzz",
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic"])]),
 
         .testTarget(name: "UringTests", dependencies: ["Uring"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "Harness"]),

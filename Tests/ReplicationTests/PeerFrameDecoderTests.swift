@@ -163,6 +163,49 @@ import Volume
         #expect(frames == 512)
         #expect(gbps > 1, "decode slower than 1 Gbit/s even in a debug build")
     }
+
+    /// ACKs are the other half of every replicated write: measure their round trip.
+    @Test func throughputOfAckEncodeDecode() throws {
+        let count = 100_000
+        var stream: [UInt8] = []
+        stream.reserveCapacity(count * PeerAck.encodedSize)
+        let clock = ContinuousClock()
+        let encodeTime = clock.measure {
+            for i in 0..<count { PeerAck(volumeID: 1, sequence: UInt64(i)).encode(into: &stream) }
+        }
+        var decoder = PeerFrameDecoder()
+        var last: UInt64 = 0
+        let decodeTime = try clock.measure {
+            for start in stride(from: 0, to: stream.count, by: 64 << 10) {
+                decoder.receive(stream[start..<min(start + (64 << 10), stream.count)])
+                while let f = try decoder.next() {
+                    guard case .ack(let ack) = try PeerMessage(frame: f) else { continue }
+                    last = ack.sequence
+                }
+            }
+        }
+        func rate(_ d: Duration) -> Int {
+            Int(Double(count) / (Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18))
+        }
+        print("PeerAck: encode \(rate(encodeTime)) frames/s, decode \(rate(decodeTime)) frames/s")
+        #expect(last == UInt64(count - 1))
+    }
+
+    @Test func throughputOfOneMiBWriteEncode() {
+        let data = Array(repeating: UInt8(0x5A), count: 1 << 20)
+        var out: [UInt8] = []
+        out.reserveCapacity(PeerWrite.prefixSize + data.count)
+        let clock = ContinuousClock()
+        let elapsed = clock.measure {
+            for i in 0..<256 {
+                out.removeAll(keepingCapacity: true)
+                PeerWrite(volumeID: 1, sequence: UInt64(i), offset: 0, data: data).encode(into: &out)
+            }
+        }
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        print("PeerWrite: encode (copying) 256 × 1 MiB: \(Int(256.0 * 1.048576 / seconds)) MB/s")
+        #expect(out.count == PeerWrite.prefixSize + data.count)
+    }
 }
 
 func decodeOne(_ bytes: [UInt8]) throws(PeerProtocolError) {

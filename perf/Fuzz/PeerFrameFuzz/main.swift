@@ -3,12 +3,15 @@
 // PeerStreamInvariants (no trap; fragmentation-independent results; every
 // decoded frame and message re-encodes to its input bytes).
 //
-// Fuzz build (libFuzzer provides main):
+// Fuzz build:
 //   swift build --product PeerFrameFuzz -c debug -Xswiftc -sanitize=fuzzer,address
-//   .build/debug/PeerFrameFuzz -max_total_time=60 perf/Fuzz/PeerFrameFuzz/corpus
-// Plain build: the top-level code below is the entry point instead; it replays
-// the files named on the command line (e.g. a crash-* artifact) through the
-// same function, and with no arguments writes a seed corpus.
+//   .build/debug/PeerFrameFuzz -max_total_time=60 CORPUS_DIR
+// main.swift always has an entry point (top-level code), and it wins over
+// libFuzzer's `main`. So at run time it looks for libFuzzer's
+// `LLVMFuzzerRunDriver`: if the fuzzer runtime is linked in, it hands control
+// to it; in a plain build it replays the files named on the command line
+// (e.g. a crash-* artifact) through the same function, or with
+// `--write-seeds DIR` writes a seed corpus.
 
 import Replication
 
@@ -31,23 +34,38 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-#if !FUZZING
-/// Replays each file given as an argument; with none, writes a seed corpus of
-/// valid frame streams into ./corpus-seed/ (one file per frame type).
+typealias FuzzerDriver = @convention(c) (
+    UnsafeMutablePointer<CInt>, UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+    @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
+) -> CInt
+
+/// libFuzzer's driver, if this binary was built with `-sanitize=fuzzer`.
+func fuzzerDriver() -> FuzzerDriver? {
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "LLVMFuzzerRunDriver") else { return nil }
+    return unsafeBitCast(symbol, to: FuzzerDriver.self)
+}
+
+/// Replays each file given as an argument, or writes a seed corpus of valid
+/// frame streams (one file per frame type and mode) with `--write-seeds DIR`.
 func replayOrSeed() {
-    let arguments = CommandLine.arguments.dropFirst()
-    if arguments.isEmpty {
-        mkdir("corpus-seed", 0o755)
+    let arguments = Array(CommandLine.arguments.dropFirst())
+    if arguments.count == 2 && arguments[0] == "--write-seeds" {
+        let dir = arguments[1]
+        mkdir(dir, 0o755)
         for (index, stream) in PeerStreamInvariants.seedStreams().enumerated() {
             for mode: UInt8 in [0, 1] {
                 let bytes = [mode, 0, 0, 0, 0, 0, 0, 0, UInt8(index)] + stream
-                guard let file = fopen("corpus-seed/seed-\(index)-\(mode)", "wb") else { continue }
+                guard let file = fopen("\(dir)/seed-\(index)-\(mode)", "wb") else { continue }
                 _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
                 fclose(file)
             }
         }
-        print("wrote seed corpus to corpus-seed/")
+        print("wrote seed corpus to \(dir)/")
         return
+    }
+    if arguments.isEmpty {
+        print("usage: PeerFrameFuzz FILE... | --write-seeds DIR (build with -sanitize=fuzzer to fuzz)")
+        exit(2)
     }
     for path in arguments {
         guard let file = fopen(path, "rb") else {
@@ -66,5 +84,10 @@ func replayOrSeed() {
         print("\(path): ok (\(bytes.count) bytes)")
     }
 }
-replayOrSeed()
-#endif
+if let driver = fuzzerDriver() {
+    var argc = CommandLine.argc
+    var argv = CommandLine.unsafeArgv
+    exit(driver(&argc, &argv, fuzz))
+} else {
+    replayOrSeed()
+}
