@@ -105,6 +105,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "perf/Sources/vmha-perf"),
+        // libFuzzer target for the peer frame decoder and handshake (docs/protocol.md, "Fuzzing").
+        // --export-dynamic lets main.swift find libFuzzer's LLVMFuzzerRunDriver with dlsym when
+        // built with -sanitize=fuzzer (its own top-level code wins over libFuzzer's main).
+        .executableTarget(
+            name: "PeerFrameFuzz", dependencies: ["Replication"], path: "perf/Fuzz/PeerFrameFuzz",
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic"])]),
 
         .testTarget(name: "UringTests", dependencies: ["Uring"]),
         .testTarget(

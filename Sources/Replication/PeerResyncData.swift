@@ -1,0 +1,69 @@
+/// RESYNC_DATA: one range of the sync source's data, or a marker that the
+/// range reads as zeroes (so holes and zeroed regions cost 12 bytes on the
+/// wire and the target can punch a hole instead of writing).
+///
+/// Header: stream id = volume id, sequence = request id (0 when the source
+/// pushes without a request), flag ZEROES. Payload: offset u64, then either
+/// data (1 byte … 32 MiB), or with ZEROES a length u32 (1 … 32 MiB).
+public struct PeerResyncData: PeerMessageCodable {
+    public static let frameType = PeerFrameType.resyncData
+
+    public enum Content: Sendable, Hashable {
+        /// A slice of the received frame's payload (no copy).
+        case data(ArraySlice<UInt8>)
+        case zeroes(length: UInt32)
+
+        public var length: Int {
+            switch self {
+            case .data(let d): return d.count
+            case .zeroes(let l): return Int(l)
+            }
+        }
+    }
+
+    public var volumeID: UInt32
+    public var requestID: UInt64
+    public var offset: UInt64
+    public var content: Content
+
+    public init(volumeID: UInt32, requestID: UInt64, offset: UInt64, content: Content) {
+        self.volumeID = volumeID
+        self.requestID = requestID
+        self.offset = offset
+        self.content = content
+    }
+
+    public var headerFlags: PeerFrameFlags {
+        if case .zeroes = content { return .zeroes }
+        return []
+    }
+    public var headerStreamID: UInt32 { volumeID }
+    public var headerSequence: UInt64 { requestID }
+
+    public func encodePayload(into out: inout [UInt8]) {
+        out.appendBigEndian(offset)
+        switch content {
+        case .data(let d): out.append(contentsOf: d)
+        case .zeroes(let l): out.appendBigEndian(l)
+        }
+    }
+
+    public init(header: PeerFrameHeader, payload: ArraySlice<UInt8>) throws(PeerProtocolError) {
+        try header.requireType(Self.frameType)
+        var r = PayloadReader(type: Self.frameType, bytes: payload)
+        volumeID = header.streamID
+        requestID = header.sequence
+        offset = try r.read(UInt64.self, "offset")
+        if header.flags.contains(.zeroes) {
+            let length = try r.read(UInt32.self, "length")
+            try r.finish()
+            guard length <= PeerProtocol.maximumDataLength else {
+                throw .fieldOutOfRange(type: Self.frameType, field: "length", value: "\(length)")
+            }
+            content = .zeroes(length: length)
+        } else {
+            content = .data(r.readRest())
+        }
+        try checkRange(Self.frameType, offset: offset, length: UInt64(content.length))
+    }
+}

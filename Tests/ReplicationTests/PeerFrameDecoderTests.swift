@@ -1,0 +1,215 @@
+import Testing
+import Volume
+@testable import Replication
+
+@Suite struct PeerFrameDecoderTests {
+    @Test func headerHasDocumentedByteLayout() {
+        let header = PeerFrameHeader(type: .ack, flags: [], streamID: 0x0102_0304, sequence: 0x1122_3344_5566_7788,
+                                     payloadLength: 4)
+        let bytes = header.encoded
+        #expect(bytes.count == 32)
+        #expect(Array(bytes[0..<4]) == Array("VMHP".utf8))
+        #expect(Array(bytes[4..<12]) == [0, 1, 0, 21, 0, 0, 0, 0])
+        #expect(Array(bytes[12..<16]) == [1, 2, 3, 4])
+        #expect(Array(bytes[16..<24]) == [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88])
+        #expect(Array(bytes[24..<28]) == [0, 0, 0, 4])
+        let crc = CRC32C.checksum(bytes[0..<28])
+        #expect(Array(bytes[28..<32]) == [UInt8(crc >> 24), UInt8((crc >> 16) & 0xFF), UInt8((crc >> 8) & 0xFF), UInt8(crc & 0xFF)])
+    }
+
+    @Test func decodesFramesFedOneByteAtATime() throws {
+        let write = PeerWrite(volumeID: 3, sequence: 9, offset: 4096, fua: true, data: Array(repeating: 0xAB, count: 5000))
+        let ack = PeerAck(volumeID: 3, sequence: 9, status: 5)
+        let stream = write.encoded() + ack.encoded()
+        var decoder = PeerFrameDecoder()
+        var messages: [PeerMessage] = []
+        for byte in stream {
+            decoder.receive([byte])
+            while let frame = try decoder.next() { messages.append(try PeerMessage(frame: frame)) }
+        }
+        #expect(messages == [.write(write), .ack(ack)])
+        #expect(decoder.bufferedByteCount == 0)
+    }
+
+    @Test func decodesManyFramesFromOneChunk() throws {
+        var stream: [UInt8] = []
+        for i in 0..<100 { PeerAck(volumeID: 1, sequence: UInt64(i)).encode(into: &stream) }
+        var decoder = PeerFrameDecoder()
+        decoder.receive(stream)
+        var sequences: [UInt64] = []
+        while let frame = try decoder.next() { sequences.append(frame.header.sequence) }
+        #expect(sequences == Array(0..<100))
+    }
+
+    @Test func writeDataIsASliceOfTheFramePayload() throws {
+        let data = (0..<65536).map { UInt8(truncatingIfNeeded: $0) }
+        var decoder = PeerFrameDecoder()
+        decoder.receive(PeerWrite(volumeID: 1, sequence: 1, offset: 0, data: data).encoded())
+        let frame = try #require(try decoder.next())
+        guard case .write(let write) = try PeerMessage(frame: frame) else {
+            Issue.record("not a WRITE")
+            return
+        }
+        #expect(write.data.elementsEqual(data))
+        // Same storage: the slice starts 8 bytes (the offset field) into the payload array.
+        let sameStorage = frame.payload.withUnsafeBufferPointer { p in
+            write.data.withUnsafeBufferPointer { d in d.baseAddress == p.baseAddress! + 8 }
+        }
+        #expect(sameStorage)
+    }
+
+    @Test func rejectsBadMagic() {
+        var bytes = PeerAck(volumeID: 1, sequence: 1).encoded()
+        bytes[0] = UInt8(ascii: "X")
+        #expect(throws: PeerProtocolError.badMagic(0x584D_4850)) { try decodeOne(bytes) }
+    }
+
+    @Test func rejectsCorruptHeaderBeforeTrustingItsLength() {
+        var bytes = PeerWrite(volumeID: 1, sequence: 1, offset: 0, data: [1, 2, 3]).encoded()
+        // A flipped bit in the length must not make us wait for (or buffer) gigabytes.
+        bytes[24] ^= 0x80
+        var decoder = PeerFrameDecoder()
+        decoder.receive(bytes)
+        #expect {
+            _ = try decoder.next()
+        } throws: { error in
+            if case .badHeaderChecksum = error as? PeerProtocolError { return true }
+            return false
+        }
+    }
+
+    @Test func rejectsOversizedPayloadBeforeBuffering() {
+        let header = PeerFrameHeader(type: .write, streamID: 1, sequence: 1, payloadLength: 1 << 20)
+        var decoder = PeerFrameDecoder(maximumPayloadLength: 64 << 10)
+        decoder.receive(header.encoded)
+        #expect(throws: PeerProtocolError.payloadTooLarge(type: .write, length: 1 << 20, maximum: 64 << 10)) {
+            _ = try decoder.next()
+        }
+        #expect(decoder.payload.capacity < 64 << 10)
+    }
+
+    @Test func rejectsFixedSizeFrameWithOtherLength() {
+        let header = PeerFrameHeader(type: .ack, streamID: 1, sequence: 1, payloadLength: 16 << 20)
+        #expect(throws: PeerProtocolError.invalidPayloadLength(type: .ack, length: 16 << 20, expected: "4...4 bytes")) {
+            try decodeOne(header.encoded)
+        }
+    }
+
+    @Test func rejectsUnknownTypeFlagsVersionAndReserved() {
+        func header(mutating body: (inout [UInt8]) -> Void) -> [UInt8] {
+            var bytes = PeerAck(volumeID: 1, sequence: 1).encoded()
+            body(&bytes)
+            bytes.storeBigEndian(CRC32C.checksum(bytes[0..<28]), at: 28)
+            return bytes
+        }
+        #expect(throws: PeerProtocolError.unknownFrameType(999)) {
+            try decodeOne(header { $0.storeBigEndian(UInt16(999), at: 6) })
+        }
+        #expect(throws: PeerProtocolError.invalidFlags(type: .ack, flags: 1)) {
+            try decodeOne(header { $0.storeBigEndian(UInt16(1), at: 8) })
+        }
+        #expect(throws: PeerProtocolError.unsupportedVersion(2)) {
+            try decodeOne(header { $0.storeBigEndian(UInt16(2), at: 4) })
+        }
+        #expect(throws: PeerProtocolError.nonZeroReserved(0x10)) {
+            try decodeOne(header { $0.storeBigEndian(UInt16(0x10), at: 10) })
+        }
+    }
+
+    @Test func errorIsStickyAndNothingIsYieldedAfterIt() {
+        var decoder = PeerFrameDecoder()
+        decoder.receive(Array(repeating: 0, count: 32))
+        #expect(throws: PeerProtocolError.self) { _ = try decoder.next() }
+        decoder.receive(PeerAck(volumeID: 1, sequence: 1).encoded())
+        #expect(throws: PeerProtocolError.badMagic(0)) { _ = try decoder.next() }
+    }
+
+    @Test func truncatedFrameYieldsNothing() throws {
+        let bytes = PeerWrite(volumeID: 1, sequence: 1, offset: 0, data: [1, 2, 3]).encoded()
+        var decoder = PeerFrameDecoder()
+        decoder.receive(bytes.dropLast())
+        #expect(try decoder.next() == nil)
+        #expect(decoder.undecodedBytes == Array(bytes.dropLast()))
+        decoder.receive(bytes.suffix(1))
+        #expect(try decoder.next()?.payload.count == 11)
+    }
+
+    /// Release-build figure for the report: `swift test -c release --filter throughput`.
+    @Test func throughputOfOneMiBWriteFrames() throws {
+        let frame = PeerWrite(volumeID: 1, sequence: 1, offset: 0, data: Array(repeating: 0x5A, count: 1 << 20)).encoded()
+        // Receive in 256 KiB reads, as a socket would deliver them.
+        var stream: [UInt8] = []
+        for _ in 0..<64 { stream += frame }
+        let chunks = stride(from: 0, to: stream.count, by: 256 << 10).map { Array(stream[$0..<min($0 + (256 << 10), stream.count)]) }
+        var decoder = PeerFrameDecoder()
+        let clock = ContinuousClock()
+        var frames = 0
+        var bytes = 0
+        let elapsed = try clock.measure {
+            for _ in 0..<8 {
+                for chunk in chunks {
+                    decoder.receive(chunk)
+                    while let f = try decoder.next() {
+                        guard case .write(let w) = try PeerMessage(frame: f) else { continue }
+                        frames += 1
+                        bytes += w.data.count
+                    }
+                }
+            }
+        }
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        let gbps = Double(bytes) * 8 / seconds / 1e9
+        print("PeerFrameDecoder: \(frames) × 1 MiB WRITE in \(elapsed): \(Int(Double(bytes) / seconds / 1e6)) MB/s = \(gbps) Gbit/s")
+        #expect(frames == 512)
+        #expect(gbps > 1, "decode slower than 1 Gbit/s even in a debug build")
+    }
+
+    /// ACKs are the other half of every replicated write: measure their round trip.
+    @Test func throughputOfAckEncodeDecode() throws {
+        let count = 100_000
+        var stream: [UInt8] = []
+        stream.reserveCapacity(count * PeerAck.encodedSize)
+        let clock = ContinuousClock()
+        let encodeTime = clock.measure {
+            for i in 0..<count { PeerAck(volumeID: 1, sequence: UInt64(i)).encode(into: &stream) }
+        }
+        var decoder = PeerFrameDecoder()
+        var last: UInt64 = 0
+        let decodeTime = try clock.measure {
+            for start in stride(from: 0, to: stream.count, by: 64 << 10) {
+                decoder.receive(stream[start..<min(start + (64 << 10), stream.count)])
+                while let f = try decoder.next() {
+                    guard case .ack(let ack) = try PeerMessage(frame: f) else { continue }
+                    last = ack.sequence
+                }
+            }
+        }
+        func rate(_ d: Duration) -> Int {
+            Int(Double(count) / (Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18))
+        }
+        print("PeerAck: encode \(rate(encodeTime)) frames/s, decode \(rate(decodeTime)) frames/s")
+        #expect(last == UInt64(count - 1))
+    }
+
+    @Test func throughputOfOneMiBWriteEncode() {
+        let data = Array(repeating: UInt8(0x5A), count: 1 << 20)
+        var out: [UInt8] = []
+        out.reserveCapacity(PeerWrite.prefixSize + data.count)
+        let clock = ContinuousClock()
+        let elapsed = clock.measure {
+            for i in 0..<256 {
+                out.removeAll(keepingCapacity: true)
+                PeerWrite(volumeID: 1, sequence: UInt64(i), offset: 0, data: data).encode(into: &out)
+            }
+        }
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        print("PeerWrite: encode (copying) 256 × 1 MiB: \(Int(256.0 * 1.048576 / seconds)) MB/s")
+        #expect(out.count == PeerWrite.prefixSize + data.count)
+    }
+}
+
+func decodeOne(_ bytes: [UInt8]) throws(PeerProtocolError) {
+    var decoder = PeerFrameDecoder()
+    decoder.receive(bytes)
+    _ = try decoder.next()
+}
