@@ -40,6 +40,16 @@ public struct PeerResyncData: PeerMessageCodable {
     public var headerStreamID: UInt32 { volumeID }
     public var headerSequence: UInt64 { requestID }
 
+    /// Header and offset of a RESYNC_DATA frame carrying `dataLength` bytes, for a sender that
+    /// appends the data itself (one copy, straight from the read buffer).
+    public static func encodePrefix(into out: inout [UInt8], version: UInt16 = PeerProtocol.currentVersion,
+                                    volumeID: UInt32, requestID: UInt64, offset: UInt64, dataLength: Int) {
+        precondition(dataLength > 0 && dataLength <= PeerProtocol.maximumDataLength, "RESYNC_DATA length out of range")
+        PeerFrameHeader(version: version, type: .resyncData, flags: [], streamID: volumeID,
+                        sequence: requestID, payloadLength: UInt32(8 + dataLength)).encode(into: &out)
+        out.appendBigEndian(offset)
+    }
+
     public func encodePayload(into out: inout [UInt8]) {
         out.appendBigEndian(offset)
         switch content {

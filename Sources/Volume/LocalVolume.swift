@@ -200,8 +200,10 @@ public actor LocalVolume {
                     ring: ring, slotCount: metadata.activityLog.slotCount, volumeTag: metadata.activityLogTag,
                     extentSize: metadata.activityLog.extentSize)
                 report.uncleanShutdown = metadata.flags.contains(.crashedPrimary)
-                if !recovered.extents.isEmpty {
-                    // Extents still hot on disk: writes may have been in flight there.
+                if !recovered.extents.isEmpty && metadata.flags.contains(.primary) {
+                    // Extents still hot on disk: guest writes may have been in flight there. (A
+                    // secondary acknowledges only completed writes; what it missed, the
+                    // primary's bitmap holds.)
                     recovered.markDirty(in: &bitmap)
                     report.recoveredExtents = recovered.extents.count
                 }
@@ -430,14 +432,16 @@ public actor LocalVolume {
     /// Reads a range while holding its range lock and hands the bytes to `deliver` before the
     /// lock is released: a resync block is queued for the peer ahead of any guest write that
     /// overlaps it, so on the peer's ordered stream it can never land after that write.
-    public func readForResync(
-        into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, deliver: (UnsafeRawBufferPointer) -> Void
-    ) async throws(VolumeError) {
-        try check(offset: offset, length: UInt64(buffer.count))
-        await lockRange(offset, offset + UInt64(buffer.count))
-        defer { unlockRange(offset, offset + UInt64(buffer.count)) }
+    public func readForResync<T: Sendable>(
+        offset: UInt64, length: Int, deliver: @Sendable (UnsafeRawBufferPointer) -> T
+    ) async throws(VolumeError) -> T {
+        try check(offset: offset, length: UInt64(length))
+        await lockRange(offset, offset + UInt64(length))
+        defer { unlockRange(offset, offset + UInt64(length)) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 4096)
+        defer { buffer.deallocate() }
         try await read(into: buffer, at: offset)
-        deliver(UnsafeRawBufferPointer(buffer))
+        return deliver(UnsafeRawBufferPointer(buffer))
     }
 
     private func check(offset: UInt64, length: UInt64) throws(VolumeError) {

@@ -79,7 +79,7 @@ struct NBDConnection: Sendable {
         var decoder = NBDRequestDecoder(export: export)
         decoder.receive(initial)
         let replies = SerializedSender(ring: ring, socket: socket)
-        let slots = InFlightLimit(Self.maximumInFlight)
+        let slots = AsyncSemaphore(Self.maximumInFlight)
         try await withThrowingDiscardingTaskGroup { group in
             while true {
                 while let action = try decoder.next() {
@@ -102,48 +102,5 @@ struct NBDConnection: Sendable {
                 decoder.receive(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             }
         }
-    }
-}
-
-/// A counting semaphore for requests in flight on one connection.
-final class InFlightLimit: Sendable {
-    private struct State {
-        var available: Int
-        var waiters: [CheckedContinuation<Void, Never>] = []
-    }
-
-    private let state: Locked<State>
-
-    init(_ limit: Int) { state = Locked(State(available: limit)) }
-
-    func acquire() async {
-        let acquired = state.withLock { s -> Bool in
-            guard s.available > 0 else { return false }
-            s.available -= 1
-            return true
-        }
-        if acquired { return }
-        await withCheckedContinuation { continuation in
-            let runNow = state.withLock { s -> Bool in
-                if s.available > 0 {
-                    s.available -= 1
-                    return true
-                }
-                s.waiters.append(continuation)
-                return false
-            }
-            if runNow { continuation.resume() }
-        }
-    }
-
-    func release() {
-        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
-            if s.waiters.isEmpty {
-                s.available += 1
-                return nil
-            }
-            return s.waiters.removeFirst()  // the slot passes straight to the waiter
-        }
-        next?.resume()
     }
 }

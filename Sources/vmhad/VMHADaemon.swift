@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import Crypto
 import Logging
+import Replication
 import ServiceLifecycle
 import Uring
 import Volume
@@ -25,6 +27,30 @@ struct VMHADaemon: AsyncParsableCommand {
     @Option(name: .customLong("export"), help: "NAME:IMAGE:SOCKET[:METADATA] (repeatable).")
     var exports: [ExportSpec] = []
 
+    @Option(name: .customLong("replica"), help: "NAME:IMAGE[:METADATA]: a secondary replica of the peer's volume (repeatable).")
+    var replicas: [ReplicaSpec] = []
+
+    @Option(help: "Replicate every --export to the peer vmhad at ADDRESS:PORT (this host is their primary).")
+    var replicateTo: String?
+
+    @Option(help: "Accept the peer's replication links on ADDRESS:PORT (for the --replica volumes).")
+    var listen: String?
+
+    @Option(help: "File holding the cluster key (the peer link's shared secret).")
+    var keyFile: String?
+
+    @Option(help: "This host's name on the peer link.")
+    var hostName: String = ProcessInfo.processInfo.hostName
+
+    @Option(help: "The cluster's name (both hosts must agree).")
+    var clusterName: String = "vmha"
+
+    @Option(help: "Seconds without any frame from the peer before it is declared gone (writes then complete locally).")
+    var peerTimeout: Double = 2
+
+    @Option(help: "Upper bound on resync bandwidth, bytes per second (default: as fast as the link).")
+    var resyncMaxRate: UInt64?
+
     @Option(help: "Mode of the NBD socket files (octal).")
     var socketMode: String = "660"
 
@@ -38,7 +64,11 @@ struct VMHADaemon: AsyncParsableCommand {
     var logLevel: Logger.Level = .info
 
     func validate() throws {
-        guard !exports.isEmpty else { throw ValidationError("nothing to serve: give at least one --export") }
+        guard !exports.isEmpty || !replicas.isEmpty else { throw ValidationError("nothing to serve: give --export or --replica") }
+        if let replicateTo, TCPSocket.Address(replicateTo) == nil { throw ValidationError("--replicate-to \(replicateTo) is not ADDRESS:PORT") }
+        if let listen, TCPSocket.Address(listen) == nil { throw ValidationError("--listen \(listen) is not ADDRESS:PORT") }
+        if !replicas.isEmpty && listen == nil { throw ValidationError("--replica needs --listen") }
+        if (replicateTo != nil || listen != nil) && keyFile == nil { throw ValidationError("replication needs --key-file") }
         guard mode_t(socketMode, radix: 8) != nil else { throw ValidationError("--socket-mode \(socketMode) is not an octal mode") }
         let names = exports.map(\.name)
         guard Set(names).count == names.count else { throw ValidationError("--export names must be unique") }
@@ -64,11 +94,34 @@ struct VMHADaemon: AsyncParsableCommand {
             logger.critical("\(error)")
             throw ExitCode(70)
         }
-        let services: [any Service] = exports.map { spec in
+        var options: ReplicationOptions?
+        if let keyFile {
+            let key: [UInt8]
+            do {
+                key = Array(try Data(contentsOf: URL(fileURLWithPath: keyFile)))
+            } catch {
+                throw ValidationError("--key-file \(keyFile): cannot read: \(error.localizedDescription)")
+            }
+            guard key.count >= 16 else { throw ValidationError("--key-file \(keyFile): a cluster key needs at least 16 bytes") }
+            var o = ReplicationOptions(
+                handshake: .init(hostName: hostName, clusterName: clusterName, clusterKey: SymmetricKey(data: key)))
+            o.timing.timeout = .milliseconds(Int(peerTimeout * 1000))
+            o.timing.keepaliveInterval = .milliseconds(Int(peerTimeout * 250))
+            o.resyncMaxRate = resyncMaxRate
+            options = o
+        }
+        let replication = replicateTo.flatMap { address in options.map { (peer: TCPSocket.Address(address)!, options: $0) } }
+        var services: [any Service] = exports.map { spec in
             VolumeService(
                 spec: spec,
                 socket: .init(path: spec.socketPath, mode: mode_t(socketMode, radix: 8)!, group: group),
-                activityLogExtents: alExtents, ring: ring, logger: logger)
+                activityLogExtents: alExtents, replication: replication, ring: ring, logger: logger)
+        }
+        if !replicas.isEmpty, let listen, let options {
+            services.append(
+                ReplicaService(
+                    replicas: replicas, listen: TCPSocket.Address(listen)!, options: options, activityLogExtents: alExtents,
+                    ring: ring, logger: logger))
         }
         let serviceGroup = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -1,4 +1,5 @@
 import Logging
+import Replication
 import ServiceLifecycle
 import Uring
 import Volume
@@ -10,6 +11,8 @@ struct VolumeService: Service {
     let spec: ExportSpec
     let socket: NBDServer.SocketOptions
     let activityLogExtents: Int
+    /// The peer's replication address and link settings (nil: this volume is not replicated).
+    let replication: (peer: TCPSocket.Address, options: ReplicationOptions)?
     let ring: IOUring
     let logger: Logger
 
@@ -19,10 +22,15 @@ struct VolumeService: Service {
         configuration.activityLog.hotExtentLimit = activityLogExtents
         let volume = try await LocalVolume.open(configuration, ring: ring, logger: logger)
         let server = try NBDServer(volume: volume, socket: socket, logger: logger)
+        let replicator = replication.map { PrimaryReplication(volume: volume, peer: $0.peer, options: $0.options, logger: logger) }
         do {
+            try await volume.updateMetadata { $0.flags.insert(.primary) }
             try await cancelWhenGracefulShutdown { [ring] in
                 try await withThrowingDiscardingTaskGroup { group in
                     group.addTask(executorPreference: ring) { try await server.run() }
+                    if let replicator {
+                        group.addTask(executorPreference: ring) { await replicator.run() }
+                    }
                 }
             }
         } catch {

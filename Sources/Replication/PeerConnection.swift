@@ -1,0 +1,141 @@
+import Crypto
+import Logging
+import SystemPackage
+import Uring
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An authenticated TCP connection to the peer vmhad, driven by io_uring.
+///
+/// Establishing it runs ``PeerHandshake`` (mutual HMAC-SHA256 challenge-response on the cluster
+/// key) under a deadline; nothing but handshake frames is accepted before both sides proved the
+/// key. Afterwards frames are read with ``PeerFrameDecoder``: a malformed frame ends the
+/// connection before anything of it is applied.
+public final class PeerConnection: Sendable {
+    public static let handshakeTimeout: Duration = .seconds(10)
+    static let receiveBufferSize = 1 << 20
+
+    public let ring: IOUring
+    public let socket: FileDescriptor
+    public let peerHost: String
+    public let peerAddress: String
+    let initialBytes: [UInt8]
+    private let closed = Locked(false)
+
+    private init(ring: IOUring, socket: FileDescriptor, peerHost: String, initialBytes: [UInt8]) {
+        self.ring = ring
+        self.socket = socket
+        self.peerHost = peerHost
+        self.peerAddress = TCPSocket.peerAddress(socket)
+        self.initialBytes = initialBytes
+    }
+
+    /// Connects to `address` and authenticates (connector role).
+    public static func connect(
+        to address: TCPSocket.Address, configuration: PeerHandshake.Configuration, ring: IOUring, logger: Logger
+    ) async throws -> PeerConnection {
+        let socket = try TCPSocket.socket()
+        TCPSocket.setBufferSizes(socket, bytes: 8 << 20)
+        do {
+            try await withDeadline(handshakeTimeout, ring: ring) {
+                try await address.withSocketAddress { try await ring.connect(.file(socket), to: $0) }
+            }
+            return try await authenticate(socket, role: .connector, configuration: configuration, ring: ring)
+        } catch {
+            try? socket.close()
+            throw error
+        }
+    }
+
+    /// Authenticates a socket returned by `accept` (acceptor role).
+    public static func accept(
+        _ socket: FileDescriptor, configuration: PeerHandshake.Configuration, ring: IOUring, logger: Logger
+    ) async throws -> PeerConnection {
+        TCPSocket.setBufferSizes(socket, bytes: 8 << 20)
+        do {
+            return try await authenticate(socket, role: .acceptor, configuration: configuration, ring: ring)
+        } catch {
+            try? socket.close()
+            throw error
+        }
+    }
+
+    private static func authenticate(
+        _ socket: FileDescriptor, role: PeerHandshake.Role, configuration: PeerHandshake.Configuration, ring: IOUring
+    ) async throws -> PeerConnection {
+        try await withDeadline(handshakeTimeout, ring: ring) {
+            var handshake = PeerHandshake(role: role, configuration: configuration)
+            let start = handshake.start()
+            if !start.bytesToSend.isEmpty { try await ring.sendAll(.file(socket), bytes: start.bytesToSend) }
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
+            defer { buffer.deallocate() }
+            while true {
+                let n = try await ring.recv(.file(socket), into: buffer)
+                if n == 0 { throw PeerLinkError.closedDuringHandshake }
+                let output = handshake.receive(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                if !output.bytesToSend.isEmpty { try? await ring.sendAll(.file(socket), bytes: output.bytesToSend) }
+                for event in output.events {
+                    switch event {
+                    case .authenticated(let peerHost, _, let remaining):
+                        return PeerConnection(ring: ring, socket: socket, peerHost: peerHost, initialBytes: remaining)
+                    case .failed(let error):
+                        throw PeerLinkError.handshakeFailed(error)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads frames until the stream ends, the peer misbehaves, or the task is cancelled;
+    /// `handle` sees each decoded message in order.
+    public func receiveMessages(_ handle: (PeerMessage) async throws -> Void) async throws {
+        var decoder = PeerFrameDecoder()
+        decoder.receive(initialBytes)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.receiveBufferSize, alignment: 4096)
+        defer { buffer.deallocate() }
+        while true {
+            while let frame = try decoder.next() {
+                try await handle(try PeerMessage(frame: frame))
+            }
+            let n = try await ring.recv(.file(socket), into: buffer)
+            if n == 0 { throw PeerLinkError.closedByPeer }
+            decoder.receive(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        }
+    }
+
+    /// Sends raw frame bytes (the caller keeps frames whole and ordered).
+    public func send(_ bytes: UnsafeRawBufferPointer) async throws(Errno) {
+        try await ring.sendAll(.file(socket), bytes)
+    }
+
+    /// Ends the connection: pending receives and sends fail, the peer sees EOF.
+    public func close() {
+        let first = closed.withLock { c -> Bool in
+            defer { c = true }
+            return !c
+        }
+        guard first else { return }
+        _ = Glibc.shutdown(socket.rawValue, Int32(SHUT_RDWR))
+    }
+
+    deinit { try? socket.close() }
+}
+
+/// Runs `body`, cancelling it when `timeout` passes first (it then throws `PeerLinkError.timedOut`).
+func withDeadline<T: Sendable>(
+    _ timeout: Duration, ring: IOUring, _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask(executorPreference: ring) { try await body() }
+        group.addTask(executorPreference: ring) {
+            let (seconds, attoseconds) = timeout.components
+            try await ring.sleep(nanoseconds: UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000))
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else { throw PeerLinkError.timedOut }
+        return value
+    }
+}

@@ -1,0 +1,323 @@
+import Foundation
+import Logging
+import SystemPackage
+import Uring
+import Volume
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The primary's side of one volume's replication: connects to the peer, decides from both
+/// replicas' generation identifiers who syncs whom, replicates every guest change synchronously,
+/// and resyncs what is out of sync while the guest keeps writing. Reconnects until cancelled.
+public final class PrimaryReplication: Sendable {
+    public let volume: LocalVolume
+    public let peer: TCPSocket.Address
+    public let options: ReplicationOptions
+    let logger: Logger
+    private let statusBox = Locked(ReplicationStatus())
+    private let resyncRequests = Locked<[ResyncMode]>([])
+
+    public enum ResyncMode: String, Sendable, Codable {
+        /// Only what the bitmaps mark.
+        case incremental
+        /// Every block of the volume.
+        case full
+    }
+
+    public init(volume: LocalVolume, peer: TCPSocket.Address, options: ReplicationOptions, logger: Logger) {
+        self.volume = volume
+        self.peer = peer
+        self.options = options
+        self.logger = logger
+    }
+
+    public var status: ReplicationStatus { statusBox.withLock { $0 } }
+
+    /// Asks for a full resync at the next opportunity (now, if connected).
+    public func requestResync(_ mode: ResyncMode) {
+        resyncRequests.withLock { $0.append(mode) }
+    }
+
+    /// Runs until the task is cancelled: connect, replicate, resync, and again after each failure.
+    public func run() async {
+        while !Task.isCancelled {
+            statusBox.withLock { $0.link = .connecting }
+            do {
+                try await connectAndReplicate()
+            } catch is CancellationError {
+                break
+            } catch let error as PeerLinkError {
+                record(error)
+                if case .splitBrain = error { return }  // never resolved silently: an operator decides
+            } catch let error as Errno where error == .canceled {
+                break
+            } catch {
+                record(error)
+            }
+            let (seconds, attoseconds) = options.reconnectInterval.components
+            try? await volume.ring.sleep(nanoseconds: UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000))
+        }
+        statusBox.withLock { $0.link = .standalone }
+    }
+
+    private func record(_ error: any Error) {
+        statusBox.withLock {
+            $0.lastError = "\(error)"
+            if case PeerLinkError.splitBrain = error { $0.link = .splitBrain } else { $0.link = .standalone }
+        }
+        logger.warning("replication: \(error)", metadata: ["volume": "\(volume.configuration.name)", "peer": "\(peer)"])
+    }
+
+    private func connectAndReplicate() async throws {
+        let connection = try await PeerConnection.connect(to: peer, configuration: options.handshake, ring: volume.ring, logger: logger)
+        let session = ReplicationSession(connection: connection, timing: options.timing, logger: logger)
+        let (control, controlContinuation) = AsyncStream<PeerMessage>.makeStream()
+        defer { session.fail(.closedByPeer) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask(executorPreference: volume.ring) { await session.runSender() }
+            group.addTask(executorPreference: volume.ring) { await session.runKeepalive() }
+            group.addTask(executorPreference: volume.ring) {
+                defer { controlContinuation.finish() }
+                do {
+                    try await connection.receiveMessages { message in
+                        session.frameReceived()
+                        switch message {
+                        case .ack(let ack): session.acknowledge(sequence: ack.sequence, status: ack.status)
+                        case .ping(let ping): session.post(PeerPong(token: ping.token).encoded())
+                        case .pong: break
+                        case .volumeState, .bitmap, .goodbye: controlContinuation.yield(message)
+                        default: throw PeerLinkError.unexpected("\(message.frameType) on the primary")
+                        }
+                    }
+                } catch {
+                    session.fail(error as? PeerLinkError ?? .closedByPeer)
+                }
+            }
+            group.addTask(executorPreference: volume.ring) {
+                do {
+                    try await self.replicate(session: session, control: control)
+                } catch {
+                    session.fail(error as? PeerLinkError ?? .unexpected("\(error)"))
+                    throw error
+                }
+            }
+            defer { group.cancelAll() }
+            try await group.next()
+            try await group.next()
+        }
+        if let failure = session.failure { throw failure }
+    }
+
+    private func replicate(session: ReplicationSession, control: AsyncStream<PeerMessage>) async throws {
+        var messages = control.makeAsyncIterator()
+        let local = await volume.replicaState
+        let metadata = await volume.metadataSnapshot
+        session.post(
+            PeerVolumeState(
+                volumeID: session.volumeID, volumeUUID: metadata.volumeUUID, name: volume.configuration.name, size: volume.size,
+                grainSize: metadata.grainSize, generations: local.generations, consistency: local.consistency,
+                roles: [.primary], dirtyBytes: await volume.dirtyBytes
+            ).encoded())
+        guard case .volumeState(let peerState) = await messages.next() else {
+            throw session.failure ?? PeerLinkError.unexpected("no VOLUME_STATE from the peer")
+        }
+        guard peerState.name == volume.configuration.name, peerState.size == volume.size, peerState.grainSize == metadata.grainSize else {
+            session.post(PeerGoodbye(reason: 1, message: "volume mismatch").encoded())
+            throw PeerLinkError.refused(
+                "peer volume \(peerState.name) (\(peerState.size) bytes, grain \(peerState.grainSize)) does not match \(volume.configuration.name) (\(volume.size) bytes, grain \(metadata.grainSize))")
+        }
+        let decision = SyncDecision.decide(local: local, peer: peerState.replicaState, localWinsTies: true)
+        logger.info(
+            "replication connected", metadata: ["volume": "\(volume.configuration.name)", "peer": "\(session.connection.peerHost)", "decision": "\(decision)"])
+        var resyncNeeded = false
+        switch decision {
+        case .noSync:
+            break
+        case .syncSourceIncremental:
+            // The peer's own out-of-sync bits (writes it made that we never saw) join ours.
+            var peerBitmap = try DirtyBitmap(volumeSize: volume.size, grainSize: metadata.grainSize)
+            var serialized: [UInt8] = []
+            while true {
+                guard case .bitmap(let chunk) = await messages.next() else {
+                    throw session.failure ?? PeerLinkError.unexpected("expected the peer's BITMAP")
+                }
+                serialized.append(contentsOf: chunk.chunk)
+                if chunk.isLast { break }
+            }
+            peerBitmap = try DirtyBitmap(volumeSize: volume.size, grainSize: metadata.grainSize, serialized: serialized)
+            try await volume.mergeDirty(peerBitmap)
+            resyncNeeded = true
+        case .fullSync(source: .local):
+            await volume.markDirty(offset: 0, length: volume.size)
+            resyncNeeded = true
+        case .splitBrain:
+            session.post(PeerGoodbye(reason: 2, message: "split brain").encoded())
+            throw PeerLinkError.splitBrain(
+                "both replicas of \(volume.configuration.name) changed since they were last in sync (local \(local.generations), peer \(peerState.generations)); resolve by discarding one side")
+        default:
+            session.post(PeerGoodbye(reason: 3, message: "\(decision)").encoded())
+            throw PeerLinkError.refused("resync decision \(decision): the primary cannot be a sync target")
+        }
+        statusBox.withLock {
+            $0.peerHost = session.connection.peerHost
+            $0.link = .connected
+            $0.lastError = nil
+        }
+        await volume.setReplicator(session)
+        defer { Task(executorPreference: volume.ring) { await self.linkLost() } }
+        let dirty = await volume.dirtyBytes
+        if resyncNeeded || dirty > 0 {
+            try await resync(session: session, peerCurrent: peerState.generations.current)
+        }
+        // Connected and in sync: serve resync requests until the link fails.
+        while session.failure == nil {
+            if let mode = resyncRequests.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) {
+                if mode == .full { await volume.markDirty(offset: 0, length: volume.size) }
+                try await resync(session: session, peerCurrent: peerState.generations.current)
+            }
+            try await volume.ring.sleep(nanoseconds: 100_000_000)
+        }
+        throw session.failure ?? PeerLinkError.closedByPeer
+    }
+
+    /// Back to ALONE: stop replicating and start a new generation, so the next connect knows
+    /// the peer misses exactly what the bitmap holds from now on.
+    private func linkLost() async {
+        await volume.setReplicator(nil)
+        try? await volume.updateMetadata { $0.generations.startNewGeneration(.random(in: 1...UInt64.max)) }
+        try? await volume.persistBitmap()
+    }
+
+    /// Sends every dirty grain, pipelined, while guest writes continue (each block is read under
+    /// its range lock, so it is queued before any overlapping guest write — the peer applies them
+    /// in that order). Holes travel as a marker. Progress clears bits as the peer acknowledges.
+    private func resync(session: ReplicationSession, peerCurrent: UInt64) async throws {
+        let bitmap = await volume.dirtyBitmap()
+        let total = bitmap.dirtyByteCount
+        let start = ContinuousClock.now
+        statusBox.withLock {
+            $0.link = .syncSource
+            $0.resyncTotalBytes = total
+            $0.resyncDoneBytes = 0
+            $0.resyncSentBytes = 0
+        }
+        logger.info("resync started", metadata: ["volume": "\(volume.configuration.name)", "bytes": "\(total)"])
+        let window = AsyncSemaphore(options.resyncWindow)
+        let chunk = UInt64(options.resyncChunkBytes)
+        let volume = self.volume, statusBox = self.statusBox
+        let zero = ZeroBlock.shared
+        let failed = Locked(false)
+        var sinceCheckpoint: UInt64 = 0
+        let rateStart = ContinuousClock.now
+        var queued: UInt64 = 0
+        await withDiscardingTaskGroup { group in
+            for run in bitmap.runs {
+                var offset = run.offset
+                while offset < run.offset + run.length {
+                    if session.failure != nil || failed.withLock({ $0 }) { return }
+                    let length = min(chunk - offset % chunk, run.offset + run.length - offset)
+                    await window.acquire()
+                    if let maxRate = options.resyncMaxRate {
+                        // Keep the average at or under the maximum: sleep while ahead of it.
+                        let allowed = Double(maxRate) * (ContinuousClock.now - rateStart).seconds
+                        if Double(queued) > allowed {
+                            try? await volume.ring.sleep(nanoseconds: UInt64((Double(queued) - allowed) / Double(maxRate) * 1e9))
+                        }
+                    }
+                    queued += length
+                    let pieceOffset = offset
+                    group.addTask(executorPreference: volume.ring) {
+                        defer { window.release() }
+                        let ticket: ReplicationTicket?, sent: Int
+                        do {
+                            (ticket, sent) = try await volume.readForResync(offset: pieceOffset, length: Int(length)) { bytes in
+                                let holes = zero.isZero(bytes)
+                                let ticket = session.request { sequence in
+                                    if holes {
+                                        return OutboundFrame(
+                                            PeerResyncData(
+                                                volumeID: session.volumeID, requestID: sequence, offset: pieceOffset,
+                                                content: .zeroes(length: UInt32(bytes.count))
+                                            ).encoded())
+                                    }
+                                    var prefix: [UInt8] = []
+                                    PeerResyncData.encodePrefix(
+                                        into: &prefix, volumeID: session.volumeID, requestID: sequence, offset: pieceOffset, dataLength: bytes.count)
+                                    return OutboundFrame(prefix: prefix, data: bytes)
+                                }
+                                return (ticket, holes ? 0 : bytes.count)
+                            }
+                        } catch {
+                            failed.withLock { $0 = true }
+                            return
+                        }
+                        guard let ticket, await ticket.wait() else {
+                            failed.withLock { $0 = true }
+                            return
+                        }
+                        await volume.clearDirty(offset: pieceOffset, length: length)
+                        statusBox.withLock {
+                            $0.resyncDoneBytes += length
+                            $0.resyncSentBytes += UInt64(sent)
+                        }
+                    }
+                    offset += length
+                    sinceCheckpoint += length
+                    if sinceCheckpoint >= 256 << 20 {
+                        // A crash from here resumes near this point, not from the start.
+                        sinceCheckpoint = 0
+                        try? await volume.persistBitmap()
+                    }
+                }
+            }
+        }
+        if let failure = session.failure { throw failure }
+        if failed.withLock({ $0 }) { throw PeerLinkError.unexpected("resync block failed") }
+        // RESYNC_DONE, then a FLUSH barrier: once it is acknowledged the peer has every block
+        // durably and has marked itself consistent.
+        session.post(PeerResyncDone(volumeID: session.volumeID, bytesSynced: total).encoded())
+        guard let flush = session.submit(.flush), await flush.wait() else { throw session.failure ?? PeerLinkError.closedByPeer }
+        try await volume.updateMetadata { $0.generations.resyncFinishedAsSource() }
+        try await volume.persistBitmap()
+        let seconds = (ContinuousClock.now - start).seconds
+        statusBox.withLock {
+            $0.link = .connected
+            $0.resyncSeconds = seconds
+            $0.resyncsCompleted += 1
+        }
+        logger.info(
+            "resync finished",
+            metadata: ["volume": "\(volume.configuration.name)", "bytes": "\(total)", "seconds": "\(seconds)",
+                       "sent": "\(statusBox.withLock { $0.resyncSentBytes })"])
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (s, a) = components
+        return Double(s) + Double(a) / 1e18
+    }
+}
+
+/// A page of zeroes to recognise holes quickly (memcmp, not a byte loop).
+final class ZeroBlock: @unchecked Sendable {  // immutable after init
+    static let shared = ZeroBlock()
+    private let zeroes: UnsafeMutableRawBufferPointer
+
+    private init() {
+        zeroes = .allocate(byteCount: 1 << 20, alignment: 4096)
+        zeroes.initializeMemory(as: UInt8.self, repeating: 0)
+    }
+
+    func isZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = min(zeroes.count, bytes.count - offset)
+            if memcmp(bytes.baseAddress! + offset, zeroes.baseAddress!, n) != 0 { return false }
+            offset += n
+        }
+        return true
+    }
+}

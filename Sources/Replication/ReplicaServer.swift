@@ -1,0 +1,305 @@
+import Logging
+import SystemPackage
+import Uring
+import Volume
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The secondary's side: accepts authenticated peer connections, matches each to a local
+/// volume by the name in the primary's VOLUME_STATE, and applies what arrives — replicated
+/// writes (acknowledged once written, durably for FUA/FLUSH) and resync blocks — until the link
+/// ends. A sync target is marked Inconsistent before its first resync block and Consistent only
+/// after RESYNC_DONE.
+public final class ReplicaServer: Sendable {
+    public let listenAddress: TCPSocket.Address
+    public let ring: IOUring
+    public let options: ReplicationOptions
+    let volumes: [String: LocalVolume]
+    let logger: Logger
+    private let statuses: Locked<[String: ReplicationStatus]>
+    private let activeSessions = Locked<[String: ReplicationSession]>([:])
+
+    public init(
+        listen: TCPSocket.Address, volumes: [LocalVolume], ring: IOUring, options: ReplicationOptions, logger: Logger
+    ) {
+        self.listenAddress = listen
+        self.ring = ring
+        self.options = options
+        self.volumes = Dictionary(uniqueKeysWithValues: volumes.map { ($0.configuration.name, $0) })
+        self.logger = logger
+        self.statuses = Locked(Dictionary(uniqueKeysWithValues: volumes.map { ($0.configuration.name, ReplicationStatus()) }))
+    }
+
+    public func status(of volume: String) -> ReplicationStatus? { statuses.withLock { $0[volume] } }
+
+    /// Accepts connections until cancelled.
+    public func run() async throws {
+        let listener = try TCPSocket.listen(listenAddress)
+        defer { try? listener.close() }
+        logger.info("replication listening", metadata: ["address": "\(listenAddress)"])
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled {
+                let socket: FileDescriptor
+                do {
+                    socket = try await ring.accept(.file(listener))
+                } catch .canceled {
+                    break
+                } catch {
+                    logger.error("replication accept failed: \(error)")
+                    try? await ring.sleep(nanoseconds: 100_000_000)
+                    continue
+                }
+                group.addTask(executorPreference: ring) { await self.serve(socket) }
+            }
+            group.cancelAll()
+        }
+    }
+
+    private func serve(_ socket: FileDescriptor) async {
+        let address = TCPSocket.peerAddress(socket)
+        let connection: PeerConnection
+        do {
+            connection = try await PeerConnection.accept(socket, configuration: options.handshake, ring: ring, logger: logger)
+        } catch {
+            // A wrong key, a stranger, garbage: refused and logged; nothing was applied.
+            logger.warning("replication peer refused", metadata: ["from": "\(address)", "reason": "\(error)"])
+            return
+        }
+        let session = ReplicationSession(connection: connection, timing: options.timing, logger: logger)
+        let attached = Locked<String?>(nil)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask(executorPreference: ring) { await session.runSender() }
+            group.addTask(executorPreference: ring) { await session.runKeepalive() }
+            group.addTask(executorPreference: ring) {
+                do {
+                    try await self.apply(session: session, attached: attached)
+                } catch {
+                    session.fail(error as? PeerLinkError ?? .unexpected("\(error)"))
+                }
+            }
+            await group.waitForAll()
+        }
+        if let name = attached.withLock({ $0 }) {
+            activeSessions.withLock { if $0[name] === session { $0[name] = nil } }
+            statuses.withLock {
+                $0[name]?.link = .standalone
+                $0[name]?.lastError = session.failure.map { "\($0)" }
+            }
+        }
+    }
+
+    private func apply(session: ReplicationSession, attached: Locked<String?>) async throws {
+        let inFlight = InFlightTracker(limit: options.applyWindow)
+        var volume: LocalVolume?
+        var sourceCurrent: UInt64 = 0
+        try await withThrowingDiscardingTaskGroup { group in
+            defer { group.cancelAll() }
+            try await session.connection.receiveMessages { message in
+                session.frameReceived()
+                switch message {
+                case .volumeState(let peerState):
+                    guard volume == nil else { throw PeerLinkError.unexpected("second VOLUME_STATE") }
+                    guard let local = volumes[peerState.name] else {
+                        session.post(PeerGoodbye(reason: 1, message: "no volume \(peerState.name) here").encoded())
+                        throw PeerLinkError.refused("the peer offered unknown volume \(peerState.name)")
+                    }
+                    try await self.accept(peerState, volume: local, session: session)
+                    volume = local
+                    attached.withLock { $0 = peerState.name }
+                    sourceCurrent = peerState.generations.current
+                case .write(let write):
+                    guard let volume else { throw PeerLinkError.unexpected("WRITE before VOLUME_STATE") }
+                    await inFlight.acquire()
+                    let data = OutboundFrame(count: write.data.count)
+                    data.bytes.copyBytes(from: write.data)
+                    group.addTask(executorPreference: ring) {
+                        defer { inFlight.release() }
+                        let status = await Self.errno { () async throws(VolumeError) in
+                            try await volume.write(UnsafeRawBufferPointer(data.bytes), at: write.offset, fua: write.fua, origin: .peer)
+                        }
+                        session.post(PeerAck(volumeID: session.volumeID, sequence: write.sequence, status: status).encoded())
+                    }
+                case .trim(let trim):
+                    guard let volume else { throw PeerLinkError.unexpected("TRIM before VOLUME_STATE") }
+                    await inFlight.acquire()
+                    group.addTask(executorPreference: ring) {
+                        defer { inFlight.release() }
+                        let status = await Self.errno { () async throws(VolumeError) in try await volume.trim(offset: trim.offset, length: trim.length, origin: .peer) }
+                        session.post(PeerAck(volumeID: session.volumeID, sequence: trim.sequence, status: status).encoded())
+                    }
+                case .writeZeroes(let zeroes):
+                    guard let volume else { throw PeerLinkError.unexpected("WRITE_ZEROES before VOLUME_STATE") }
+                    await inFlight.acquire()
+                    group.addTask(executorPreference: ring) {
+                        defer { inFlight.release() }
+                        let status = await Self.errno { () async throws(VolumeError) in
+                            try await volume.writeZeroes(
+                                offset: zeroes.offset, length: zeroes.length, allocate: zeroes.noHole, fua: zeroes.fua, origin: .peer)
+                        }
+                        session.post(PeerAck(volumeID: session.volumeID, sequence: zeroes.sequence, status: status).encoded())
+                    }
+                case .resyncData(let block):
+                    guard let volume else { throw PeerLinkError.unexpected("RESYNC_DATA before VOLUME_STATE") }
+                    await inFlight.acquire()
+                    let data: OutboundFrame?
+                    if case .data(let bytes) = block.content {
+                        data = OutboundFrame(count: bytes.count)
+                        data!.bytes.copyBytes(from: bytes)
+                    } else {
+                        data = nil
+                    }
+                    let length = UInt64(block.content.length)
+                    group.addTask(executorPreference: ring) {
+                        defer { inFlight.release() }
+                        let status = await Self.errno { () async throws(VolumeError) in
+                            if let data {
+                                try await volume.write(UnsafeRawBufferPointer(data.bytes), at: block.offset, fua: false, origin: .peer)
+                            } else {
+                                // A hole on the source stays a hole here.
+                                try await volume.trim(offset: block.offset, length: length, origin: .peer)
+                            }
+                        }
+                        session.post(PeerAck(volumeID: session.volumeID, sequence: block.requestID, status: status).encoded())
+                    }
+                case .flush(let flush):
+                    guard let volume else { throw PeerLinkError.unexpected("FLUSH before VOLUME_STATE") }
+                    // A barrier: everything received before it is written, then made durable.
+                    await inFlight.drain()
+                    let status = await Self.errno { () async throws(VolumeError) in try await volume.flush(origin: .peer) }
+                    session.post(PeerAck(volumeID: session.volumeID, sequence: flush.sequence, status: status).encoded())
+                case .resyncDone:
+                    guard let volume else { throw PeerLinkError.unexpected("RESYNC_DONE before VOLUME_STATE") }
+                    await inFlight.drain()
+                    try await volume.flush(origin: .peer)
+                    try await volume.clearDirty()
+                    try await volume.updateMetadata {
+                        $0.consistency = .consistent
+                        $0.generations.resyncFinishedAsTarget(sourceCurrent: sourceCurrent)
+                    }
+                    if let name = attached.withLock({ $0 }) {
+                        statuses.withLock {
+                            $0[name]?.link = .connected
+                            $0[name]?.resyncsCompleted += 1
+                        }
+                    }
+                    logger.info("resync target finished: replica is consistent", metadata: ["volume": "\(volume.configuration.name)"])
+                case .ping(let ping):
+                    session.post(PeerPong(token: ping.token).encoded())
+                case .pong:
+                    break
+                case .goodbye(let goodbye):
+                    throw PeerLinkError.refused("peer said goodbye: \(goodbye.message)")
+                default:
+                    throw PeerLinkError.unexpected("\(message.frameType) on the secondary")
+                }
+            }
+        }
+    }
+
+    /// Answers the primary's VOLUME_STATE with ours (and our bitmap when we are an incremental
+    /// sync target), after making a future sync target durably Inconsistent.
+    private func accept(_ peerState: PeerVolumeState, volume: LocalVolume, session: ReplicationSession) async throws {
+        let local = await volume.replicaState
+        let metadata = await volume.metadataSnapshot
+        guard peerState.size == volume.size, peerState.grainSize == metadata.grainSize else {
+            session.post(PeerGoodbye(reason: 1, message: "volume geometry mismatch").encoded())
+            throw PeerLinkError.refused("peer volume \(peerState.name) geometry differs from ours")
+        }
+        if metadata.flags.contains(.primary) {
+            session.post(PeerGoodbye(reason: 2, message: "both primary").encoded())
+            throw PeerLinkError.splitBrain("\(peerState.name) is primary here too")
+        }
+        let decision = SyncDecision.decide(local: local, peer: peerState.replicaState, localWinsTies: false)
+        let target: Bool
+        switch decision {
+        case .noSync: target = false
+        case .syncTargetIncremental, .fullSync(source: .peer): target = true
+        default:
+            // The primary reaches the same decision and refuses; send our state so it can say why.
+            target = false
+        }
+        if target {
+            try await volume.updateMetadata { $0.consistency = .inconsistent }
+        }
+        activeSessions.withLock { sessions in
+            sessions[peerState.name]?.fail(.refused("replaced by a new connection"))
+            sessions[peerState.name] = session
+        }
+        statuses.withLock {
+            $0[peerState.name]?.link = target ? .syncTarget : .connected
+            $0[peerState.name]?.peerHost = session.connection.peerHost
+            $0[peerState.name]?.lastError = nil
+        }
+        let updated = await volume.metadataSnapshot
+        session.post(
+            PeerVolumeState(
+                volumeID: session.volumeID, volumeUUID: updated.volumeUUID, name: peerState.name, size: volume.size,
+                grainSize: updated.grainSize, generations: local.generations, consistency: local.consistency,
+                roles: local.crashedPrimary ? [.crashedPrimary] : [], dirtyBytes: await volume.dirtyBytes
+            ).encoded())
+        if decision == .syncTargetIncremental {
+            let bitmap = await volume.dirtyBitmap().serialized()
+            let chunk = 1 << 20
+            var offset = 0
+            repeat {
+                let end = min(offset + chunk, bitmap.count)
+                session.post(
+                    PeerBitmap(volumeID: session.volumeID, byteOffset: UInt64(offset), totalLength: UInt64(bitmap.count), chunk: bitmap[offset..<end])
+                        .encoded())
+                offset = end
+            } while offset < bitmap.count
+        }
+        logger.info("replication peer attached", metadata: ["volume": "\(peerState.name)", "peer": "\(session.connection.peerHost)", "decision": "\(decision)"])
+    }
+
+    private static func errno(_ body: () async throws(VolumeError) -> Void) async -> UInt32 {
+        do {
+            try await body()
+            return 0
+        } catch {
+            return UInt32(error.errno.rawValue)
+        }
+    }
+}
+
+/// Frames being applied on a secondary: bounded, and drainable for barriers (FLUSH, RESYNC_DONE).
+final class InFlightTracker: Sendable {
+    private struct State {
+        var count = 0
+        var drainers: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let semaphore: AsyncSemaphore
+    private let state = Locked(State())
+
+    init(limit: Int) { semaphore = AsyncSemaphore(limit) }
+
+    func acquire() async {
+        await semaphore.acquire()
+        state.withLock { $0.count += 1 }
+    }
+
+    func release() {
+        let drainers = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.count -= 1
+            guard s.count == 0 else { return [] }
+            defer { s.drainers = [] }
+            return s.drainers
+        }
+        semaphore.release()
+        for drainer in drainers { drainer.resume() }
+    }
+
+    func drain() async {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { s -> Bool in
+                if s.count == 0 { return true }
+                s.drainers.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+import Crypto
+import Volume
+
+/// Settings shared by both ends of a volume's replication.
+public struct ReplicationOptions: Sendable {
+    public var handshake: PeerHandshake.Configuration
+    public var timing = ReplicationSession.Timing()
+    /// Resync block size: large reads and frames keep a 10 Gb/s link full.
+    public var resyncChunkBytes = 4 << 20
+    /// Resync blocks in flight (read, on the wire, or being written by the peer).
+    public var resyncWindow = 16
+    /// Upper bound on resync bandwidth in bytes per second (nil: the link's speed).
+    public var resyncMaxRate: UInt64?
+    /// Replicated frames a secondary applies at once.
+    public var applyWindow = 128
+    /// Delay between connection attempts.
+    public var reconnectInterval: Duration = .seconds(1)
+
+    public init(handshake: PeerHandshake.Configuration) {
+        self.handshake = handshake
+    }
+}

@@ -1,0 +1,19 @@
+/// What one volume's replication is doing, for `vmha status` and tests.
+public struct ReplicationStatus: Sendable, Codable, Equatable {
+    public enum Link: String, Sendable, Codable {
+        case standalone, connecting, connected, syncSource, syncTarget, splitBrain, refused
+    }
+
+    public var link: Link = .standalone
+    public var peerHost: String?
+    /// Bytes to resync when the current resync started, and done so far.
+    public var resyncTotalBytes: UInt64 = 0
+    public var resyncDoneBytes: UInt64 = 0
+    /// Bytes of resync data actually sent (holes travel as a 16-byte marker).
+    public var resyncSentBytes: UInt64 = 0
+    public var resyncSeconds: Double = 0
+    public var resyncsCompleted: Int = 0
+    public var lastError: String?
+
+    public init() {}
+}
