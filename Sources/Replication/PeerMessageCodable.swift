@@ -80,6 +80,33 @@ extension PeerFrameHeader {
     }
 }
 
+/// The payload of WRITE_ZEROES and TRIM: offset u64, length u64 (> 0, no wrap).
+func decodeRangePayload(_ type: PeerFrameType, _ payload: ArraySlice<UInt8>) throws(PeerProtocolError) -> (offset: UInt64, length: UInt64) {
+    var r = PayloadReader(type: type, bytes: payload)
+    let offset = try r.read(UInt64.self, "offset")
+    let length = try r.read(UInt64.self, "length")
+    try r.finish()
+    try checkRange(type, offset: offset, length: length)
+    return (offset, length)
+}
+
+/// A u32 data length (resync ranges): at most one maximum data block, and the range must not wrap.
+func checkDataRange(_ type: PeerFrameType, offset: UInt64, length: UInt32) throws(PeerProtocolError) {
+    guard length <= PeerProtocol.maximumDataLength else {
+        throw .fieldOutOfRange(type: type, field: "length", value: "\(length)")
+    }
+    try checkRange(type, offset: offset, length: UInt64(length))
+}
+
+/// The payload of PING and PONG: a u64 token and nothing else.
+func decodeTokenPayload(_ header: PeerFrameHeader, _ payload: ArraySlice<UInt8>) throws(PeerProtocolError) -> UInt64 {
+    try header.requireNoStreamOrSequence()
+    var r = PayloadReader(type: header.type, bytes: payload)
+    let token = try r.read(UInt64.self, "token")
+    try r.finish()
+    return token
+}
+
 /// `offset + length` must not wrap: a wrapped range would alias the start of the volume.
 func checkRange(_ type: PeerFrameType, offset: UInt64, length: UInt64) throws(PeerProtocolError) {
     guard length > 0 else { throw .fieldOutOfRange(type: type, field: "length", value: "0") }

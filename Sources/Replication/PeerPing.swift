@@ -13,10 +13,7 @@ public struct PeerPing: PeerMessageCodable {
 
     public init(header: PeerFrameHeader, payload: ArraySlice<UInt8>) throws(PeerProtocolError) {
         try header.requireType(Self.frameType)
-        try header.requireNoStreamOrSequence()
-        var r = PayloadReader(type: Self.frameType, bytes: payload)
-        token = try r.read(UInt64.self, "token")
-        try r.finish()
+        token = try decodeTokenPayload(header, payload)
     }
 }
 
@@ -32,9 +29,6 @@ public struct PeerPong: PeerMessageCodable {
 
     public init(header: PeerFrameHeader, payload: ArraySlice<UInt8>) throws(PeerProtocolError) {
         try header.requireType(Self.frameType)
-        try header.requireNoStreamOrSequence()
-        var r = PayloadReader(type: Self.frameType, bytes: payload)
-        token = try r.read(UInt64.self, "token")
-        try r.finish()
+        token = try decodeTokenPayload(header, payload)
     }
 }

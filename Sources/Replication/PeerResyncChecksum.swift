@@ -63,9 +63,6 @@ public struct PeerResyncChecksum: PeerMessageCodable {
         default: throw .fieldOutOfRange(type: Self.frameType, field: "algorithm", value: "\(algorithm)")
         }
         try r.finish()
-        guard length <= PeerProtocol.maximumDataLength else {
-            throw .fieldOutOfRange(type: Self.frameType, field: "length", value: "\(length)")
-        }
-        try checkRange(Self.frameType, offset: offset, length: UInt64(length))
+        try checkDataRange(Self.frameType, offset: offset, length: length)
     }
 }

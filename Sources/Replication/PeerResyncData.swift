@@ -67,13 +67,12 @@ public struct PeerResyncData: PeerMessageCodable {
         if header.flags.contains(.zeroes) {
             let length = try r.read(UInt32.self, "length")
             try r.finish()
-            guard length <= PeerProtocol.maximumDataLength else {
-                throw .fieldOutOfRange(type: Self.frameType, field: "length", value: "\(length)")
-            }
+            try checkDataRange(Self.frameType, offset: offset, length: length)
             content = .zeroes(length: length)
         } else {
-            content = .data(r.readRest())
+            let data = r.readRest()
+            try checkRange(Self.frameType, offset: offset, length: UInt64(data.count))
+            content = .data(data)
         }
-        try checkRange(Self.frameType, offset: offset, length: UInt64(content.length))
     }
 }

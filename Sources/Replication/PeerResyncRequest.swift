@@ -34,9 +34,6 @@ public struct PeerResyncRequest: PeerMessageCodable {
         offset = try r.read(UInt64.self, "offset")
         length = try r.read(UInt32.self, "length")
         try r.finish()
-        guard length <= PeerProtocol.maximumDataLength else {
-            throw .fieldOutOfRange(type: Self.frameType, field: "length", value: "\(length)")
-        }
-        try checkRange(Self.frameType, offset: offset, length: UInt64(length))
+        try checkDataRange(Self.frameType, offset: offset, length: length)
     }
 }

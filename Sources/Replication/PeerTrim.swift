@@ -30,13 +30,9 @@ public struct PeerTrim: PeerMessageCodable {
 
     public init(header: PeerFrameHeader, payload: ArraySlice<UInt8>) throws(PeerProtocolError) {
         try header.requireType(Self.frameType)
-        var r = PayloadReader(type: Self.frameType, bytes: payload)
         volumeID = header.streamID
         sequence = header.sequence
         fua = header.flags.contains(.fua)
-        offset = try r.read(UInt64.self, "offset")
-        length = try r.read(UInt64.self, "length")
-        try r.finish()
-        try checkRange(Self.frameType, offset: offset, length: length)
+        (offset, length) = try decodeRangePayload(Self.frameType, payload)
     }
 }

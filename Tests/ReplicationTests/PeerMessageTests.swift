@@ -101,6 +101,14 @@ let sampleMessages: [PeerMessage] = [
         }
     }
 
+    @Test func rejectsResyncZeroesLongerThanADataBlock() {
+        let zeroes = sampleMessages[13]
+        let tooLong = UInt32(PeerProtocol.maximumDataLength + 1)
+        #expect(throws: PeerProtocolError.fieldOutOfRange(type: .resyncData, field: "length", value: "\(tooLong)")) {
+            try decodeMutated(zeroes) { $0.storeBigEndian(tooLong, at: 8) }
+        }
+    }
+
     @Test func rejectsBitmapChunkPastTheTotal() {
         #expect(throws: PeerProtocolError.self) {
             try decodeMutated(sampleMessages[17]) { $0.storeBigEndian(UInt64(4097), at: 8) }
