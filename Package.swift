@@ -119,7 +119,7 @@ let package = Package(
             dependencies: ["Libvirt", "Harness", .product(name: "Logging", package: "swift-log")],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "Uring"]),
-        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Volume", "Uring"]),
+        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Volume", "Uring", "Harness"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
     ],
     swiftLanguageModes: [.v6]
