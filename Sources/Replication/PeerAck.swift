@@ -8,6 +8,9 @@ public struct PeerAck: PeerMessageCodable {
     /// ACK frames are fixed-size: header + status.
     public static let encodedSize = PeerProtocol.headerSize + 4
 
+    /// Status of a RESYNC_CHECKSUM answer: the block differs on the target (not an error).
+    public static let checksumMismatch: UInt32 = 0xFFFF_FFFE
+
     public var volumeID: UInt32
     public var sequence: UInt64
     public var status: UInt32

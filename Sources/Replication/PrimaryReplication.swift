@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import SystemPackage
@@ -24,7 +25,14 @@ public final class PrimaryReplication: Sendable {
         case incremental
         /// Every block of the volume.
         case full
+        /// Every block, but a block crosses the wire only when its SHA-256 differs on the peer.
+        case checksum
+        /// Online verify: compare every block by SHA-256, change nothing, mark differences dirty.
+        case verify
     }
+
+    /// How blocks travel during one resync pass.
+    enum Method: String { case data, checksum, verify }
 
     public init(volume: LocalVolume, peer: TCPSocket.Address, options: ReplicationOptions, logger: Logger) {
         self.volume = volume
@@ -132,6 +140,7 @@ public final class PrimaryReplication: Sendable {
         logger.info(
             "replication connected", metadata: ["volume": "\(volume.configuration.name)", "peer": "\(session.connection.peerHost)", "decision": "\(decision)"])
         var resyncNeeded = false
+        var fullSyncMethod = Method.data
         switch decision {
         case .noSync:
             break
@@ -152,6 +161,7 @@ public final class PrimaryReplication: Sendable {
         case .fullSync(source: .local):
             await volume.markDirty(offset: 0, length: volume.size)
             resyncNeeded = true
+            if options.checksumFullSync { fullSyncMethod = .checksum }
         case .splitBrain:
             session.post(PeerGoodbye(reason: 2, message: "split brain").encoded())
             throw PeerLinkError.splitBrain(
@@ -169,13 +179,20 @@ public final class PrimaryReplication: Sendable {
         defer { Task(executorPreference: volume.ring) { await self.linkLost() } }
         let dirty = await volume.dirtyBytes
         if resyncNeeded || dirty > 0 {
-            try await resync(session: session, peerCurrent: peerState.generations.current)
+            try await resync(session: session, method: fullSyncMethod)
         }
         // Connected and in sync: serve resync requests until the link fails.
         while session.failure == nil {
             if let mode = resyncRequests.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) {
-                if mode == .full { await volume.markDirty(offset: 0, length: volume.size) }
-                try await resync(session: session, peerCurrent: peerState.generations.current)
+                switch mode {
+                case .incremental:
+                    try await resync(session: session, method: .data)
+                case .full, .checksum:
+                    await volume.markDirty(offset: 0, length: volume.size)
+                    try await resync(session: session, method: mode == .full ? .data : .checksum)
+                case .verify:
+                    try await resync(session: session, method: .verify)
+                }
             }
             try await volume.ring.sleep(nanoseconds: 100_000_000)
         }
@@ -193,8 +210,12 @@ public final class PrimaryReplication: Sendable {
     /// Sends every dirty grain, pipelined, while guest writes continue (each block is read under
     /// its range lock, so it is queued before any overlapping guest write — the peer applies them
     /// in that order). Holes travel as a marker. Progress clears bits as the peer acknowledges.
-    private func resync(session: ReplicationSession, peerCurrent: UInt64) async throws {
-        let bitmap = await volume.dirtyBitmap()
+    private func resync(session: ReplicationSession, method: Method) async throws {
+        var bitmap = await volume.dirtyBitmap()
+        if method == .verify {
+            // Verify looks at every block, whatever the bitmap says.
+            bitmap.setAll()
+        }
         let total = bitmap.dirtyByteCount
         let start = ContinuousClock.now
         statusBox.withLock {
@@ -202,8 +223,10 @@ public final class PrimaryReplication: Sendable {
             $0.resyncTotalBytes = total
             $0.resyncDoneBytes = 0
             $0.resyncSentBytes = 0
+            $0.verifyMismatchBytes = 0
+            $0.resyncMethod = method.rawValue
         }
-        logger.info("resync started", metadata: ["volume": "\(volume.configuration.name)", "bytes": "\(total)"])
+        logger.info("resync started", metadata: ["volume": "\(volume.configuration.name)", "bytes": "\(total)", "method": "\(method.rawValue)"])
         let window = AsyncSemaphore(options.resyncWindow)
         let chunk = UInt64(options.resyncChunkBytes)
         let volume = self.volume, statusBox = self.statusBox
@@ -230,9 +253,41 @@ public final class PrimaryReplication: Sendable {
                     let pieceOffset = offset
                     group.addTask(executorPreference: volume.ring) {
                         defer { window.release() }
-                        let ticket: ReplicationTicket?, sent: Int
                         do {
-                            (ticket, sent) = try await volume.readForResync(offset: pieceOffset, length: Int(length)) { bytes in
+                            var sent = 0
+                            if method != .data {
+                                // Digest first; the data follows only when the peer's block differs.
+                                let ticket = try await volume.readForResync(offset: pieceOffset, length: Int(length)) { bytes in
+                                    let digest = Array(SHA256.hash(data: bytes))
+                                    return session.request { sequence in
+                                        OutboundFrame(
+                                            PeerResyncChecksum(
+                                                volumeID: session.volumeID, requestID: sequence, offset: pieceOffset,
+                                                length: UInt32(length), digest: .sha256(digest)
+                                            ).encoded())
+                                    }
+                                }
+                                guard let ticket, let status = await ticket.status() else { throw PeerLinkError.closedByPeer }
+                                sent += 64
+                                if status == PeerAck.checksumMismatch {
+                                    if method == .verify {
+                                        await volume.markDirty(offset: pieceOffset, length: length)
+                                        statusBox.withLock { $0.verifyMismatchBytes += length }
+                                        statusBox.withLock { $0.resyncDoneBytes += length }
+                                        return
+                                    }
+                                } else if status == 0 {
+                                    if method == .checksum { await volume.clearDirty(offset: pieceOffset, length: length) }
+                                    statusBox.withLock {
+                                        $0.resyncDoneBytes += length
+                                        $0.resyncSentBytes += UInt64(sent)
+                                    }
+                                    return
+                                } else {
+                                    throw PeerLinkError.refused("peer failed a checksum request: errno \(status)")
+                                }
+                            }
+                            let (ticket, dataSent) = try await volume.readForResync(offset: pieceOffset, length: Int(length)) { bytes in
                                 let holes = zero.isZero(bytes)
                                 let ticket = session.request { sequence in
                                     if holes {
@@ -247,20 +302,17 @@ public final class PrimaryReplication: Sendable {
                                         into: &prefix, volumeID: session.volumeID, requestID: sequence, offset: pieceOffset, dataLength: bytes.count)
                                     return OutboundFrame(prefix: prefix, data: bytes)
                                 }
-                                return (ticket, holes ? 0 : bytes.count)
+                                return (ticket, holes ? 16 : bytes.count)
+                            }
+                            guard let ticket, await ticket.wait() else { throw PeerLinkError.closedByPeer }
+                            sent += dataSent
+                            await volume.clearDirty(offset: pieceOffset, length: length)
+                            statusBox.withLock {
+                                $0.resyncDoneBytes += length
+                                $0.resyncSentBytes += UInt64(sent)
                             }
                         } catch {
                             failed.withLock { $0 = true }
-                            return
-                        }
-                        guard let ticket, await ticket.wait() else {
-                            failed.withLock { $0 = true }
-                            return
-                        }
-                        await volume.clearDirty(offset: pieceOffset, length: length)
-                        statusBox.withLock {
-                            $0.resyncDoneBytes += length
-                            $0.resyncSentBytes += UInt64(sent)
                         }
                     }
                     offset += length
@@ -275,6 +327,14 @@ public final class PrimaryReplication: Sendable {
         }
         if let failure = session.failure { throw failure }
         if failed.withLock({ $0 }) { throw PeerLinkError.unexpected("resync block failed") }
+        if method == .verify {
+            let mismatched = statusBox.withLock { s -> UInt64 in
+                s.link = .connected
+                return s.verifyMismatchBytes
+            }
+            logger.info("verify finished", metadata: ["volume": "\(volume.configuration.name)", "mismatch_bytes": "\(mismatched)"])
+            return
+        }
         // RESYNC_DONE, then a FLUSH barrier: once it is acknowledged the peer has every block
         // durably and has marked itself consistent.
         session.post(PeerResyncDone(volumeID: session.volumeID, bytesSynced: total).encoded())
@@ -289,7 +349,7 @@ public final class PrimaryReplication: Sendable {
         }
         logger.info(
             "resync finished",
-            metadata: ["volume": "\(volume.configuration.name)", "bytes": "\(total)", "seconds": "\(seconds)",
+            metadata: ["volume": "\(volume.configuration.name)", "bytes": "\(total)", "seconds": "\(seconds)", "method": "\(method.rawValue)",
                        "sent": "\(statusBox.withLock { $0.resyncSentBytes })"])
     }
 }

@@ -1,3 +1,4 @@
+import Crypto
 import Logging
 import SystemPackage
 import Uring
@@ -162,6 +163,25 @@ public final class ReplicaServer: Sendable {
                             }
                         }
                         session.post(PeerAck(volumeID: session.volumeID, sequence: block.requestID, status: status).encoded())
+                    }
+                case .resyncChecksum(let request):
+                    guard let volume else { throw PeerLinkError.unexpected("RESYNC_CHECKSUM before VOLUME_STATE") }
+                    guard case .sha256(let theirs) = request.digest else {
+                        throw PeerLinkError.unexpected("RESYNC_CHECKSUM with a digest other than SHA-256")
+                    }
+                    await inFlight.acquire()
+                    group.addTask(executorPreference: ring) {
+                        defer { inFlight.release() }
+                        var status: UInt32 = 0
+                        do {
+                            let same = try await volume.readForResync(offset: request.offset, length: Int(request.length)) { bytes in
+                                Array(SHA256.hash(data: bytes)) == theirs
+                            }
+                            status = same ? 0 : PeerAck.checksumMismatch
+                        } catch {
+                            status = UInt32((error as? VolumeError)?.errno.rawValue ?? EIO)
+                        }
+                        session.post(PeerAck(volumeID: session.volumeID, sequence: request.requestID, status: status).encoded())
                     }
                 case .flush(let flush):
                     guard let volume else { throw PeerLinkError.unexpected("FLUSH before VOLUME_STATE") }

@@ -11,6 +11,9 @@ public struct ReplicationOptions: Sendable {
     public var resyncWindow = 16
     /// Upper bound on resync bandwidth in bytes per second (nil: the link's speed).
     public var resyncMaxRate: UInt64?
+    /// Full syncs compare SHA-256 digests first and send only blocks that differ (DRBD's
+    /// csums-alg): cheap when the peer's image is mostly right already.
+    public var checksumFullSync = false
     /// Replicated frames a secondary applies at once.
     public var applyWindow = 128
     /// Delay between connection attempts.

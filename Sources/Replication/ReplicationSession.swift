@@ -165,10 +165,10 @@ public final class ReplicationSession: WriteReplicator, Sendable {
     /// Resolves the ticket of an acknowledged request.
     func acknowledge(sequence: UInt64, status: UInt32) {
         let ticket = state.withLock { $0.pending.removeValue(forKey: sequence) }
-        if status != 0 {
+        if status != 0 && status != PeerAck.checksumMismatch {
             logger.warning("peer failed a replicated request", metadata: ["sequence": "\(sequence)", "errno": "\(status)"])
         }
-        ticket?.resolve(status == 0)
+        ticket?.resolve(status == 0, status: status)
     }
 
     /// Sends PINGs and declares the peer dead after the timeout; runs until the session fails.

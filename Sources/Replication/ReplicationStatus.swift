@@ -12,6 +12,10 @@ public struct ReplicationStatus: Sendable, Codable, Equatable {
     /// Bytes of resync data actually sent (holes travel as a 16-byte marker).
     public var resyncSentBytes: UInt64 = 0
     public var resyncSeconds: Double = 0
+    /// data, checksum or verify.
+    public var resyncMethod: String?
+    /// Bytes an online verify found different on the peer (now marked dirty).
+    public var verifyMismatchBytes: UInt64 = 0
     public var resyncsCompleted: Int = 0
     public var lastError: String?
 

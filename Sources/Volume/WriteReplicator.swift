@@ -20,6 +20,7 @@ public protocol WriteReplicator: Sendable {
 public final class ReplicationTicket: Sendable {
     private struct State {
         var result: Bool?
+        var status: UInt32?
         var waiters: [CheckedContinuation<Bool, Never>] = []
     }
 
@@ -27,14 +28,23 @@ public final class ReplicationTicket: Sendable {
 
     public init() {}
 
-    public func resolve(_ acknowledged: Bool) {
+    /// `status` is the peer's answer when it answered (0: done; otherwise an errno or a
+    /// protocol-defined code), nil when the link failed first.
+    public func resolve(_ acknowledged: Bool, status: UInt32? = nil) {
         let waiters = state.withLock { s -> [CheckedContinuation<Bool, Never>] in
             guard s.result == nil else { return [] }
             s.result = acknowledged
+            s.status = status
             defer { s.waiters = [] }
             return s.waiters
         }
         for waiter in waiters { waiter.resume(returning: acknowledged) }
+    }
+
+    /// Waits, then returns the peer's status (nil: no answer, the link failed).
+    public func status() async -> UInt32? {
+        _ = await wait()
+        return state.withLock { $0.status }
     }
 
     public func wait() async -> Bool {

@@ -51,6 +51,9 @@ struct VMHADaemon: AsyncParsableCommand {
     @Option(help: "Upper bound on resync bandwidth, bytes per second (default: as fast as the link).")
     var resyncMaxRate: UInt64?
 
+    @Flag(help: "Full syncs compare SHA-256 digests first and send only the blocks that differ.")
+    var checksumResync = false
+
     @Option(help: "Mode of the NBD socket files (octal).")
     var socketMode: String = "660"
 
@@ -108,6 +111,7 @@ struct VMHADaemon: AsyncParsableCommand {
             o.timing.timeout = .milliseconds(Int(peerTimeout * 1000))
             o.timing.keepaliveInterval = .milliseconds(Int(peerTimeout * 250))
             o.resyncMaxRate = resyncMaxRate
+            o.checksumFullSync = checksumResync
             options = o
         }
         let replication = replicateTo.flatMap { address in options.map { (peer: TCPSocket.Address(address)!, options: $0) } }

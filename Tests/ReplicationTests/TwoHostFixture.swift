@@ -53,8 +53,8 @@ final class TwoHostFixture: @unchecked Sendable {
     }
 
     /// Host A: the volume's primary, replicating to B.
-    func startPrimary(replicate: Bool = true, key: String? = nil) throws -> NamespacedDaemon {
-        var arguments = ["--export", "d0:\(imageA):\(socket)", "--socket-mode", "600", "--host-name", "hostA"]
+    func startPrimary(replicate: Bool = true, key: String? = nil, extra: [String] = []) throws -> NamespacedDaemon {
+        var arguments = ["--export", "d0:\(imageA):\(socket)", "--socket-mode", "600", "--host-name", "hostA"] + extra
         if replicate { arguments += ["--replicate-to", replicationAddress, "--key-file", key ?? self.key] }
         return try start(namespace: network.names.0, arguments)
     }

@@ -53,6 +53,23 @@ struct TwoHostReplicationTests {
         #expect(try hosts.sha256(hosts.imageA) == hosts.sha256(hosts.imageB))
     }
 
+    @Test func checksumFullSyncOfIdenticalImagesMovesAlmostNothing() async throws {
+        let hosts = try TwoHostFixture(sizeMiB: 64)
+        try Shell.run(["cp", hosts.imageA, hosts.imageB])
+        // One block differs: exactly that block must travel.
+        try Shell.run(["dd", "if=/dev/urandom", "of=\(hosts.imageB)", "bs=4k", "count=1", "seek=1000", "conv=notrunc", "status=none"])
+        _ = try hosts.startReplica()
+        let primary = try hosts.startPrimary(extra: ["--checksum-resync"])
+        try await primary.waitForLog("resync finished")
+        let line = primary.lines(containing: "resync finished").last!
+        let sent = UInt64(logField(line, "sent") ?? "") ?? .max
+        #expect(logField(line, "method") == "checksum")
+        #expect(sent >= 4 << 20, "the differing 4 MiB resync block must be sent")
+        #expect(sent < 4 << 20 + 64 << 10, "\(sent) bytes sent to sync identical 64 MiB images")
+        for daemon in hosts.daemons { await daemon.stop() }
+        #expect(try hosts.sha256(hosts.imageA) == hosts.sha256(hosts.imageB))
+    }
+
     @Test func aWrongKeyIsRefusedAndTheReplicaIsUntouched() async throws {
         let hosts = try TwoHostFixture(sizeMiB: 16)
         let wrongKey = hosts.directory + "/wrong.key"
