@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "Uring", targets: ["Uring"]),
         .library(name: "Libvirt", targets: ["Libvirt"]),
         .library(name: "Volume", targets: ["Volume"]),
+        .library(name: "Replication", targets: ["Replication"]),
+        .library(name: "Cluster", targets: ["Cluster"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
