@@ -82,7 +82,22 @@ public final class PrimaryReplication: Sendable {
         let connection = try await PeerConnection.connect(to: peer, configuration: options.handshake, ring: volume.ring, logger: logger)
         let session = ReplicationSession(connection: connection, timing: options.timing, logger: logger)
         let (control, controlContinuation) = AsyncStream<PeerMessage>.makeStream()
+        let attached = Locked(false)
         defer { session.fail(.closedByPeer) }
+        do {
+            try await replicate(over: session, connection: connection, control: control, controlContinuation: controlContinuation, attached: attached)
+        } catch {
+            if attached.withLock({ $0 }) { await linkLost() }
+            throw error
+        }
+        if attached.withLock({ $0 }) { await linkLost() }
+        if let failure = session.failure { throw failure }
+    }
+
+    private func replicate(
+        over session: ReplicationSession, connection: PeerConnection, control: AsyncStream<PeerMessage>,
+        controlContinuation: AsyncStream<PeerMessage>.Continuation, attached: Locked<Bool>
+    ) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask(executorPreference: volume.ring) { await session.runSender() }
             group.addTask(executorPreference: volume.ring) { await session.runKeepalive() }
@@ -105,7 +120,7 @@ public final class PrimaryReplication: Sendable {
             }
             group.addTask(executorPreference: volume.ring) {
                 do {
-                    try await self.replicate(session: session, control: control)
+                    try await self.replicate(session: session, control: control, attached: attached)
                 } catch {
                     session.fail(error as? PeerLinkError ?? .unexpected("\(error)"))
                     throw error
@@ -115,10 +130,11 @@ public final class PrimaryReplication: Sendable {
             try await group.next()
             try await group.next()
         }
-        if let failure = session.failure { throw failure }
     }
 
-    private func replicate(session: ReplicationSession, control: AsyncStream<PeerMessage>) async throws {
+    private func replicate(
+        session: ReplicationSession, control: AsyncStream<PeerMessage>, attached: Locked<Bool>
+    ) async throws {
         var messages = control.makeAsyncIterator()
         let local = await volume.replicaState
         let metadata = await volume.metadataSnapshot
@@ -176,7 +192,7 @@ public final class PrimaryReplication: Sendable {
             $0.lastError = nil
         }
         await volume.setReplicator(session)
-        defer { Task(executorPreference: volume.ring) { await self.linkLost() } }
+        attached.withLock { $0 = true }
         let dirty = await volume.dirtyBytes
         if resyncNeeded || dirty > 0 {
             try await resync(session: session, method: fullSyncMethod)
