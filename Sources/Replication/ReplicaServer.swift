@@ -241,7 +241,14 @@ public final class ReplicaServer: Sendable {
             target = false
         }
         if target {
-            try await volume.updateMetadata { $0.consistency = .inconsistent }
+            // Inconsistent from now until RESYNC_DONE, carrying the source's generation: if the
+            // resync breaks, the source's next generation keeps this one as its bitmap UUID and
+            // the next connect resumes incrementally from the source's bitmap instead of
+            // starting a full sync again.
+            try await volume.updateMetadata {
+                $0.consistency = .inconsistent
+                $0.generations.current = peerState.generations.current
+            }
         }
         activeSessions.withLock { sessions in
             sessions[peerState.name]?.fail(.refused("replaced by a new connection"))
