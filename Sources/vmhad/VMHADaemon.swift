@@ -24,6 +24,12 @@ struct VMHADaemon: AsyncParsableCommand {
             SIGTERM or SIGINT shuts down gracefully: exports stop, metadata is closed cleanly.
             """)
 
+    @Option(help: "Run the HA service from this cluster configuration (docs/config.md) instead of --export/--replica.")
+    var config: String?
+
+    @Option(name: .customLong("host"), help: "With --config: which configured host this is (default: the hostname).")
+    var clusterHost: String?
+
     @Option(name: .customLong("export"), help: "NAME:IMAGE:SOCKET[:METADATA] (repeatable).")
     var exports: [ExportSpec] = []
 
@@ -64,6 +70,10 @@ struct VMHADaemon: AsyncParsableCommand {
     var logLevel: Logger.Level = .info
 
     func validate() throws {
+        if config != nil {
+            guard exports.isEmpty && replicas.isEmpty else { throw ValidationError("--config cannot be combined with --export/--replica") }
+            return
+        }
         guard !exports.isEmpty || !replicas.isEmpty else { throw ValidationError("nothing to serve: give --export or --replica") }
         if let replicateTo, TCPSocket.Address(replicateTo) == nil { throw ValidationError("--replicate-to \(replicateTo) is not ADDRESS:PORT") }
         if let listen, TCPSocket.Address(listen) == nil { throw ValidationError("--listen \(listen) is not ADDRESS:PORT") }
@@ -82,6 +92,10 @@ struct VMHADaemon: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "vmhad")
+        if let config {
+            try await runCluster(configPath: config, logger: logger)
+            return
+        }
         var group: gid_t?
         if let name = socketGroup {
             guard let entry = getgrnam(name) else { throw ValidationError("--socket-group \(name): no such group") }
@@ -127,6 +141,37 @@ struct VMHADaemon: AsyncParsableCommand {
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await serviceGroup.run()
+        } catch {
+            logger.error("vmhad stopped: \(error)")
+            await ring.shutdown()
+            throw ExitCode.failure
+        }
+        await ring.shutdown()
+    }
+}
+
+extension VMHADaemon {
+    func runCluster(configPath: String, logger: Logger) async throws {
+        let setup: ClusterSetup
+        switch ClusterSetup.load(path: configPath, host: clusterHost) {
+        case .success(let s): setup = s
+        case .failure(let problem):
+            FileHandle.standardError.write(Data("vmhad: \(problem)\n".utf8))
+            throw ExitCode(78)
+        }
+        let ring: IOUring
+        do {
+            ring = try IOUring(logger: logger)
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(70)
+        }
+        let node = try ClusterNode(
+            config: setup.configuration, hostName: setup.host, key: setup.key, ring: ring, socketGroup: setup.socketGroup, logger: logger)
+        let service = ClusterService(node: node, controlPath: "\(setup.configuration.stateDirectory)/control.sock", logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
         } catch {
             logger.error("vmhad stopped: \(error)")
             await ring.shutdown()
