@@ -415,7 +415,7 @@ actor ClusterNode {
                     suspended = true
                     await suspendDomain(module)
                 case .startResync:
-                    for replication in module.replications { replication.requestResync(.incremental) }
+                    break  // PrimaryReplication resyncs by itself on every (re)connect
                 case .requestWitnessVote:
                     break  // `wantsLease` asks the witness while any module could need it
                 case .reportError(let message):
@@ -592,9 +592,13 @@ actor ClusterNode {
 
     func startDomain(_ module: VMModule) async throws {
         guard let libvirt else { throw VMHAClusterError("no libvirt connection") }
-        if let domain = await localDomain(module), try await domain.state().isActive {
-            await resumeDomain(module)  // e.g. vmhad restarted under a running guest
-            return
+        if let existing = await localDomain(module) {
+            if try await existing.state().isActive {
+                await resumeDomain(module)  // e.g. vmhad restarted under a running guest
+                return
+            }
+            // A stale definition (e.g. from before a failover) may carry another UUID or old disks.
+            try? await existing.undefine()
         }
         let sources = module.config.disks.enumerated().map { index, disk in
             let target: String
