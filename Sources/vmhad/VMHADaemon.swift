@@ -137,6 +137,11 @@ struct VMHADaemon: AsyncParsableCommand {
                     replicas: replicas, listen: TCPSocket.Address(listen)!, options: options, activityLogExtents: alExtents,
                     ring: ring, logger: logger))
         }
+        try await Self.serve(services, ring: ring, logger: logger)
+    }
+
+    /// Runs the services until graceful shutdown (SIGTERM/SIGINT), then shuts the ring down.
+    static func serve(_ services: [any Service], ring: IOUring, logger: Logger) async throws {
         let serviceGroup = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
@@ -169,15 +174,7 @@ extension VMHADaemon {
         let node = try ClusterNode(
             config: setup.configuration, hostName: setup.host, key: setup.key, ring: ring, socketGroup: setup.socketGroup, logger: logger)
         let service = ClusterService(node: node, controlPath: "\(setup.configuration.stateDirectory)/control.sock", logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        do {
-            try await group.run()
-        } catch {
-            logger.error("vmhad stopped: \(error)")
-            await ring.shutdown()
-            throw ExitCode.failure
-        }
-        await ring.shutdown()
+        try await Self.serve([service], ring: ring, logger: logger)
     }
 }
 
