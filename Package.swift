@@ -123,6 +123,13 @@ let package = Package(
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "Uring"]),
         .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Volume", "Uring", "Harness"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
+        // The HA service end to end: vmhad --config on simulated hosts, real guests, a witness.
+        .testTarget(
+            name: "HATests",
+            dependencies: [
+                "Harness", "Libvirt", "Cluster", "Volume", "Replication", "Uring",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -24,6 +24,12 @@ struct VMHADaemon: AsyncParsableCommand {
             SIGTERM or SIGINT shuts down gracefully: exports stop, metadata is closed cleanly.
             """)
 
+    @Option(help: "Run the HA service from this cluster configuration (docs/config.md) instead of --export/--replica.")
+    var config: String?
+
+    @Option(name: .customLong("host"), help: "With --config: which configured host this is (default: the hostname).")
+    var clusterHost: String?
+
     @Option(name: .customLong("export"), help: "NAME:IMAGE:SOCKET[:METADATA] (repeatable).")
     var exports: [ExportSpec] = []
 
@@ -67,6 +73,10 @@ struct VMHADaemon: AsyncParsableCommand {
     var logLevel: Logger.Level = .info
 
     func validate() throws {
+        if config != nil {
+            guard exports.isEmpty && replicas.isEmpty else { throw ValidationError("--config cannot be combined with --export/--replica") }
+            return
+        }
         guard !exports.isEmpty || !replicas.isEmpty else { throw ValidationError("nothing to serve: give --export or --replica") }
         if let replicateTo, TCPSocket.Address(replicateTo) == nil { throw ValidationError("--replicate-to \(replicateTo) is not ADDRESS:PORT") }
         if let listen, TCPSocket.Address(listen) == nil { throw ValidationError("--listen \(listen) is not ADDRESS:PORT") }
@@ -85,6 +95,10 @@ struct VMHADaemon: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "vmhad")
+        if let config {
+            try await runCluster(configPath: config, logger: logger)
+            return
+        }
         var group: gid_t?
         if let name = socketGroup {
             guard let entry = getgrnam(name) else { throw ValidationError("--socket-group \(name): no such group") }
@@ -127,6 +141,11 @@ struct VMHADaemon: AsyncParsableCommand {
                     replicas: replicas, listen: TCPSocket.Address(listen)!, options: options, activityLogExtents: alExtents,
                     ring: ring, logger: logger))
         }
+        try await Self.serve(services, ring: ring, logger: logger)
+    }
+
+    /// Runs the services until graceful shutdown (SIGTERM/SIGINT), then shuts the ring down.
+    static func serve(_ services: [any Service], ring: IOUring, logger: Logger) async throws {
         let serviceGroup = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
@@ -137,6 +156,29 @@ struct VMHADaemon: AsyncParsableCommand {
             throw ExitCode.failure
         }
         await ring.shutdown()
+    }
+}
+
+extension VMHADaemon {
+    func runCluster(configPath: String, logger: Logger) async throws {
+        let setup: ClusterSetup
+        switch ClusterSetup.load(path: configPath, host: clusterHost) {
+        case .success(let s): setup = s
+        case .failure(let problem):
+            FileHandle.standardError.write(Data("vmhad: \(problem)\n".utf8))
+            throw ExitCode(78)
+        }
+        let ring: IOUring
+        do {
+            ring = try IOUring(logger: logger)
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(70)
+        }
+        let node = try ClusterNode(
+            config: setup.configuration, hostName: setup.host, key: setup.key, ring: ring, socketGroup: setup.socketGroup, logger: logger)
+        let service = ClusterService(node: node, controlPath: "\(setup.configuration.stateDirectory)/control.sock", logger: logger)
+        try await Self.serve([service], ring: ring, logger: logger)
     }
 }
 

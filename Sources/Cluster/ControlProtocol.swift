@@ -1,0 +1,129 @@
+/// The control API between `vmha` and `vmhad`: one JSON object per line on a root-only UNIX
+/// socket (`<state_directory>/control.sock`, mode 0600), one request and one response per line.
+public struct ControlRequest: Codable, Sendable {
+    /// `status`, `migrate`, `resync`, `place`.
+    public var command: String
+    public var vm: String?
+    public var to: String?
+    public var force: Bool?
+    public var full: Bool?
+    public var dryRun: Bool?
+
+    public init(command: String, vm: String? = nil, to: String? = nil, force: Bool? = nil, full: Bool? = nil, dryRun: Bool? = nil) {
+        self.command = command
+        self.vm = vm
+        self.to = to
+        self.force = force
+        self.full = full
+        self.dryRun = dryRun
+    }
+}
+
+public struct ControlResponse: Codable, Sendable {
+    public var ok: Bool
+    public var error: String?
+    public var message: String?
+    public var status: ClusterStatusReport?
+    public var place: PlaceReport?
+
+    public init(ok: Bool, error: String? = nil, message: String? = nil, status: ClusterStatusReport? = nil, place: PlaceReport? = nil) {
+        self.ok = ok
+        self.error = error
+        self.message = message
+        self.status = status
+        self.place = place
+    }
+}
+
+public struct ClusterStatusReport: Codable, Sendable {
+    public var host: String
+    public var peer: String
+    /// `unknown`, `alive`, `lost`.
+    public var peerState: String
+    /// Per heartbeat network: `up` or `silent`.
+    public var networks: [String]
+    public var witness: String?
+    public var lease: String
+    public var fenced: Bool
+    public var vms: [VMStatusReport]
+    public var events: [String]
+
+    public init(host: String, peer: String, peerState: String, networks: [String], witness: String?, lease: String, fenced: Bool, vms: [VMStatusReport], events: [String]) {
+        self.host = host
+        self.peer = peer
+        self.peerState = peerState
+        self.networks = networks
+        self.witness = witness
+        self.lease = lease
+        self.fenced = fenced
+        self.vms = vms
+        self.events = events
+    }
+}
+
+public struct VMStatusReport: Codable, Sendable {
+    public var name: String
+    public var state: String
+    public var replica: String
+    public var peerState: String?
+    public var peerReplica: String?
+    /// The host running the VM, as far as this host knows.
+    public var runsOn: String?
+    public var domain: String?
+    public var lastError: String?
+    public var notStarted: String?
+    public var volumes: [VolumeReport]
+
+    public init(name: String, state: String, replica: String, peerState: String?, peerReplica: String?, runsOn: String?, domain: String?, lastError: String?, notStarted: String?, volumes: [VolumeReport]) {
+        self.name = name
+        self.state = state
+        self.replica = replica
+        self.peerState = peerState
+        self.peerReplica = peerReplica
+        self.runsOn = runsOn
+        self.domain = domain
+        self.lastError = lastError
+        self.notStarted = notStarted
+        self.volumes = volumes
+    }
+}
+
+public struct VolumeReport: Codable, Sendable {
+    public var name: String
+    public var role: String
+    public var link: String
+    public var dirtyBytes: UInt64
+    public var resyncTotalBytes: UInt64
+    public var resyncDoneBytes: UInt64
+    public var resyncSeconds: Double
+    public var resyncsCompleted: Int
+    public var lastError: String?
+
+    public init(name: String, role: String, link: String, dirtyBytes: UInt64, resyncTotalBytes: UInt64, resyncDoneBytes: UInt64, resyncSeconds: Double, resyncsCompleted: Int, lastError: String?) {
+        self.name = name
+        self.role = role
+        self.link = link
+        self.dirtyBytes = dirtyBytes
+        self.resyncTotalBytes = resyncTotalBytes
+        self.resyncDoneBytes = resyncDoneBytes
+        self.resyncSeconds = resyncSeconds
+        self.resyncsCompleted = resyncsCompleted
+        self.lastError = lastError
+    }
+}
+
+public struct PlaceReport: Codable, Sendable {
+    public var moves: [String]
+    public var unplaced: [String]
+    public var scoreBefore: Double
+    public var scoreAfter: Double
+    public var applied: [String]
+
+    public init(moves: [String], unplaced: [String], scoreBefore: Double, scoreAfter: Double, applied: [String]) {
+        self.moves = moves
+        self.unplaced = unplaced
+        self.scoreBefore = scoreBefore
+        self.scoreAfter = scoreAfter
+        self.applied = applied
+    }
+}

@@ -1,0 +1,178 @@
+import ArgumentParser
+import Cluster
+import Foundation
+import SystemPackage
+import Uring
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where to find the local vmhad's control socket.
+struct ControlOptions: ParsableArguments {
+    @Option(help: "The cluster configuration (its state_directory holds control.sock).")
+    var config: String = "/etc/vmha/vmha.toml"
+
+    @Option(help: "The control socket (overrides --config).")
+    var socket: String?
+
+    func socketPath() throws -> String {
+        if let socket { return socket }
+        guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {
+            FileHandle.standardError.write(Data("vmha: \(config): cannot read (give --config or --socket)\n".utf8))
+            throw ExitCode(78)
+        }
+        do {
+            return "\(try ClusterConfiguration.parse(text).stateDirectory)/control.sock"
+        } catch {
+            FileHandle.standardError.write(Data("vmha: \(config): \(error)\n".utf8))
+            throw ExitCode(78)
+        }
+    }
+
+    /// One request, one response.
+    func send(_ request: ControlRequest) throws -> ControlResponse {
+        let path = try socketPath()
+        let unavailable = { (why: String) -> ExitCode in
+            FileHandle.standardError.write(Data("vmha: cannot reach vmhad at \(path): \(why)\n".utf8))
+            return ExitCode(69)
+        }
+        let fd: FileDescriptor
+        do { fd = try UnixSocket.socket() } catch { throw unavailable("\(error)") }
+        defer { try? fd.close() }
+        let connected: Int32 = (try? UnixSocket.withAddress(path) { (address) throws(Errno) -> Int32 in
+            connect(fd.rawValue, address.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
+        }) ?? -1
+        guard connected == 0 else { throw unavailable(String(cString: strerror(errno))) }
+        var bytes = Array(try JSONEncoder().encode(request))
+        bytes.append(UInt8(ascii: "\n"))
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { write(fd.rawValue, $0.baseAddress, $0.count) }
+            guard n > 0 else { throw unavailable("write failed") }
+            offset += n
+        }
+        var answer: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd.rawValue, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            answer += buffer[0..<n]
+            if answer.last == UInt8(ascii: "\n") { break }
+        }
+        guard let response = try? JSONDecoder().decode(ControlResponse.self, from: Data(answer)) else { throw unavailable("no answer") }
+        return response
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+func failIfRefused(_ response: ControlResponse) throws {
+    if !response.ok {
+        FileHandle.standardError.write(Data("vmha: \(response.error ?? "refused")\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+func bytesText(_ b: UInt64) -> String {
+    b >= 1 << 30 ? String(format: "%.1f GiB", Double(b) / Double(1 << 30)) : String(format: "%.1f MiB", Double(b) / Double(1 << 20))
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Hosts, peer and witness state, and per VM: module state, replica state, where it runs, resync progress.")
+    @OptionGroup var control: ControlOptions
+    @Flag(help: "Machine-readable output.") var json = false
+
+    func run() throws {
+        let response = try control.send(ControlRequest(command: "status"))
+        try failIfRefused(response)
+        guard let s = response.status else { throw ExitCode(1) }
+        if json { try printJSON(s); return }
+        print("host \(s.host)  peer \(s.peer): \(s.peerState) (networks: \(s.networks.joined(separator: ", ")))")
+        print("witness \(s.witness ?? "none")  lease: \(s.lease)\(s.fenced ? "  FENCED (domains paused)" : "")")
+        for vm in s.vms {
+            let peer = vm.peerState.map { "peer \($0)/\(vm.peerReplica ?? "?")" } ?? "peer ?"
+            print("  \(vm.name): \(vm.state)/\(vm.replica)  \(peer)  runs on \(vm.runsOn ?? "-")  domain \(vm.domain ?? "-")")
+            for v in vm.volumes {
+                var line = "    \(v.name) \(v.role) link=\(v.link) dirty=\(bytesText(v.dirtyBytes))"
+                if v.link == "syncSource" || v.link == "syncTarget" { line += " resync \(bytesText(v.resyncDoneBytes))/\(bytesText(v.resyncTotalBytes))" }
+                print(line)
+            }
+            if let e = vm.lastError { print("    error: \(e)") }
+            if let n = vm.notStarted { print("    not started: \(n)") }
+        }
+        for e in s.events.suffix(5) { print("  event: \(e)") }
+    }
+}
+
+struct Migrate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Planned switchover: clean shutdown, wait for the target's replica, role swap, start on the target.")
+    @OptionGroup var control: ControlOptions
+    @Argument(help: "The VM.") var vm: String
+    @Option(help: "The host to run it on.") var to: String
+    @Flag(help: "Wait for an Inconsistent/resyncing target to become UpToDate instead of refusing.") var force = false
+
+    func run() throws {
+        let response = try control.send(ControlRequest(command: "migrate", vm: vm, to: to, force: force))
+        try failIfRefused(response)
+        print(response.message ?? "ok")
+    }
+}
+
+struct Resync: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Start a resync of a VM's disks (on the host that runs it); shows progress.")
+    @OptionGroup var control: ControlOptions
+    @Argument(help: "The VM.") var vm: String
+    @Flag(help: "Every block, not only the bitmap.") var full = false
+    @Flag(help: "Wait until the resync has finished.") var wait = false
+    @Flag(help: "Machine-readable progress lines.") var json = false
+
+    struct Progress: Codable { var vm: String; var doneBytes: UInt64; var totalBytes: UInt64; var bytesPerSecond: Double; var etaSeconds: Double?; var finished: Bool }
+
+    func run() throws {
+        let before = try control.send(ControlRequest(command: "status")).status?.vms.first { $0.name == vm }
+        let completedBefore = before?.volumes.map(\.resyncsCompleted).reduce(0, +) ?? 0
+        let response = try control.send(ControlRequest(command: "resync", vm: vm, full: full))
+        try failIfRefused(response)
+        if !json { print(response.message ?? "ok") }
+        let start = Date()
+        repeat {
+            Thread.sleep(forTimeInterval: 1)
+            guard let s = try control.send(ControlRequest(command: "status")).status?.vms.first(where: { $0.name == vm }) else { throw ExitCode(1) }
+            let done = s.volumes.map(\.resyncDoneBytes).reduce(0, +), total = s.volumes.map(\.resyncTotalBytes).reduce(0, +)
+            let finished = s.volumes.map(\.resyncsCompleted).reduce(0, +) > completedBefore && !s.volumes.contains { $0.link == "syncSource" }
+            let rate = Double(done) / max(0.001, Date().timeIntervalSince(start))
+            let eta = rate > 0 && total >= done ? Double(total - done) / rate : nil
+            let p = Progress(vm: vm, doneBytes: done, totalBytes: total, bytesPerSecond: rate, etaSeconds: finished ? 0 : eta, finished: finished)
+            if json {
+                print(String(decoding: try JSONEncoder().encode(p), as: UTF8.self))
+            } else {
+                print("\(vm): \(bytesText(done))/\(bytesText(total)) \(bytesText(UInt64(rate)))/s ETA \(eta.map { String(format: "%.0f s", $0) } ?? "?")\(finished ? " finished" : "")")
+            }
+            if finished || !wait { break }
+        } while true
+    }
+}
+
+struct Place: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Plan (and with no --dry-run, apply as switchovers) a balanced placement of the VMs.")
+    @OptionGroup var control: ControlOptions
+    @Flag(help: "Show the plan only.") var dryRun = false
+    @Flag(help: "Machine-readable output.") var json = false
+
+    func run() throws {
+        let response = try control.send(ControlRequest(command: "place", dryRun: dryRun))
+        try failIfRefused(response)
+        guard let p = response.place else { throw ExitCode(1) }
+        if json { try printJSON(p); return }
+        print("score \(p.scoreBefore) -> \(p.scoreAfter); \(p.moves.isEmpty ? "no moves" : "moves:")")
+        for m in p.moves { print("  \(m)") }
+        for u in p.unplaced { print("  unplaced: \(u)") }
+        for a in p.applied { print("  applied \(a)") }
+        if p.applied.contains(where: { $0.contains("failed") }) { throw ExitCode(1) }
+    }
+}

@@ -1,0 +1,146 @@
+import Cluster
+import Foundation
+import Libvirt
+import Replication
+import Uring
+import Volume
+
+extension ClusterNode {
+    func handle(_ request: ControlRequest) async -> ControlResponse {
+        switch request.command {
+        case "status":
+            return ControlResponse(ok: true, status: await statusReport())
+        case "migrate":
+            guard let vm = request.vm, let module = modules[vm] else { return ControlResponse(ok: false, error: "no such VM: \(request.vm ?? "")") }
+            guard let to = request.to, to == me.name || to == peer.name else { return ControlResponse(ok: false, error: "--to must be \(me.name) or \(peer.name)") }
+            return await migrate(module, to: to, force: request.force ?? false)
+        case "resync":
+            guard let vm = request.vm, let module = modules[vm] else { return ControlResponse(ok: false, error: "no such VM: \(request.vm ?? "")") }
+            guard module.role == .primary else {
+                return ControlResponse(ok: false, error: "\(vm) is not primary on \(me.name); run the resync on the host that runs it (\(peer.name))")
+            }
+            for replication in module.replications { replication.requestResync(request.full == true ? .full : .incremental) }
+            return ControlResponse(ok: true, message: "\(request.full == true ? "full" : "incremental") resync of \(vm) requested")
+        case "place":
+            return await place(dryRun: request.dryRun ?? true)
+        default:
+            return ControlResponse(ok: false, error: "unknown command \(request.command)")
+        }
+    }
+
+    func statusReport() async -> ClusterStatusReport {
+        let live = liveness.status(at: monotonicNow())
+        var vms: [VMStatusReport] = []
+        for name in order {
+            let module = modules[name]!
+            let summary = peerState == .alive ? peerSummaries[name] : nil
+            var runsOn: String?
+            if [.prim, .alone].contains(module.status.state) { runsOn = me.name }
+            else if let summary, [.prim, .alone].contains(summary.state) { runsOn = peer.name }
+            var domain: String?
+            if let d = await localDomain(module), let state = try? await d.state() { domain = "\(state)" }
+            var volumes: [VolumeReport] = []
+            for (index, volume) in module.volumes.enumerated() {
+                let status: ReplicationStatus? = module.role == .primary
+                    ? (index < module.replications.count ? module.replications[index].status : nil)
+                    : replicaServer?.status(of: module.volumeNames[index])
+                volumes.append(VolumeReport(
+                    name: module.volumeNames[index], role: module.role == .primary ? "primary" : "secondary",
+                    link: status?.link.rawValue ?? "standalone", dirtyBytes: await volume.dirtyBytes,
+                    resyncTotalBytes: status?.resyncTotalBytes ?? 0, resyncDoneBytes: status?.resyncDoneBytes ?? 0,
+                    resyncSeconds: status?.resyncSeconds ?? 0, resyncsCompleted: status?.resyncsCompleted ?? 0, lastError: status?.lastError))
+            }
+            vms.append(VMStatusReport(
+                name: name, state: module.status.state.rawValue, replica: module.status.replica.rawValue,
+                peerState: summary?.state.rawValue, peerReplica: summary?.replica.rawValue, runsOn: runsOn, domain: domain,
+                lastError: module.lastError, notStarted: module.notStartedReason, volumes: volumes))
+        }
+        let networks = live.networks.map { if case .up = $0 { "up" } else { "silent" } }
+        return ClusterStatusReport(
+            host: me.name, peer: peer.name, peerState: peerState.rawValue, networks: networks,
+            witness: config.witness.map { "\($0.address)" }, lease: lastLeaseOutcome, fenced: fenced, vms: vms, events: failoverLog)
+    }
+
+    /// Planned switchover: clean shutdown where it runs, the target's replica must be UpToDate
+    /// (with `force`, wait for its resync instead of refusing), role swap, start on the target.
+    func migrate(_ module: VMModule, to target: String, force: Bool) async -> ControlResponse {
+        let name = module.config.name
+        if target == me.name {
+            if [.prim, .alone].contains(module.status.state) { return ControlResponse(ok: true, message: "\(name) already runs on \(me.name)") }
+            guard peerState == .alive else { return ControlResponse(ok: false, error: "peer \(peer.name) is not reachable") }
+            if module.status.replica != .upToDate {
+                guard force else { return ControlResponse(ok: false, error: "replica of \(name) on \(me.name) is \(module.status.replica.rawValue), not UpToDate (use --force to wait for the resync)") }
+                if !(await waitLocalUpToDate(module, timeout: .seconds(600))) { return ControlResponse(ok: false, error: "replica of \(name) did not become UpToDate") }
+            }
+            sendPeerCommand(.handOver, vm: name)
+            let deadline = ContinuousClock.now + .seconds(120)
+            while ContinuousClock.now < deadline {
+                if [.prim, .alone].contains(module.status.state) { return ControlResponse(ok: true, message: "\(name) now runs on \(me.name)") }
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+            return ControlResponse(ok: false, error: "\(name) did not start on \(me.name) within 120 s (last error: \(module.lastError ?? "none"))")
+        }
+        // Target is the peer: this host must run it.
+        guard module.status.state == .prim else {
+            if let s = peerSummaries[name], [.prim, .alone].contains(s.state) { return ControlResponse(ok: true, message: "\(name) already runs on \(peer.name)") }
+            return ControlResponse(ok: false, error: "\(name) is \(module.status.state.rawValue) here; nothing to hand over")
+        }
+        if let s = peerSummaries[name], s.replica != .upToDate {
+            guard force else { return ControlResponse(ok: false, error: "replica of \(name) on \(peer.name) is \(s.replica.rawValue), not UpToDate (use --force to wait for the resync)") }
+            if !(await waitForPeerUpToDate(name, timeout: .seconds(600))) { return ControlResponse(ok: false, error: "replica on \(peer.name) did not become UpToDate") }
+        }
+        await operations.acquire()
+        let problem = await switchover(module)
+        operations.release()
+        if let problem { return ControlResponse(ok: false, error: problem) }
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline {
+            if let s = peerSummaries[name], s.state == .prim { return ControlResponse(ok: true, message: "\(name) now runs on \(peer.name)") }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+        return ControlResponse(ok: false, error: "\(name) was stopped here but \(peer.name) did not report it running within 120 s")
+    }
+
+    func waitLocalUpToDate(_ module: VMModule, timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if module.status.replica == .upToDate { return true }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+        return false
+    }
+
+    func place(dryRun: Bool) async -> ControlResponse {
+        var current: [String: String] = [:]
+        var vms: [Placement.VM] = []
+        for name in order {
+            let module = modules[name]!
+            vms.append(Placement.VM(name: name, resources: module.resources, preferredHost: module.config.preferredHost))
+            if [.prim, .alone].contains(module.status.state) { current[name] = me.name }
+            else if let s = peerSummaries[name], [.prim, .alone].contains(s.state) { current[name] = peer.name }
+        }
+        var capacity = Resources(vcpus: 0, memoryMiB: 0)
+        if let info = try? await libvirt?.nodeInfo() { capacity = Resources(vcpus: info.cpus, memoryMiB: Int(info.memoryBytes >> 20)) }
+        let hosts = config.hosts.map { host in
+            // The peer's node info is not known here: both hosts are assumed alike unless configured.
+            Placement.Host(name: host.name, capacity: Resources(vcpus: host.capacity.vcpus ?? capacity.vcpus, memoryMiB: host.capacity.memoryMiB ?? capacity.memoryMiB))
+        }
+        let plan: PlacementPlan
+        do {
+            plan = try Placement.plan(vms: vms, hosts: hosts, current: current, limits: .init(maxVMs: config.limits.maxVMs))
+        } catch {
+            return ControlResponse(ok: false, error: "\(error)")
+        }
+        var applied: [String] = []
+        if !dryRun {
+            for move in plan.moves {
+                guard let module = modules[move.vm] else { continue }
+                let result = await migrate(module, to: move.to, force: false)
+                applied.append("\(move): \(result.ok ? "done" : "failed: \(result.error ?? "")")")
+                if !result.ok { break }
+            }
+        }
+        return ControlResponse(ok: true, place: PlaceReport(
+            moves: plan.moves.map(\.description), unplaced: plan.unplaced, scoreBefore: plan.scoreBefore, scoreAfter: plan.scoreAfter, applied: applied))
+    }
+}

@@ -1,0 +1,713 @@
+import Cluster
+import Crypto
+import Foundation
+import Libvirt
+import Logging
+import Replication
+import Uring
+import Volume
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// This host's reading of CLOCK_MONOTONIC.
+func monotonicNow() -> MonotonicInstant {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return MonotonicInstant(nanoseconds: Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec))
+}
+
+/// One VM's module on this host: the state machine's status plus what runs for it.
+final class VMModule {
+    let config: VMConfiguration
+    let domainXML: DomainXML
+    /// Volume name (= NBD export name, = name on the replication link) per configured disk.
+    let volumeNames: [String]
+    var status = ModuleStatus(.stop, .unknown)
+    var volumes: [LocalVolume] = []
+    enum Role { case closed, primary, secondary }
+    var role: Role = .closed
+    var primaryTask: Task<Void, Never>?
+    var replications: [PrimaryReplication] = []
+    var lastError: String?
+    var notStartedReason: String?
+    var lastPeer: Heartbeat.VMSummary?
+
+    init(config: VMConfiguration, domainXML: DomainXML) {
+        self.config = config
+        self.domainXML = domainXML
+        volumeNames = config.disks.indices.map { "\(config.name)-disk\($0)" }
+    }
+
+    var resources: Resources {
+        Resources(vcpus: domainXML.vcpus, memoryMiB: Int(domainXML.memoryBytes >> 20))
+    }
+}
+
+/// The HA service of one host: heartbeats, witness lease, per-VM module state machines and the
+/// actions they ask for (volumes, replication, libvirt domains).
+actor ClusterNode {
+    let config: ClusterConfiguration
+    let me: HostConfiguration
+    let peer: HostConfiguration
+    let key: [UInt8]
+    let ring: IOUring
+    let logger: Logger
+    let replicationOptions: ReplicationOptions
+    let socketGroup: gid_t?
+    nonisolated let incarnation: UInt64
+    let startedAt: MonotonicInstant
+    var libvirt: LibvirtConnection?
+
+    var modules: [String: VMModule] = [:]
+    var order: [String] = []
+
+    // Heartbeats and liveness.
+    var decoder: HeartbeatDecoder
+    var liveness: PeerLiveness
+    var sequence: UInt64 = 0
+    var heardFromPeer: (incarnation: UInt64, timestamp: MonotonicInstant)?
+    enum PeerState: String, Codable { case unknown, alive, lost }
+    var peerState: PeerState = .unknown
+    var peerSummaries: [String: Heartbeat.VMSummary] = [:]
+    var heartbeatSockets: [UDPSocket] = []
+
+    // Witness lease.
+    var lease: LeaseClient
+    var witnessSocket: UDPSocket?
+    var witnessAddress: TCPSocket.Address?
+    var lastLeaseOutcome = "none"
+    var hadLease = false
+    var fenced = false
+
+    // Secondary volumes are all served by one replica server, restarted when the set changes.
+    var replicaServer: ReplicaServer?
+    var replicaServerTask: Task<Void, Never>?
+
+    /// Serialises state-machine steps and operator commands.
+    let operations = AsyncSemaphore(1)
+    var failoverLog: [String] = []
+    var stopping = false
+
+    init(config: ClusterConfiguration, hostName: String, key: [UInt8], ring: IOUring, socketGroup: gid_t?, logger: Logger) throws {
+        self.config = config
+        self.me = config.host(named: hostName)!
+        self.peer = config.peer(of: hostName)!
+        self.key = key
+        self.ring = ring
+        self.logger = logger
+        self.socketGroup = socketGroup
+        var options = ReplicationOptions(
+            handshake: .init(hostName: hostName, clusterName: config.clusterName, clusterKey: SymmetricKey(data: key)))
+        options.timing.timeout = config.timeouts.detection * 2 / 3
+        options.timing.keepaliveInterval = config.timeouts.heartbeatInterval
+        self.replicationOptions = options
+        // Incarnation: strictly increasing across restarts, persisted in the state directory.
+        let path = "\(config.stateDirectory)/incarnation"
+        let previous = (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+        let wall = UInt64(Date().timeIntervalSince1970 * 1000)
+        incarnation = max(previous + 1, wall)
+        try "\(incarnation)\n".write(toFile: path, atomically: true, encoding: .utf8)
+        startedAt = monotonicNow()
+        decoder = HeartbeatDecoder(key: SymmetricKey(data: key), clusterName: config.clusterName, localHost: hostName)
+        let timing = config.timeouts.leaseTiming
+        liveness = PeerLiveness(
+            networks: me.heartbeatAddresses.count, detectionTimeout: config.timeouts.detection,
+            fenceTimeout: timing.fenceTimeout(detection: config.timeouts.detection), startedAt: startedAt)
+        lease = LeaseClient(host: hostName, timing: timing, firstRequestID: incarnation << 20)
+    }
+
+    // MARK: - Start and stop
+
+    func start() async throws {
+        try FileManager.default.createDirectory(atPath: config.nbd.socketDirectory, withIntermediateDirectories: true)
+        libvirt = try await LibvirtConnection.open(uri: me.libvirtURI, logger: logger)
+        for vm in config.vms {
+            let text = try String(contentsOfFile: vm.domainXMLPath, encoding: .utf8)
+            let module = VMModule(config: vm, domainXML: try DomainXML(text))
+            modules[vm.name] = module
+            order.append(vm.name)
+        }
+        // Every module starts in WAIT with its volumes open as secondaries (served to the peer, if
+        // it is primary); the peer's heartbeats or the witness decide who runs what.
+        for name in order {
+            let module = modules[name]!
+            try await openVolumes(module, as: .secondary)
+            try transition(module, .startRequested)
+            module.status.replica = await localReplicaState(module)
+        }
+        await restartReplicaServer()
+        for (index, address) in me.heartbeatAddresses.enumerated() {
+            let socket = try UDPSocket(bind: TCPSocket.Address("\(address.host):\(address.port)") ?? TCPSocket.Address("0.0.0.0:\(address.port)")!)
+            heartbeatSockets.append(socket)
+            startReceiver(socket: socket, network: index)
+        }
+        if let witness = config.witness {
+            witnessAddress = TCPSocket.Address("\(witness.address.host):\(witness.address.port)")
+            let socket = try UDPSocket(bind: TCPSocket.Address("0.0.0.0:0")!)
+            witnessSocket = socket
+            startReceiver(socket: socket, network: -1)
+        }
+        logger.info("cluster node started", metadata: ["host": "\(me.name)", "peer": "\(peer.name)", "incarnation": "\(incarnation)", "vms": "\(order.count)"])
+    }
+
+    /// Graceful shutdown: running domains stay as they are (their NBD disks pause them until the
+    /// next vmhad serves them again); volumes are closed cleanly.
+    func stop() async {
+        stopping = true
+        for name in order {
+            let module = modules[name]!
+            await closeVolumes(module)
+        }
+        replicaServerTask?.cancel()
+        await replicaServerTask?.value
+        for socket in heartbeatSockets { socket.close() }
+        witnessSocket?.close()
+        await libvirt?.close()
+    }
+
+    nonisolated func startReceiver(socket: UDPSocket, network: Int) {
+        let thread = Thread { [weak self] in
+            while let node = self {
+                let received: (bytes: [UInt8], from: TCPSocket.Address)?
+                do { received = try socket.receive() } catch { return }  // closed
+                guard let received else {
+                    if node.isStoppingFlag.withLock({ $0 }) { return }
+                    continue
+                }
+                let now = monotonicNow()
+                Task { await node.datagram(received.bytes, network: network, at: now) }
+            }
+        }
+        thread.name = network < 0 ? "vmha-witness" : "vmha-heartbeat-\(network)"
+        thread.start()
+    }
+
+    nonisolated let isStoppingFlag = Locked(false)
+
+    // MARK: - Datagrams
+
+    func datagram(_ bytes: [UInt8], network: Int, at now: MonotonicInstant) async {
+        if network < 0 {
+            guard case .response(let response)? = WitnessWire.decode(bytes, key: key) else { return }
+            let outcome = lease.receive(response, at: now)
+            switch outcome {
+            case .granted(let term, let validUntil):
+                if !hadLease { logger.notice("witness vote granted", metadata: ["term": "\(term)"]) }
+                hadLease = true
+                lastLeaseOutcome = "granted (term \(term), \(validUntil - now) left)"
+            case .denied(let holder, let retry):
+                lastLeaseOutcome = "denied (holder \(holder ?? "none"), retry after \(retry))"
+            case .ignored: break
+            }
+            return
+        }
+        if bytes.starts(with: PeerCommand.magic) {
+            if let command = PeerCommand.decode(bytes, key: key), command.target == me.name, command.sender == peer.name {
+                Task { await self.peerCommand(command) }
+            }
+            return
+        }
+        guard let heartbeat = try? decoder.decode(bytes, receivedOn: network) else { return }
+        guard heartbeat.sender == peer.name else { return }
+        var echo: MonotonicInstant?
+        if let e = heartbeat.echo, e.incarnation == incarnation { echo = e.timestamp }
+        liveness.received(on: network, at: now, echoedTimestamp: echo)
+        heardFromPeer = (heartbeat.incarnation, heartbeat.timestamp)
+        for vm in heartbeat.vms { peerSummaries[vm.name] = vm }
+    }
+
+    /// Sends one heartbeat on every network and, while the vote is wanted, a lease request.
+    func sendHeartbeats() {
+        sequence += 1
+        let now = monotonicNow()
+        let summaries = order.map { name in
+            let module = modules[name]!
+            return Heartbeat.VMSummary(name: name, state: module.status.state, replica: module.status.replica)
+        }
+        for (index, socket) in heartbeatSockets.enumerated() {
+            let heartbeat = Heartbeat(
+                clusterName: config.clusterName, sender: me.name, network: index, incarnation: incarnation, sequence: sequence,
+                timestamp: now, echo: heardFromPeer, vms: summaries)
+            guard let bytes = try? heartbeat.encode(key: SymmetricKey(data: key)) else { continue }
+            let target = peer.heartbeatAddresses[index]
+            if let address = TCPSocket.Address("\(target.host):\(target.port)") { socket.send(bytes, to: address) }
+        }
+        if wantsLease, let witnessSocket, let witnessAddress {
+            let request = lease.makeRequest(at: now)
+            witnessSocket.send(WitnessWire.encode(.request(request), key: key), to: witnessAddress)
+        }
+    }
+
+    /// The vote is wanted while the peer is not heard and this host runs or may take over VMs.
+    var wantsLease: Bool {
+        guard config.witness != nil else { return false }
+        if peerState == .alive && !liveness.status(at: monotonicNow()).mustFence { return false }
+        return modules.values.contains { [.alone, .wait, .prim].contains($0.status.state) }
+    }
+
+    // MARK: - The control loop
+
+    func heartbeatLoop() async {
+        while !Task.isCancelled && !stopping {
+            sendHeartbeats()
+            try? await Task.sleep(for: config.timeouts.heartbeatInterval)
+        }
+    }
+
+    func controlLoop() async {
+        while !Task.isCancelled && !stopping {
+            await operations.acquire()
+            await step()
+            operations.release()
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    func step() async {
+        let now = monotonicNow()
+        let live = liveness.status(at: now)
+        // Peer liveness edges.
+        if live.peerAlive && heardFromPeer != nil && peerState != .alive {
+            logger.notice("peer \(peer.name) is \(peerState == .lost ? "back" : "up")")
+            peerState = .alive
+            for module in modules.values { module.lastPeer = nil }
+        } else if !live.peerAlive && peerState != .lost {
+            logger.warning("peer \(peer.name) lost: no heartbeat on any network for \(config.timeouts.detection)")
+            peerState = .lost
+            for name in order { await feed(modules[name]!, .peerLost) }
+        }
+        // The peer's view of each VM.
+        if peerState == .alive {
+            for name in order {
+                let module = modules[name]!
+                guard let summary = peerSummaries[name], summary != module.lastPeer else { continue }
+                module.lastPeer = summary
+                let role: PeerRole = switch summary.state {
+                case .prim, .alone: .primary
+                case .second: .secondary
+                case .stop, .wait: .waiting
+                }
+                await feed(module, .peerConnected(peerRole: role, peerReplica: summary.replica))
+            }
+        }
+        // Replica state changes (resync progress) become events.
+        for name in order { await updateReplica(modules[name]!) }
+        // Election: both waiting with usable replicas; the preferred host (else the first) runs it.
+        if peerState == .alive {
+            for name in order {
+                let module = modules[name]!
+                guard module.status.state == .wait, module.status.replica.canBePrimary,
+                    let summary = peerSummaries[name], summary.state == .wait || summary.state == .stop
+                else { continue }
+                let preferred = module.config.preferredHost ?? config.hosts[0].name
+                let peerUsable = summary.replica.canBePrimary
+                if preferred == me.name || !peerUsable {
+                    await feed(module, .promoteRequested)
+                }
+            }
+        }
+        // Witness lease: expiry and fencing.
+        let mayRun = lease.mayRunPrimary(at: now)
+        if hadLease && !mayRun {
+            hadLease = false
+            logger.warning("witness lease ran out")
+            for name in order where modules[name]!.status.state == .alone { await feed(modules[name]!, .leaseExpired) }
+        }
+        let runsPrimaries = modules.values.contains { $0.status.state == .prim || $0.status.state == .alone }
+        if runsPrimaries && live.mustFence && !mayRun && !fenced {
+            fenced = true
+            logger.warning("fencing: the peer has not echoed our heartbeat and we hold no vote; pausing our domains")
+            for name in order where [.prim, .alone].contains(modules[name]!.status.state) { await suspendDomain(modules[name]!) }
+        } else if fenced && (!live.mustFence || mayRun) {
+            fenced = false
+            logger.notice("fence lifted; resuming domains")
+            for name in order where [.prim, .alone].contains(modules[name]!.status.state) { await resumeDomain(modules[name]!) }
+        }
+        // Failover: the peer is lost and we hold the vote.
+        if peerState == .lost && mayRun {
+            let waiting = order.map { modules[$0]! }.filter { $0.status.state == .wait && $0.notStartedReason == nil }
+            if !waiting.isEmpty { await failover(waiting) }
+        }
+    }
+
+    // MARK: - Failover
+
+    func failover(_ waiting: [VMModule]) async {
+        let started = ContinuousClock.now
+        var capacity = Resources(vcpus: 0, memoryMiB: 0)
+        if let info = try? await libvirt?.nodeInfo() {
+            capacity = Resources(vcpus: info.cpus, memoryMiB: Int(info.memoryBytes >> 20))
+        }
+        if let v = me.capacity.vcpus { capacity.vcpus = v }
+        if let m = me.capacity.memoryMiB { capacity.memoryMiB = m }
+        let running = modules.values.filter { $0.status.state == .prim || $0.status.state == .alone }.map(\.resources)
+        let plan = FailoverPlan.make(
+            lostHostVMs: waiting.map {
+                FailoverPlan.Candidate(name: $0.config.name, priority: $0.config.priority, resources: $0.resources, replica: $0.status.replica)
+            },
+            survivorCapacity: capacity, alreadyRunning: running, maxConcurrentStarts: config.limits.concurrentStarts)
+        for skipped in plan.notStarted {
+            modules[skipped.name]?.notStartedReason = skipped.reason.description
+            record("failover: \(skipped.name) not started: \(skipped.reason)")
+        }
+        for (index, wave) in plan.waves.enumerated() {
+            record("failover wave \(index + 1): \(wave.joined(separator: ", "))")
+            await withTaskGroup(of: Void.self) { group in
+                for name in wave {
+                    group.addTask { await self.feed(named: name, .witnessVoteGranted) }
+                }
+            }
+        }
+        if !plan.waves.isEmpty {
+            record("failover done in \(started.duration(to: .now)) (\(plan.waves.joined().count) started, \(plan.notStarted.count) not started)")
+        }
+    }
+
+    func record(_ line: String) {
+        logger.notice("\(line)")
+        failoverLog.append(line)
+        if failoverLog.count > 50 { failoverLog.removeFirst() }
+    }
+
+    // MARK: - State machine
+
+    func transition(_ module: VMModule, _ event: ModuleEvent) throws -> [ModuleAction] {
+        let result = try ModuleStateMachine.transition(from: module.status, on: event)
+        if result.status != module.status || !result.actions.isEmpty {
+            logger.info("\(module.config.name): \(module.status) —\(event)→ \(result.status) \(result.actions)")
+        }
+        module.status = result.status
+        return result.actions
+    }
+
+    func feed(named name: String, _ event: ModuleEvent) async {
+        if let module = modules[name] { await feed(module, event) }
+    }
+
+    /// Applies an event and carries out the actions it asks for, in order.
+    func feed(_ module: VMModule, _ event: ModuleEvent) async {
+        let actions: [ModuleAction]
+        do {
+            actions = try transition(module, event)
+        } catch {
+            logger.debug("\(module.config.name): \(event) ignored in \(module.status): \(error)")
+            return
+        }
+        var suspended = false
+        for action in actions {
+            do {
+                switch action {
+                case .promoteVolume:
+                    await closeVolumes(module)
+                    try await openVolumes(module, as: .primary)
+                    await restartReplicaServer()
+                case .demoteVolume:
+                    await closeVolumes(module)
+                    try await openVolumes(module, as: .secondary)
+                    await restartReplicaServer()
+                case .startDomain:
+                    try await startDomain(module)
+                case .stopDomain:
+                    try await stopDomain(module, graceful: !suspended)
+                case .suspendIO:
+                    suspended = true
+                    await suspendDomain(module)
+                case .startResync:
+                    break  // PrimaryReplication resyncs by itself on every (re)connect
+                case .requestWitnessVote:
+                    break  // `wantsLease` asks the witness while any module could need it
+                case .reportError(let message):
+                    module.lastError = message
+                    logger.error("\(module.config.name): \(message)")
+                }
+            } catch {
+                module.lastError = "\(action): \(error)"
+                logger.error("\(module.config.name): \(action) failed: \(error)")
+            }
+        }
+        if module.status.state == .second || module.status.state == .wait || module.status.state == .stop {
+            // A module that does not run the VM here must not have a live domain here.
+            if [.second].contains(module.status.state) { await destroyStrayDomain(module) }
+        }
+        if module.status.state == .prim || module.status.state == .alone { module.notStartedReason = nil }
+    }
+
+    func updateReplica(_ module: VMModule) async {
+        let derived = await localReplicaState(module)
+        let current = module.status.replica
+        guard derived != current else { return }
+        switch (current, derived) {
+        case (_, .syncSource): await feed(module, .resyncStarted(.source))
+        case (_, .syncTarget): await feed(module, .resyncStarted(.target))
+        case (.syncSource, .upToDate), (.syncTarget, .upToDate): await feed(module, .resyncFinished)
+        case (_, .upToDate) where module.status.state == .second:
+            await feed(module, .resyncStarted(.target))
+            await feed(module, .resyncFinished)
+        default:
+            if module.status.state == .wait || module.status.state == .stop { module.status.replica = derived }
+        }
+    }
+
+    /// The local replica's state, derived from the volumes' metadata and replication links.
+    func localReplicaState(_ module: VMModule) async -> Cluster.ReplicaState {
+        var worst: Cluster.ReplicaState = .upToDate
+        func rank(_ s: Cluster.ReplicaState) -> Int {
+            switch s {
+            case .upToDate: 0
+            case .syncSource: 1
+            case .unknown: 2
+            case .syncTarget: 3
+            case .outdated: 4
+            case .inconsistent: 5
+            }
+        }
+        for (index, volume) in module.volumes.enumerated() {
+            var state: Cluster.ReplicaState
+            switch await volume.metadataSnapshot.consistency {
+            case .consistent: state = .upToDate
+            case .outdated: state = .outdated
+            case .inconsistent: state = .inconsistent
+            }
+            if module.role == .primary, index < module.replications.count, module.replications[index].status.link == .syncSource {
+                state = .syncSource
+            }
+            if module.role == .secondary, replicaServer?.status(of: module.volumeNames[index])?.link == .syncTarget {
+                state = .syncTarget
+            }
+            if rank(state) > rank(worst) { worst = state }
+        }
+        return module.volumes.isEmpty ? .unknown : worst
+    }
+
+    // MARK: - Volumes
+
+    func socketPath(_ volumeName: String) -> String { "\(config.nbd.socketDirectory)/\(volumeName).sock" }
+
+    func openVolumes(_ module: VMModule, as role: VMModule.Role) async throws {
+        let preferred = module.config.preferredHost ?? config.hosts[0].name
+        var volumes: [LocalVolume] = []
+        for (index, disk) in module.config.disks.enumerated() {
+            var configuration = LocalVolume.Configuration(name: module.volumeNames[index], imagePath: disk.imagePath, metadataPath: disk.metadataPath)
+            // A brand-new pair: the preferred host's copy is the initial data, the other a full-sync target.
+            configuration.initialRole = preferred == me.name ? .primary : .secondary
+            let volume = try await LocalVolume.open(configuration, ring: ring, logger: logger)
+            volumes.append(volume)
+            if role == .primary {
+                // Promotion of a former secondary starts a new generation (VolumeService's rule).
+                try await volume.updateMetadata {
+                    if !$0.flags.contains(.primary) { $0.generations.startNewGeneration(.random(in: 1...UInt64.max)) }
+                    $0.flags.insert([.primary, .wasPrimary])
+                }
+            } else {
+                try await volume.updateMetadata { $0.flags.remove(.primary) }
+            }
+        }
+        module.volumes = volumes
+        module.role = role
+        guard role == .primary else { return }
+        let peerAddress = TCPSocket.Address("\(peer.replicationAddress.host):\(peer.replicationAddress.port)")!
+        let mode = mode_t(config.nbd.socketMode)
+        let servers = try volumes.map { volume in
+            try NBDServer(volume: volume, socket: .init(path: socketPath(volume.configuration.name), mode: mode, group: socketGroup), logger: logger)
+        }
+        let replications = volumes.map { PrimaryReplication(volume: $0, peer: peerAddress, options: replicationOptions, logger: logger) }
+        module.replications = replications
+        let ring = self.ring
+        module.primaryTask = Task(executorPreference: ring) {
+            await withDiscardingTaskGroup { group in
+                for server in servers {
+                    group.addTask(executorPreference: ring) { try? await server.run() }
+                }
+                for replication in replications {
+                    group.addTask(executorPreference: ring) { await replication.run() }
+                }
+            }
+        }
+        // Wait until QEMU can connect.
+        for server in servers {
+            for _ in 0..<100 where access(server.socket.path, F_OK) != 0 { try? await Task.sleep(for: .milliseconds(10)) }
+        }
+    }
+
+    func closeVolumes(_ module: VMModule) async {
+        var saved: [GenerationIdentifiers] = []
+        if let task = module.primaryTask {
+            // A planned demotion is not a lost link: keep the generations the peer already has,
+            // so the peer's promotion is an ordinary new generation, not a split brain.
+            for volume in module.volumes { saved.append(await volume.generations) }
+            task.cancel()
+            await task.value
+            try? await Task.sleep(for: .milliseconds(300))  // PrimaryReplication's link-lost task
+            module.primaryTask = nil
+        }
+        let wasPrimary = module.role == .primary
+        let wasSecondary = module.role == .secondary
+        let volumes = module.volumes
+        module.volumes = []
+        module.replications = []
+        module.role = .closed
+        if wasSecondary { await restartReplicaServer() }
+        for (index, volume) in volumes.enumerated() {
+            if wasPrimary, index < saved.count, module.status.state == .second {
+                let generations = saved[index]
+                try? await volume.updateMetadata { $0.generations = generations }
+            }
+            do { try await volume.close() } catch { logger.error("closing \(volume.configuration.name): \(error)") }
+        }
+    }
+
+    func restartReplicaServer() async {
+        if stopping { return }
+        replicaServerTask?.cancel()
+        await replicaServerTask?.value
+        replicaServerTask = nil
+        replicaServer = nil
+        let volumes = order.compactMap { modules[$0] }.filter { $0.role == .secondary }.flatMap(\.volumes)
+        guard !volumes.isEmpty else { return }
+        let address = TCPSocket.Address("0.0.0.0:\(me.replicationAddress.port)")!
+        let server = ReplicaServer(listen: address, volumes: volumes, ring: ring, options: replicationOptions, logger: logger)
+        replicaServer = server
+        let logger = self.logger
+        replicaServerTask = Task(executorPreference: ring) {
+            for attempt in 0..<50 {
+                do {
+                    try await server.run()
+                    return
+                } catch {
+                    if Task.isCancelled { return }
+                    if attempt % 10 == 0 { logger.warning("replica server: \(error); retrying") }
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            }
+        }
+    }
+
+    // MARK: - Domains
+
+    func localDomain(_ module: VMModule) async -> Domain? {
+        try? await libvirt?.domain(named: module.domainXML.name)
+    }
+
+    func startDomain(_ module: VMModule) async throws {
+        guard let libvirt else { throw VMHAClusterError("no libvirt connection") }
+        if let existing = await localDomain(module) {
+            if try await existing.state().isActive {
+                await resumeDomain(module)  // e.g. vmhad restarted under a running guest
+                return
+            }
+            // A stale definition (e.g. from before a failover) may carry another UUID or old disks.
+            try? await existing.undefine()
+        }
+        let sources = module.config.disks.enumerated().map { index, disk in
+            let target: String
+            switch disk.selector {
+            case .target(let t): target = t
+            case .source(let path): target = module.domainXML.disks.first { $0.sourcePath == path }?.target ?? path
+            }
+            return DomainXML.NBDSource(target: target, exportName: module.volumeNames[index], socketPath: socketPath(module.volumeNames[index]))
+        }
+        var xml = try module.domainXML.replacingDisks(with: sources)
+        if me.domainType == .qemu { xml = xml.replacingOccurrences(of: "<domain type='kvm'", with: "<domain type='qemu'") }
+        let domain = try await libvirt.define(xml: xml)
+        try await domain.start()
+        logger.notice("\(module.config.name): domain started on \(me.name)")
+    }
+
+    func stopDomain(_ module: VMModule, graceful: Bool) async throws {
+        guard let domain = await localDomain(module) else { return }
+        if graceful {
+            _ = try await domain.shutdown(timeout: .seconds(60))
+        } else if try await domain.state().isActive {
+            try await domain.destroy()
+        }
+    }
+
+    func destroyStrayDomain(_ module: VMModule) async {
+        guard let domain = await localDomain(module), (try? await domain.state().isActive) == true else { return }
+        logger.warning("\(module.config.name): the peer runs it; destroying the stale local domain")
+        try? await domain.destroy()
+    }
+
+    func suspendDomain(_ module: VMModule) async {
+        guard let domain = await localDomain(module) else { return }
+        if case .running = try? await domain.state() { try? await domain.suspend() }
+    }
+
+    /// Resumes a paused domain; right after an NBD outage one resume may not be enough (QEMU
+    /// reconnects only when a retried request finds the link down), so a few tries 1 s apart.
+    func resumeDomain(_ module: VMModule) async {
+        guard let domain = await localDomain(module) else { return }
+        for _ in 0..<8 {
+            guard case .paused = try? await domain.state() else { return }
+            try? await domain.resume()
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// Domains paused by an NBD outage (e.g. a vmhad restart) are resumed once exports are back.
+    func resumeLoop() async {
+        while !Task.isCancelled && !stopping {
+            try? await Task.sleep(for: .seconds(1))
+            if fenced { continue }
+            for name in order {
+                guard let module = modules[name], [.prim, .alone].contains(module.status.state) else { continue }
+                if let domain = await localDomain(module), case .paused(let reason) = try? await domain.state(), reason == .ioError || reason == .user {
+                    if reason == .user && !fenced {
+                        try? await domain.resume()
+                    } else if reason == .ioError {
+                        try? await domain.resume()
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: - Peer commands (switchover)
+
+    func peerCommand(_ command: PeerCommand) async {
+        guard let module = modules[command.vm] else { return }
+        await operations.acquire()
+        defer { operations.release() }
+        switch command.kind {
+        case .promote:
+            guard module.status.state == .second || module.status.state == .wait else { return }
+            await feed(module, .promoteRequested)
+        case .handOver:
+            _ = await switchover(module)
+        }
+    }
+
+    func sendPeerCommand(_ kind: PeerCommand.Kind, vm: String) {
+        let bytes = PeerCommand(kind: kind, sender: me.name, target: peer.name, vm: vm, nonce: .random(in: 1...UInt64.max)).encode(key: key)
+        for (index, socket) in heartbeatSockets.enumerated() {
+            let target = peer.heartbeatAddresses[index]
+            if let address = TCPSocket.Address("\(target.host):\(target.port)") { socket.send(bytes, to: address) }
+        }
+    }
+
+    /// Clean shutdown here, wait for the peer's replica, role swap, then the peer starts it.
+    func switchover(_ module: VMModule) async -> String? {
+        guard module.status.state == .prim else { return "\(module.config.name) is \(module.status.state.rawValue) here, not PRIM" }
+        guard await waitForPeerUpToDate(module.config.name, timeout: .seconds(1)) else { return "the peer's replica is not UpToDate" }
+        await feed(module, .switchoverRequested)
+        guard module.status.state == .second else { return module.lastError ?? "switchover failed" }
+        for _ in 0..<5 { sendPeerCommand(.promote, vm: module.config.name); try? await Task.sleep(for: .milliseconds(200)) }
+        return nil
+    }
+
+    func waitForPeerUpToDate(_ vm: String, timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        repeat {
+            if peerState == .alive, let summary = peerSummaries[vm], summary.replica == .upToDate { return true }
+            try? await Task.sleep(for: .milliseconds(200))
+        } while ContinuousClock.now < deadline
+        return false
+    }
+}
+
+struct VMHAClusterError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

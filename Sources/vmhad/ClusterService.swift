@@ -1,0 +1,98 @@
+import Cluster
+import Foundation
+import Logging
+import ServiceLifecycle
+import Uring
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `vmhad --config FILE --host NAME`: the HA service of one host, until graceful shutdown.
+struct ClusterService: Service {
+    let node: ClusterNode
+    let controlPath: String
+    let logger: Logger
+
+    func run() async throws {
+        try await node.start()
+        let control = try ControlServer(path: controlPath, node: node, logger: logger)
+        control.start()
+        logger.info("control API listening", metadata: ["socket": "\(controlPath)"])
+        let node = self.node
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await node.heartbeatLoop() }
+            group.addTask { await node.controlLoop() }
+            group.addTask { await node.resumeLoop() }
+            group.addTask {
+                try? await gracefulShutdown()
+                await node.beginStopping()
+            }
+            await group.waitForAll()
+        }
+        control.stop()
+        await node.stop()
+        logger.info("vmhad stopped cleanly")
+    }
+}
+
+extension ClusterNode {
+    func beginStopping() {
+        stopping = true
+        isStoppingFlag.withLock { $0 = true }
+    }
+}
+
+/// Loads what `--config` mode needs; any problem is one line and exit status 78 (EX_CONFIG),
+/// before anything is started.
+struct ClusterSetup {
+    var configuration: ClusterConfiguration
+    var host: String
+    var key: [UInt8]
+    var socketGroup: gid_t?
+
+    static func load(path: String, host: String?) -> Result<ClusterSetup, ConfigProblem> {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            return .failure(ConfigProblem("\(path): cannot read: \(error.localizedDescription)"))
+        }
+        let configuration: ClusterConfiguration
+        do {
+            configuration = try ClusterConfiguration.parse(text)
+        } catch {
+            return .failure(ConfigProblem("\(path): \(error)"))
+        }
+        let names = configuration.hosts.map(\.name)
+        let name = host ?? ProcessInfo.processInfo.hostName
+        guard names.contains(name) else {
+            return .failure(ConfigProblem("\(path): --host \(name) is not one of the hosts (\(names.joined(separator: ", ")))"))
+        }
+        guard let keyData = FileManager.default.contents(atPath: configuration.keyFile) else {
+            return .failure(ConfigProblem("\(path): cluster.key_file: cannot read \(configuration.keyFile)"))
+        }
+        guard keyData.count >= 16 else {
+            return .failure(ConfigProblem("\(path): cluster.key_file: \(configuration.keyFile) holds \(keyData.count) bytes, a cluster key needs at least 16"))
+        }
+        for (i, vm) in configuration.vms.enumerated() where !FileManager.default.isReadableFile(atPath: vm.domainXMLPath) {
+            return .failure(ConfigProblem("\(path): vms[\(i)].domain_xml: cannot read \(vm.domainXMLPath)"))
+        }
+        var group: gid_t?
+        if let name = configuration.nbd.socketGroup {
+            guard let entry = getgrnam(name) else { return .failure(ConfigProblem("\(path): nbd.socket_group: no such group \(name)")) }
+            group = entry.pointee.gr_gid
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
+        } catch {
+            return .failure(ConfigProblem("\(path): cluster.state_directory: cannot create \(configuration.stateDirectory): \(error.localizedDescription)"))
+        }
+        return .success(ClusterSetup(configuration: configuration, host: name, key: Array(keyData), socketGroup: group))
+    }
+}
+
+struct ConfigProblem: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
