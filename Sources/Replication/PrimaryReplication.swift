@@ -215,11 +215,11 @@ public final class PrimaryReplication: Sendable {
         throw session.failure ?? PeerLinkError.closedByPeer
     }
 
-    /// Back to ALONE: stop replicating and start a new generation, so the next connect knows
-    /// the peer misses exactly what the bitmap holds from now on.
+    /// Back to ALONE: stop replicating. The volume starts its own generation with the first
+    /// change the peer misses (``LocalVolume``), not here: a planned stop with nothing written
+    /// keeps the generation the peer has, and a broken resync resumes from the bitmap.
     private func linkLost() async {
         await volume.setReplicator(nil)
-        try? await volume.updateMetadata { $0.generations.startNewGeneration(.random(in: 1...UInt64.max)) }
         try? await volume.persistBitmap()
     }
 

@@ -44,6 +44,9 @@ public actor LocalVolume {
         public var uncleanShutdown: Bool
         public var recoveredExtents: Int
         public var dirtyBytes: UInt64
+        /// The volume was primary when it stopped uncleanly: writes it made may be missing on
+        /// the peer (the resync decision's "crashed primary").
+        public var crashedPrimary = false
     }
 
     /// O_DIRECT needs offsets, lengths and buffers aligned to the logical block size; 4 KiB is safe.
@@ -76,6 +79,10 @@ public actor LocalVolume {
     /// acknowledge do.
     private var replicator: (any WriteReplicator)?
     private var rangeLocks = RangeLocks()
+    /// Whether this volume already started its own generation since it last replicated (DRBD's
+    /// rule: the first change the peer does not get starts a new current generation, so two
+    /// sides that both changed while apart can never look like one history).
+    private var ownGenerationStarted = false
 
     /// Who asked for a change: the guest (replicated, tracked) or the peer (applied as is).
     public enum Origin: Sendable { case guest, peer }
@@ -200,6 +207,7 @@ public actor LocalVolume {
                     ring: ring, slotCount: metadata.activityLog.slotCount, volumeTag: metadata.activityLogTag,
                     extentSize: metadata.activityLog.extentSize)
                 report.uncleanShutdown = metadata.flags.contains(.crashedPrimary)
+                report.crashedPrimary = report.uncleanShutdown && metadata.flags.contains(.primary)
                 if !recovered.extents.isEmpty && metadata.flags.contains(.primary) {
                     // Extents still hot on disk: guest writes may have been in flight there. (A
                     // secondary acknowledges only completed writes; what it missed, the
@@ -381,6 +389,30 @@ public actor LocalVolume {
     /// Starts (or, with nil, stops) replicating guest changes to the peer.
     public func setReplicator(_ replicator: (any WriteReplicator)?) {
         self.replicator = replicator
+        if replicator != nil { ownGenerationStarted = false }
+    }
+
+    /// Becomes primary. A former secondary starts a new generation at once (DRBD's rule for a
+    /// promotion without the peer): its history now differs from the old primary's, so if both
+    /// write, the next connect reports split brain instead of overwriting one of them.
+    public func promote() async throws(VolumeError) {
+        let wasPrimary = metadata.flags.contains(.primary)
+        try await updateMetadata {
+            if !wasPrimary { $0.generations.startNewGeneration(.random(in: 1...UInt64.max)) }
+            $0.flags.insert([.primary, .wasPrimary])
+        }
+        if !wasPrimary { ownGenerationStarted = true }
+    }
+
+    /// Becomes secondary (the peer will be primary).
+    public func demote() async throws(VolumeError) {
+        try await updateMetadata { $0.flags.remove(.primary) }
+    }
+
+    private func startOwnGenerationIfNeeded() async {
+        guard !ownGenerationStarted else { return }
+        ownGenerationStarted = true
+        try? await updateMetadata { $0.generations.startNewGeneration(.random(in: 1...UInt64.max)) }
     }
 
     public var isReplicating: Bool { replicator != nil }
@@ -388,7 +420,7 @@ public actor LocalVolume {
     /// This replica's state for the resync decision at connect time.
     public var replicaState: ReplicaState {
         ReplicaState(
-            generations: metadata.generations, crashedPrimary: openReport.uncleanShutdown && metadata.flags.contains(.primary),
+            generations: metadata.generations, crashedPrimary: openReport.crashedPrimary,
             consistency: metadata.consistency)
     }
 
@@ -479,6 +511,7 @@ public actor LocalVolume {
             let piece = min(chunk - position % chunk, offset + length - position)
             try await activate(offset: position, length: piece)
             defer { releaseExtents(offset: position, length: piece) }
+            if origin == .guest && replicator == nil { await startOwnGenerationIfNeeded() }
             let ticket = origin == .guest ? replicator?.submit(change(position, piece)) : nil
             var dirty = origin == .guest && ticket == nil
             var failure: Errno?
@@ -488,7 +521,10 @@ public actor LocalVolume {
                 failure = error
                 dirty = true  // the peer may hold what we could not write
             }
-            if let ticket, !(await ticket.wait()) { dirty = true }
+            if let ticket, !(await ticket.wait()) {
+                dirty = true
+                await startOwnGenerationIfNeeded()
+            }
             if dirty { try? bitmap.set(offset: position, length: piece) }  // in range: checked above
             if let failure { throw .io(path: configuration.imagePath, failure) }
             position += piece

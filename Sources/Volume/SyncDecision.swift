@@ -54,11 +54,15 @@ public enum SyncDecision: Sendable, Hashable {
         let localUsable = local.consistency != .inconsistent
         let peerUsable = peer.consistency != .inconsistent
         if !localUsable && !peerUsable { return .noConsistentData }
+        // A target carries its source's current generation while it resyncs; equal currents
+        // mean a resync from that source broke off, and the source's bitmap still holds the rest.
         if !localUsable {
-            return p.bitmap == l.current && p.bitmap != 0 ? .syncTargetIncremental : .fullSync(source: .peer)
+            return (p.bitmap == l.current && p.bitmap != 0) || p.current == l.current
+                ? .syncTargetIncremental : .fullSync(source: .peer)
         }
         if !peerUsable {
-            return l.bitmap == p.current && l.bitmap != 0 ? .syncSourceIncremental : .fullSync(source: .local)
+            return (l.bitmap == p.current && l.bitmap != 0) || l.current == p.current
+                ? .syncSourceIncremental : .fullSync(source: .local)
         }
 
         // 7–10: same generation. A crashed primary may have written AL extents

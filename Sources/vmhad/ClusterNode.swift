@@ -495,13 +495,9 @@ actor ClusterNode {
             let volume = try await LocalVolume.open(configuration, ring: ring, logger: logger)
             volumes.append(volume)
             if role == .primary {
-                // Promotion of a former secondary starts a new generation (VolumeService's rule).
-                try await volume.updateMetadata {
-                    if !$0.flags.contains(.primary) { $0.generations.startNewGeneration(.random(in: 1...UInt64.max)) }
-                    $0.flags.insert([.primary, .wasPrimary])
-                }
+                try await volume.promote()
             } else {
-                try await volume.updateMetadata { $0.flags.remove(.primary) }
+                try await volume.demote()
             }
         }
         module.volumes = volumes
@@ -532,28 +528,21 @@ actor ClusterNode {
     }
 
     func closeVolumes(_ module: VMModule) async {
-        var saved: [GenerationIdentifiers] = []
         if let task = module.primaryTask {
-            // A planned demotion is not a lost link: keep the generations the peer already has,
-            // so the peer's promotion is an ordinary new generation, not a split brain.
-            for volume in module.volumes { saved.append(await volume.generations) }
+            // Cancelling the replication is a planned stop, not a lost link: PrimaryReplication
+            // keeps the generation the peer already has, so the peer's promotion is an ordinary
+            // new generation, not a split brain.
             task.cancel()
             await task.value
-            try? await Task.sleep(for: .milliseconds(300))  // PrimaryReplication's link-lost task
             module.primaryTask = nil
         }
-        let wasPrimary = module.role == .primary
         let wasSecondary = module.role == .secondary
         let volumes = module.volumes
         module.volumes = []
         module.replications = []
         module.role = .closed
         if wasSecondary { await restartReplicaServer() }
-        for (index, volume) in volumes.enumerated() {
-            if wasPrimary, index < saved.count, module.status.state == .second {
-                let generations = saved[index]
-                try? await volume.updateMetadata { $0.generations = generations }
-            }
+        for volume in volumes {
             do { try await volume.close() } catch { logger.error("closing \(volume.configuration.name): \(error)") }
         }
     }

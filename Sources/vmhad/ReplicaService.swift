@@ -23,7 +23,7 @@ struct ReplicaService: Service {
                 configuration.initialRole = .secondary
                 let volume = try await LocalVolume.open(configuration, ring: ring, logger: logger)
                 volumes.append(volume)
-                try await volume.updateMetadata { $0.flags.remove(.primary) }
+                try await volume.demote()
             }
             let server = ReplicaServer(listen: listen, volumes: volumes, ring: ring, options: options, logger: logger)
             try await cancelWhenGracefulShutdown { [ring] in

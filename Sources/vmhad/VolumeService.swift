@@ -24,13 +24,7 @@ struct VolumeService: Service {
         let server = try NBDServer(volume: volume, socket: socket, logger: logger)
         let replicator = replication.map { PrimaryReplication(volume: volume, peer: $0.peer, options: $0.options, logger: logger) }
         do {
-            // Promotion of a former secondary starts a new generation (DRBD's rule): if the old
-            // primary also wrote meanwhile, the two histories now differ and the next connect
-            // reports split brain instead of silently overwriting one side.
-            try await volume.updateMetadata {
-                if !$0.flags.contains(.primary) { $0.generations.startNewGeneration(.random(in: 1...UInt64.max)) }
-                $0.flags.insert([.primary, .wasPrimary])
-            }
+            try await volume.promote()
             try await cancelWhenGracefulShutdown { [ring] in
                 try await withThrowingDiscardingTaskGroup { group in
                     group.addTask(executorPreference: ring) { try await server.run() }

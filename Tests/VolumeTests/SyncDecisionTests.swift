@@ -24,10 +24,15 @@ import Testing
         #expect(decide(s(0xA, c: .inconsistent), s(0xB, c: .inconsistent)) == .noConsistentData)
     }
     @Test func rule5And6InconsistentSideIsTarget() {
-        #expect(decide(s(0xA, c: .inconsistent), s(0xA)) == .fullSync(source: .peer))
+        // Equal currents: the inconsistent side carries its source's generation — a broken
+        // resync from that source, which resumes from the source's bitmap.
+        #expect(decide(s(0xA, c: .inconsistent), s(0xA)) == .syncTargetIncremental)
+        #expect(decide(s(0xA), s(0xA, c: .inconsistent)) == .syncSourceIncremental)
         #expect(decide(s(0xA, c: .inconsistent), s(0xB, 0xA)) == .syncTargetIncremental)
-        #expect(decide(s(0xA), s(0xA, c: .inconsistent)) == .fullSync(source: .local))
         #expect(decide(s(0xB, 0xA), s(0xA, c: .inconsistent)) == .syncSourceIncremental)
+        // Nothing ties them: the inconsistent side takes everything.
+        #expect(decide(s(0xA, c: .inconsistent), s(0xC)) == .fullSync(source: .peer))
+        #expect(decide(s(0xC), s(0xA, c: .inconsistent)) == .fullSync(source: .local))
     }
     @Test func rule7SameGenerationNoSync() {
         #expect(decide(s(0xA), s(0xA)) == .noSync)
