@@ -78,7 +78,7 @@ let package = Package(
         .target(
             name: "Harness",
             dependencies: [
-                "Libvirt",
+                "Libvirt", "Cluster",
                 .product(name: "Logging", package: "swift-log"),
             ]),
 

@@ -1,5 +1,9 @@
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Two network namespaces joined by a veth pair, optionally shaped with `tc tbf` on both ends:
 /// two "hosts" for daemons that need no libvirt (replication tests, `vmha bench`). Names and
 /// addresses are unique per instance; ``destroy()`` removes everything (deleting a namespace
@@ -88,16 +92,21 @@ public final class NamespacedDaemon: @unchecked Sendable {
         }
     }
 
-    /// Sends `signal` and waits for the process to end.
-    public func stop(_ signal: Int32 = SIGTERM) async {
+    /// Sends `signal` and waits for the process to end (SIGKILL after `timeout`).
+    public func stop(_ signal: Int32 = SIGTERM, timeout: Duration = .seconds(15)) async {
         guard process.isRunning else { return }
-        kill(process.processIdentifier, signal)
-        while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
+        Glibc.kill(process.processIdentifier, signal)
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        kill()
     }
 
-    deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    /// SIGKILL at once (a hard crash), without waiting.
+    public func kill() {
+        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
     }
+
+    deinit { kill() }
 
     public enum DaemonError: Error, CustomStringConvertible {
         case exited(status: Int32, log: String)

@@ -1,0 +1,172 @@
+import Cluster
+import Foundation
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A complete vmha cluster on simulated hosts: `vmhad --config` on hosts A and B (the first two
+/// of a 3-host `TestCluster`), the witness (`vmha witness`) on host C, and one VM (`vm1`, the
+/// test guest with the `records` workload on one 64 MiB replicated disk) preferring A.
+/// Used by the HA tests and by `vmha demo`.
+public final class HACluster: @unchecked Sendable {
+    public let cluster: TestCluster
+    public let vmhad: String
+    public let vmha: String
+    public let serial: SerialLog
+    public let configPaths: [String]
+    public let controlSockets: [String]
+    public let witnessIP: String
+    public let key: String
+    public private(set) var daemons: [NamespacedDaemon?] = [nil, nil]
+    public private(set) var witness: NamespacedDaemon?
+    private var logIndex = 0
+
+    public var scratch: String { cluster.scratch }
+    public var hostA: SimulatedHost { cluster.hosts[0] }
+    public var hostB: SimulatedHost { cluster.hosts[1] }
+
+    /// Writes the key, the domain XML and one configuration per host (the hosts share /tmp, so
+    /// their files differ only in paths); starts nothing.
+    public init(cluster: TestCluster, guest: TestGuest, vmhad: String, vmha: String, diskBytes: UInt64 = 64 << 20) throws {
+        precondition(cluster.hosts.count >= 3, "hosts A, B and the witness host C")
+        self.cluster = cluster
+        self.vmhad = vmhad
+        self.vmha = vmha
+        let (a, b, c) = (cluster.hosts[0], cluster.hosts[1], cluster.hosts[2])
+        let scratch = cluster.scratch
+        // The witness on host C at one address both hosts route to over their own link to C.
+        witnessIP = "10.99.\(Int.random(in: 1...250)).9"
+        try Shell.run(["ip", "-n", c.netns, "addr", "add", "\(witnessIP)/32", "dev", "lo"])
+        try Shell.run(["ip", "-n", a.netns, "route", "add", "\(witnessIP)/32", "via", cluster.address(of: 2, toward: 0)])
+        try Shell.run(["ip", "-n", b.netns, "route", "add", "\(witnessIP)/32", "via", cluster.address(of: 2, toward: 1)])
+        key = "\(scratch)/cluster.key"
+        try Data((0..<32).map { _ in UInt8.random(in: 0...255) }).write(to: URL(fileURLWithPath: key))
+        chmod(key, 0o600)
+
+        // The VM names a file disk; vmhad rewrites it to its NBD export on whichever host runs it.
+        serial = SerialLog(path: "\(scratch)/vm1.serial.log")
+        var domain = GuestDomain(name: "vm1", workload: .records, disks: [.file(path: "\(scratch)/vm1-original.img")], serialLog: serial.path)
+        domain.interval = 0.1
+        try domain.xml(guest: guest).write(toFile: "\(scratch)/vm1.xml", atomically: true, encoding: .utf8)
+
+        var configPaths: [String] = [], sockets: [String] = []
+        for host in [a, b] {
+            let dir = "\(scratch)/\(host.name)"
+            try FileManager.default.createDirectory(atPath: "\(dir)/nbd", withIntermediateDirectories: true)
+            try QemuNBD.createImage(at: "\(dir)/vm1.img", bytes: diskBytes)
+            let hostsTOML = [a, b].enumerated().map { j, h in
+                let address = cluster.address(of: j, toward: 1 - j)
+                return """
+                    [[hosts]]
+                    name = "\(h.name)"
+                    replication_address = "\(address):7789"
+                    heartbeat_addresses = ["\(address):7788"]
+                    libvirt_uri = "\(h.uri)"
+                    domain_type = "qemu"
+                    """
+            }.joined(separator: "\n")
+            let toml = """
+                [cluster]
+                name = "vmha-demo"
+                key_file = "\(key)"
+                state_directory = "\(dir)/state"
+                \(hostsTOML)
+                [witness]
+                address = "\(witnessIP):7790"
+                [nbd]
+                socket_directory = "\(dir)/nbd"
+                socket_mode = "0666"
+                [[vms]]
+                name = "vm1"
+                domain_xml = "\(scratch)/vm1.xml"
+                preferred_host = "\(a.name)"
+                [[vms.disks]]
+                target = "vda"
+                image = "\(dir)/vm1.img"
+                metadata = "\(dir)/vm1.meta"
+                """
+            let path = "\(dir)/vmha.toml"
+            try toml.write(toFile: path, atomically: true, encoding: .utf8)
+            configPaths.append(path)
+            sockets.append("\(dir)/state/control.sock")
+        }
+        self.configPaths = configPaths
+        self.controlSockets = sockets
+    }
+
+    deinit {
+        for daemon in daemons { daemon?.kill() }
+        witness?.kill()
+    }
+
+    public func imagePath(host: Int) -> String { "\(scratch)/\(cluster.hosts[host].name)/vm1.img" }
+
+    public func startWitness() throws {
+        witness = try NamespacedDaemon(
+            namespace: cluster.hosts[2].netns, executable: vmha,
+            arguments: ["witness", "--listen", "\(witnessIP):7790", "--key-file", key], logPath: "\(scratch)/witness.log")
+    }
+
+    /// Starts (or restarts) vmhad on host 0 (A) or 1 (B).
+    public func startDaemon(_ host: Int) throws {
+        logIndex += 1
+        let name = cluster.hosts[host].name
+        daemons[host] = try NamespacedDaemon(
+            namespace: cluster.hosts[host].netns, executable: vmhad,
+            arguments: ["--config", configPaths[host], "--host", name], logPath: "\(scratch)/vmhad-\(name)-\(logIndex).log")
+    }
+
+    /// `vmha status --json` of one host (nil while its vmhad does not answer).
+    public func status(_ host: Int) -> ClusterStatusReport? {
+        guard let result = try? Self.runTool([vmha, "status", "--json", "--socket", controlSockets[host]]), result.status == 0 else { return nil }
+        return try? JSONDecoder().decode(ClusterStatusReport.self, from: Data(result.output.utf8))
+    }
+
+    public func vm(_ host: Int) -> VMStatusReport? { status(host)?.vms.first }
+
+    /// Runs `vmha` against one host's control socket.
+    public func vmhaCommand(_ host: Int, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        try Self.runTool([vmha] + arguments + ["--socket", controlSockets[host]])
+    }
+
+    /// Runs a program to completion; returns its exit status and output.
+    public static func runTool(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: arguments[0])
+        process.arguments = Array(arguments.dropFirst())
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    public static func waitUntil(_ what: String, timeout: Duration, _ condition: () throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if (try? condition()) == true { return }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        throw HAClusterError("timed out after \(timeout) waiting for \(what)")
+    }
+
+    /// vmhad's and the witness's logs, for a failure report.
+    public func logs() -> String {
+        let daemonLogs = daemons.compactMap { $0 }.map { "\($0.logPath):\n\($0.log.suffix(4000))" }
+        return (daemonLogs + [witness.map { "witness:\n\($0.log.suffix(2000))" } ?? ""]).joined(separator: "\n")
+    }
+
+    public func stopAll() async {
+        for daemon in daemons { await daemon?.stop() }
+        await witness?.stop()
+    }
+}
+
+public struct HAClusterError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
