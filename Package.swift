@@ -114,6 +114,10 @@ let package = Package(
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "Uring"]),
         .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Volume", "Uring"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
+        // A real guest on a real vmhad export (simulated libvirt host, needs root).
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["Harness", "Libvirt", "Volume", "Uring", .product(name: "Logging", package: "swift-log")]),
     ],
     swiftLanguageModes: [.v6]
 )

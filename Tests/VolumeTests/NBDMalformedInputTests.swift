@@ -16,9 +16,7 @@ struct NBDMalformedInputTests {
     // MARK: Handshake
 
     @Test func wrongClientFlagsOrOptionMagicCloseOnlyThatClient() async throws {
-        let image = try PatternedExport()
-        try await image.fixture.serve { _ in
-            let socket = image.fixture.socketPath
+        try await PatternedExport.serve { image, socket in
             let outcomes = try await blocking { () -> [String: Bool] in
                 var closed: [String: Bool] = [:]
                 // Fixed newstyle missing: the spec says close.
@@ -46,15 +44,11 @@ struct NBDMalformedInputTests {
             }
             #expect(outcomes.count == 4)
             for (name, closed) in outcomes { #expect(closed, "\(name): the server must close the connection") }
-            try await image.checkServedCorrectly()
         }
-        try image.checkImageMatchesModel()
     }
 
     @Test func unknownOptionIsRefusedAndNegotiationContinues() async throws {
-        let image = try PatternedExport()
-        try await image.fixture.serve { _ in
-            let socket = image.fixture.socketPath
+        try await PatternedExport.serve { image, socket in
             let (unknown, structured, size, block) = try await blocking {
                 let c = try RawNBDClient(path: socket)
                 try c.readGreeting()
@@ -76,15 +70,11 @@ struct NBDMalformedInputTests {
             #expect(structured.type == .errUnsupported)
             #expect(block.error == .none && block.cookie == 9)
             #expect(block.data == Array(image.model[4096..<8192]))
-            try await image.checkServedCorrectly()
         }
-        try image.checkImageMatchesModel()
     }
 
     @Test func unknownExportNameIsRefused() async throws {
-        let image = try PatternedExport()
-        try await image.fixture.serve { _ in
-            let socket = image.fixture.socketPath
+        try await PatternedExport.serve { image, socket in
             let (refusal, block, legacyClosed) = try await blocking {
                 let c = try RawNBDClient(path: socket)
                 try c.readGreeting()
@@ -104,15 +94,11 @@ struct NBDMalformedInputTests {
             #expect(String(decoding: refusal.data, as: UTF8.self).contains("no-such-disk"))
             #expect(block.error == .none && block.data == Array(image.model[0..<8192]))
             #expect(legacyClosed)
-            try await image.checkServedCorrectly()
         }
-        try image.checkImageMatchesModel()
     }
 
     @Test func stalledHandshakeIsClosedAfterTheTimeout() async throws {
-        let image = try PatternedExport()
-        try await image.fixture.serve(handshakeTimeout: .milliseconds(500)) { _ in
-            let socket = image.fixture.socketPath
+        try await PatternedExport.serve(handshakeTimeout: .milliseconds(500)) { image, socket in
             // Two stalled clients (silent after the greeting; stuck inside an option), timed
             // while a well-behaved client is served next to them.
             let stalled = Task {
@@ -143,17 +129,13 @@ struct NBDMalformedInputTests {
                 return try c.read(cookie: 5, offset: 12288, length: 4096)
             }
             #expect(late.error == .none && late.data == Array(image.model[12288..<16384]))
-            try await image.checkServedCorrectly()
         }
-        try image.checkImageMatchesModel()
     }
 
     // MARK: Transmission
 
     @Test func wrongRequestMagicDropsTheConnection() async throws {
-        let image = try PatternedExport()
-        try await image.fixture.serve { _ in
-            let socket = image.fixture.socketPath
+        try await PatternedExport.serve { image, socket in
             let closed = try await blocking {
                 let c = try RawNBDClient(path: socket)
                 try c.negotiate()
@@ -164,15 +146,11 @@ struct NBDMalformedInputTests {
                 return c.closedByServer()
             }
             #expect(closed)
-            try await image.checkServedCorrectly()
         }
-        try image.checkImageMatchesModel()
     }
 
     @Test func unknownCommandGetsEINVALAndTheConnectionKeepsWorking() async throws {
-        let image = try PatternedExport()
-        try await image.fixture.serve { _ in
-            let socket = image.fixture.socketPath
+        try await PatternedExport.serve { image, socket in
             let replies = try await blocking { () -> [RawNBDClient.Reply] in
                 let c = try RawNBDClient(path: socket)
                 try c.negotiate()
@@ -197,17 +175,12 @@ struct NBDMalformedInputTests {
             #expect(replies.prefix(6).allSatisfy { $0.error == .einval }, "\(replies.map(\.error))")
             #expect(replies.last?.error == NBD.ErrorCode.none)
             #expect(replies.last?.data == Array(image.model[8192..<12288]))
-            try await image.checkServedCorrectly()
         }
-        try image.checkImageMatchesModel()
     }
 
     @Test func requestsBeyondTheExportGetAnErrorAndTheNextRequestWorks() async throws {
-        let image = try PatternedExport()
-        let size = UInt64(image.model.count)
-        try await image.fixture.serve { volume in
-            #expect(volume.size == size)
-            let socket = image.fixture.socketPath
+        try await PatternedExport.serve { image, socket in
+            let size = UInt64(image.model.count)
             let fresh = (0..<8192).map { _ in UInt8.random(in: 0...255) }
             let (exportSize, replies) = try await blocking { () -> (UInt64, [RawNBDClient.Reply]) in
                 let c = try RawNBDClient(path: socket)
@@ -238,15 +211,11 @@ struct NBDMalformedInputTests {
             #expect(replies.map(\.error) == [.einval, .enospc, .enospc, .enospc, .enospc, .einval, .none, .none])
             #expect(replies.last?.data == fresh)
             image.model.replaceSubrange((Int(size) - 8192)..<Int(size), with: fresh)
-            try await image.checkServedCorrectly()
         }
-        try image.checkImageMatchesModel()
     }
 
     @Test func oversizeWriteDropsTheConnection() async throws {
-        let image = try PatternedExport()
-        try await image.fixture.serve { _ in
-            let socket = image.fixture.socketPath
+        try await PatternedExport.serve { image, socket in
             let closed = try await blocking {
                 let c = try RawNBDClient(path: socket)
                 try c.negotiate()
@@ -257,15 +226,11 @@ struct NBDMalformedInputTests {
                 return c.closedByServer()
             }
             #expect(closed)
-            try await image.checkServedCorrectly()
         }
-        try image.checkImageMatchesModel()
     }
 
     @Test func clientVanishingMidHeaderOrMidPayloadWritesNothing() async throws {
-        let image = try PatternedExport()
-        try await image.fixture.serve { _ in
-            let socket = image.fixture.socketPath
+        try await PatternedExport.serve { image, socket in
             try await blocking {
                 // Half a header, then gone.
                 var c = try RawNBDClient(path: socket)
@@ -287,15 +252,11 @@ struct NBDMalformedInputTests {
                 c.close()
             }
             try await Task.sleep(for: .milliseconds(200))
-            try await image.checkServedCorrectly()
         }
-        try image.checkImageMatchesModel()
     }
 
     @Test func clientThatNeverReadsRepliesDoesNotBlockOthers() async throws {
-        let image = try PatternedExport()
-        try await image.fixture.serve { _ in
-            let socket = image.fixture.socketPath
+        try await PatternedExport.serve { image, socket in
             // 512 pipelined 1 MiB READs = 512 MiB of replies that nobody reads: the server's
             // sends and its in-flight window fill up, and this connection stalls.
             let greedy = try await blocking { () -> RawNBDClient in
@@ -319,9 +280,7 @@ struct NBDMalformedInputTests {
             #expect(greedy.pendingBytes() > 0)
             greedy.close()
             try await Task.sleep(for: .milliseconds(300))
-            try await image.checkServedCorrectly()
         }
-        try image.checkImageMatchesModel()
     }
 }
 
@@ -345,6 +304,19 @@ final class PatternedExport {
             }
         }
         try Data(model).write(to: URL(fileURLWithPath: fixture.imagePath))
+    }
+
+    /// Serves a fresh export to `body`; afterwards checks that another client is served
+    /// correctly and, once the server is gone, that the image holds exactly the accepted writes.
+    static func serve(
+        handshakeTimeout: Duration = .seconds(10), _ body: (PatternedExport, String) async throws -> Void
+    ) async throws {
+        let image = try PatternedExport()
+        try await image.fixture.serve(handshakeTimeout: handshakeTimeout) { _ in
+            try await body(image, image.fixture.socketPath)
+            try await image.checkServedCorrectly()
+        }
+        try image.checkImageMatchesModel()
     }
 
     /// Another client is served correctly: a raw client writes and reads back, checks an
