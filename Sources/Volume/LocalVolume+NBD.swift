@@ -27,10 +27,10 @@ extension LocalVolume {
             await replies.send(UnsafeRawBufferPointer(rebasing: reply[(4096 - header.count)..<(4096 - header.count + total)]))
             return
         case .write:
-            let payload = WritePayload(byteCount: length)
-            payload.buffer.copyBytes(from: request.payload)
-            await serveWrite(request, payload: payload, replies: replies, export: export, logger: logger)
-            return
+            let data = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 4096)
+            defer { data.deallocate() }
+            data.copyBytes(from: request.payload)
+            do { try await self.write(UnsafeRawBufferPointer(data), at: offset, fua: fua) } catch let e { error = code(e) }
         case .flush:
             do { try await self.flush() } catch let e { error = code(e) }
         case .trim:
@@ -45,20 +45,6 @@ extension LocalVolume {
             } catch let e { error = code(e) }
         default:
             error = .einval
-        }
-        await replies.send(NBDSimpleReply(cookie: request.cookie, error: error).header)
-    }
-
-    /// Executes a WRITE whose payload is already in an aligned buffer (deallocated here) and
-    /// sends its reply.
-    func serveWrite(_ request: NBDRequest, payload: WritePayload, replies: ReplyWriter, export: NBDExport, logger: Logger) async {
-        defer { payload.deallocate() }
-        var error = NBD.ErrorCode.none
-        do {
-            try await self.write(UnsafeRawBufferPointer(payload.buffer), at: request.offset, fua: request.flags.contains(.fua))
-        } catch let e {
-            logger.warning("NBD request failed", metadata: ["export": "\(export.name)", "error": "\(e)"])
-            error = NBD.ErrorCode(linuxErrno: e.errno.rawValue)
         }
         await replies.send(NBDSimpleReply(cookie: request.cookie, error: error).header)
     }

@@ -99,56 +99,12 @@ struct NBDConnection: Sendable {
                         return  // the group waits for requests in flight; their replies still go out
                     }
                 }
-                if let write = decoder.pendingWrite {
-                    // The payload goes from the socket straight into the buffer the image is
-                    // written from, not through the decoder (two copies fewer per byte).
-                    guard let payload = try await receivePayload(of: write, from: &decoder) else { return }
-                    await slots.acquire()
-                    group.addTask(executorPreference: ring) {
-                        defer { slots.release() }
-                        await volume.serveWrite(write, payload: payload, replies: replies, export: export, logger: logger)
-                    }
-                    continue
-                }
                 let n = try await ring.recv(.file(socket), into: buffer)
                 if n == 0 { return }
                 decoder.receive(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             }
         }
     }
-
-    /// The whole payload of a pending WRITE in a 4 KiB-aligned buffer (what the decoder holds,
-    /// then the rest received in place), or nil when the client left mid-payload.
-    private func receivePayload(of write: NBDRequest, from decoder: inout NBDRequestDecoder) async throws -> WritePayload? {
-        let payload = WritePayload(byteCount: Int(write.length))
-        var filled = decoder.takePendingPayload(into: payload.buffer)
-        do {
-            while filled < payload.buffer.count {
-                let n = try await ring.recv(.file(socket), into: UnsafeMutableRawBufferPointer(rebasing: payload.buffer[filled...]))
-                if n == 0 {
-                    payload.deallocate()
-                    return nil
-                }
-                filled += n
-            }
-        } catch {
-            payload.deallocate()
-            throw error
-        }
-        return payload
-    }
-}
-
-/// A WRITE payload in an O_DIRECT-aligned buffer, owned by whoever holds it last: the
-/// connection fills it, then hands it to the request's task, which deallocates it.
-struct WritePayload: @unchecked Sendable {
-    let buffer: UnsafeMutableRawBufferPointer
-
-    init(byteCount: Int) {
-        buffer = .allocate(byteCount: byteCount, alignment: 4096)
-    }
-
-    func deallocate() { buffer.deallocate() }
 }
 
 /// Serializes replies on one socket: concurrent requests finish in any order, but a reply's

@@ -55,31 +55,6 @@ public struct NBDRequestDecoder: Sendable {
         buffer.append(contentsOf: bytes)
     }
 
-    /// The valid WRITE whose payload has not fully arrived yet, if the decoder is waiting for one.
-    ///
-    /// Transmission fast path: after ``next()`` returned `nil`, the connection may take the
-    /// buffered part of this payload with ``takePendingPayload(into:)`` and receive the rest
-    /// straight into its own (O_DIRECT-aligned) buffer instead of through this decoder.
-    var pendingWrite: NBDRequest? {
-        if case .payload(let request) = state { request } else { nil }
-    }
-
-    /// Moves the buffered part of ``pendingWrite``'s payload into `destination` (which holds the
-    /// whole payload) and returns how many bytes it moved; the decoder then expects the next
-    /// header, and the caller must receive the remaining `length - moved` bytes itself.
-    mutating func takePendingPayload(into destination: UnsafeMutableRawBufferPointer) -> Int {
-        guard case .payload(let request) = state, destination.count == Int(request.length) else {
-            preconditionFailure("takePendingPayload(into:) without a pending WRITE of that length")
-        }
-        let n = min(bufferedByteCount, destination.count)
-        buffer.withUnsafeBytes { source in
-            destination.baseAddress!.copyMemory(from: source.baseAddress! + readIndex, byteCount: n)
-        }
-        readIndex += n
-        state = .header
-        return n
-    }
-
     /// Decodes the next action, or `nil` if more bytes are needed.
     public mutating func next() throws(NBDProtocolError) -> Action? {
         while true {

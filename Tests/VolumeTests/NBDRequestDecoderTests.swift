@@ -64,28 +64,6 @@ import Testing
         #expect(try d.next() == .request(req(.write, cookie: 9, length: 4096)))
     }
 
-    /// The connection's fast path: the buffered part of a pending WRITE payload is handed out,
-    /// the caller receives the rest itself, and decoding resumes at the next header.
-    @Test func pendingWritePayloadIsHandedOverAndDecodingResumes() throws {
-        var d = try decoder()
-        let write = req(.write, cookie: 7, offset: 8192, length: 16384,
-                        payload: (0..<16384).map { UInt8(truncatingIfNeeded: $0 &* 7) })
-        let wire = write.encoded()
-        var (actions, error) = run(&d, Array(wire.prefix(28 + 5000)))
-        #expect(actions.isEmpty && error == nil)
-        var pending = try #require(d.pendingWrite)
-        #expect(pending.cookie == 7 && pending.offset == 8192 && pending.length == 16384)
-        let destination = UnsafeMutableRawBufferPointer.allocate(byteCount: 16384, alignment: 4096)
-        defer { destination.deallocate() }
-        #expect(d.takePendingPayload(into: destination) == 5000)
-        #expect(d.pendingWrite == nil && d.bufferedByteCount == 0)
-        UnsafeMutableRawBufferPointer(rebasing: destination[5000...]).copyBytes(from: wire[(28 + 5000)...])  // what the caller receives itself
-        pending.payload = Array(destination)
-        #expect(pending == write)
-        (actions, error) = run(&d, req(.read, cookie: 8).encoded())
-        #expect(error == nil && actions == [.request(req(.read, cookie: 8))])
-    }
-
     @Test func badMagicIsFatalAndSticky() throws {
         var d = try decoder()
         var bytes = req(.read).encoded()
