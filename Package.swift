@@ -130,6 +130,10 @@ let package = Package(
                 "Harness", "Libvirt", "Cluster", "Volume", "Replication", "Uring",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // A real guest on a real vmhad export (simulated libvirt host, needs root).
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["Harness", "Libvirt", "Volume", "Uring", .product(name: "Logging", package: "swift-log")]),
     ],
     swiftLanguageModes: [.v6]
 )

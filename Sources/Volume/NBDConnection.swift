@@ -16,11 +16,11 @@ struct NBDConnection: Sendable {
     static let receiveBufferSize = 256 << 10
     /// Requests of one client in flight at once; reading stops until one completes.
     static let maximumInFlight = 128
-    static let handshakeTimeoutNanoseconds: UInt64 = 10_000_000_000
 
     let socket: FileDescriptor
     let volume: LocalVolume
     let export: NBDExport
+    let handshakeTimeout: Duration
     let logger: Logger
     var ring: IOUring { volume.ring }
 
@@ -44,8 +44,10 @@ struct NBDConnection: Sendable {
     private func handshake(_ buffer: UnsafeMutableRawBufferPointer) async throws -> [UInt8]? {
         let done = Locked(false)
         // A client that never finishes the handshake would hold its socket forever.
+        let (seconds, attoseconds) = handshakeTimeout.components
+        let timeout = UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
         let watchdog = Task(executorPreference: ring) { [socket, ring] in
-            try? await ring.sleep(nanoseconds: Self.handshakeTimeoutNanoseconds)
+            try? await ring.sleep(nanoseconds: timeout)
             if !Task.isCancelled && !done.withLock({ $0 }) { _ = Glibc.shutdown(socket.rawValue, Int32(SHUT_RDWR)) }
         }
         defer {

@@ -29,6 +29,9 @@ public struct NBDServer: Sendable {
     public let volume: LocalVolume
     public let socket: SocketOptions
     public let export: NBDExport
+    /// How long a client may take from accept to choosing an export before its socket is shut
+    /// down (a stalled or malicious client would otherwise hold a connection forever).
+    public var handshakeTimeout: Duration = .seconds(10)
     let logger: Logger
 
     public init(volume: LocalVolume, socket: SocketOptions, logger: Logger) throws {
@@ -61,7 +64,8 @@ public struct NBDServer: Sendable {
                     try? await ring.sleep(nanoseconds: 100_000_000)  // EMFILE and friends: do not spin
                     continue
                 }
-                let connection = NBDConnection(socket: client, volume: volume, export: export, logger: logger)
+                let connection = NBDConnection(
+                    socket: client, volume: volume, export: export, handshakeTimeout: handshakeTimeout, logger: logger)
                 group.addTask(executorPreference: ring) { await connection.run() }
             }
             group.cancelAll()

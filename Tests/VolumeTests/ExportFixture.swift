@@ -42,7 +42,7 @@ final class ExportFixture: Sendable {
     }
 
     /// Opens the volume, serves it while `body` runs, then stops the server and closes the volume.
-    func serve<T>(_ body: (LocalVolume) async throws -> T) async throws -> T {
+    func serve<T>(handshakeTimeout: Duration = .seconds(10), _ body: (LocalVolume) async throws -> T) async throws -> T {
         let ring = try IOUring(logger: Logger(label: "test"))
         let volume: LocalVolume
         do {
@@ -51,7 +51,8 @@ final class ExportFixture: Sendable {
             await ring.shutdown()
             throw error
         }
-        let server = try NBDServer(volume: volume, socket: .init(path: socketPath, mode: 0o600), logger: Logger(label: "test"))
+        var server = try NBDServer(volume: volume, socket: .init(path: socketPath, mode: 0o600), logger: Logger(label: "test"))
+        server.handshakeTimeout = handshakeTimeout
         let serving = Task(executorPreference: ring) { try await server.run() }
         for _ in 0..<100 where access(socketPath, F_OK) != 0 { try await Task.sleep(for: .milliseconds(10)) }
         do {
