@@ -35,18 +35,4 @@ import Testing
                 #expect(crc.value == expected)
             }
         }
-    }
-
-    @Test func throughput() {
-        let data = [UInt8](repeating: 0xA5, count: 4 << 20)
-        let clock = ContinuousClock()
-        var sink: UInt32 = 0
-        let elapsed = clock.measure {
-            for _ in 0..<8 { sink ^= CRC32C.checksum(data) }
-        }
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        let mbps = 32.0 / seconds
-        print("CRC32C throughput: \(Int(mbps)) MiB/s (sink \(sink))")
-        #expect(mbps > 5, "CRC32C too slow: \(mbps) MiB/s")  // loose: debug builds under parallel load
-    }
-}
+    }}

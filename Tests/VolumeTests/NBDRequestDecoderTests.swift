@@ -168,25 +168,24 @@ import Testing
         #expect(actions == [.request(req(.read, offset: 4096, length: 100))])
     }
 
-    @Test func largeWriteStreamIsEfficient() throws {
+    /// 1 MiB writes arrive in 64 KiB socket reads. (Decoding speed is measured in perf/Benchmarks,
+    /// NBDRequestBenchmarks.)
+    @Test func largeWritesDecodeFromSocketSizedReads() throws {
         var d = try decoder()
-        let w = req(.write, length: 1 << 20).encoded()
-        let clock = ContinuousClock()
-        var count = 0
-        let elapsed = try clock.measure {
-            for _ in 0..<64 {
-                // 64 KiB socket reads
-                var i = 0
-                while i < w.count {
-                    d.receive(w[i..<min(i + 65536, w.count)])
-                    while let a = try d.next() { if case .request = a { count += 1 } }
-                    i += 65536
-                }
-            }
+        let requests = (0..<8).map { i in
+            req(.write, cookie: UInt64(i), offset: UInt64(i) << 20, length: 1 << 20,
+                payload: [UInt8](repeating: UInt8(i), count: 1 << 20))
         }
-        print("NBDRequestDecoder: 64 MiB of 1 MiB writes in \(elapsed)")
-        #expect(count == 64)
-        #expect(elapsed < .seconds(5))
+        let stream = requests.flatMap { $0.encoded() }
+        var actions: [NBDRequestDecoder.Action] = []
+        var i = 0
+        while i < stream.count {
+            d.receive(stream[i..<min(i + 65536, stream.count)])
+            while let a = try d.next() { actions.append(a) }
+            i += 65536
+        }
+        #expect(actions == requests.map { .request($0) })
+        #expect(d.bufferedByteCount == 0)
     }
 
     @Test func simpleReplyEncoding() {
