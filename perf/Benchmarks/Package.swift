@@ -35,10 +35,7 @@ let package = Package(
         benchmark("ResyncChecksumBenchmarks", [.product(name: "Crypto", package: "swift-crypto")]),
         benchmark("ActivityLogBenchmarks", [volume]),
         benchmark("NBDRequestBenchmarks", [volume]),
-        // Peer frame coding needs the Replication library, which the main package does not
-        // export yet. Once Package.swift has `.library(name: "Replication", targets: ["Replication"])`,
-        // uncomment this line (the source is in Benchmarks/PeerFrameBenchmarks/).
-        // benchmark("PeerFrameBenchmarks", [volume, .product(name: "Replication", package: vmha)]),
+        benchmark("PeerFrameBenchmarks", [volume, .product(name: "Replication", package: vmha)]),
     ],
     swiftLanguageModes: [.v6]
 )
