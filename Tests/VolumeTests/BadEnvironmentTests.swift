@@ -27,6 +27,35 @@ struct BadEnvironmentTests {
         #expect(access(directory + "/nope.vmha", F_OK) != 0, "no metadata file for an image that is not there")
     }
 
+    @Test func corruptOrForeignMetadataIsRefusedAndLeftAsItIs() async throws {
+        let directory = NSTemporaryDirectory() + "vmha-corrupt-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let image = directory + "/image", metadata = directory + "/image.vmha"
+        try Data(count: 16 << 20).write(to: URL(fileURLWithPath: image))
+        let ring = try IOUring(logger: Logger(label: "test"))
+        let configuration = LocalVolume.Configuration(name: "d0", imagePath: image, metadataPath: metadata)
+        try await LocalVolume.open(configuration, ring: ring, logger: Logger(label: "test")).close()
+
+        // Both superblock copies damaged: refused, never reset.
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: metadata))
+        bytes[100] ^= 0xFF
+        bytes[4096 + 100] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: metadata))
+        await #expect { _ = try await LocalVolume.open(configuration, ring: ring, logger: Logger(label: "test")) } throws: { error in
+            guard case VolumeError.metadata(let path, _) = error else { return false }
+            return path == metadata
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: metadata)) == bytes, "the damaged file is left for an operator")
+
+        // Someone else's file in its place: refused as foreign.
+        try Data(repeating: 0x42, count: 64 << 10).write(to: URL(fileURLWithPath: metadata))
+        await #expect { _ = try await LocalVolume.open(configuration, ring: ring, logger: Logger(label: "test")) } throws: { error in
+            "\(error)".contains(metadata)
+        }
+        await ring.shutdown()
+    }
+
     /// The image lives on an 8 MiB tmpfs: writes past the space fail with ENOSPC (which NBD
     /// passes to the guest), the volume keeps serving, and everything written before is intact.
     @Test func aFullDiskFailsTheWriteWithENOSPCAndKeepsServing() async throws {
