@@ -509,8 +509,9 @@ public actor LocalVolume {
         var position = offset
         while position < offset + length {
             let piece = min(chunk - position % chunk, offset + length - position)
-            try await activate(offset: position, length: piece)
-            defer { releaseExtents(offset: position, length: piece) }
+            let start = position  // the defer below runs after `position` moves on
+            try await activate(offset: start, length: piece)
+            defer { releaseExtents(offset: start, length: piece) }
             if origin == .guest && replicator == nil { await startOwnGenerationIfNeeded() }
             let ticket = origin == .guest ? replicator?.submit(change(position, piece)) : nil
             var dirty = origin == .guest && ticket == nil
@@ -582,7 +583,13 @@ public actor LocalVolume {
     }
 
     private func releaseExtents(offset: UInt64, length: UInt64) {
-        try? activityLog.completeWrite(offset: offset, length: length)
+        do {
+            try activityLog.completeWrite(offset: offset, length: length)
+        } catch {
+            // A reference released twice or for the wrong range would leak hot extents until no
+            // write can be admitted: a bug, never an I/O condition.
+            preconditionFailure("activity log: \(error)")
+        }
         if !releaseWaiters.isEmpty {
             let waiters = releaseWaiters
             releaseWaiters.removeAll()

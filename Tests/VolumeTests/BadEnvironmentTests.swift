@@ -102,6 +102,43 @@ struct BadEnvironmentTests {
     }
 }
 
+/// More extents written than the activity log keeps hot, many writes at once: extents are evicted
+/// and re-activated all the time, and no write may wait forever (a leaked extent reference once
+/// stalled a full resync after the first 257 extents).
+@Suite("Activity log under eviction")
+struct ActivityLogEvictionTests {
+    @Test(.timeLimit(.minutes(1))) func concurrentWritesOverMoreExtentsThanTheLogHoldsAllComplete() async throws {
+        let directory = NSTemporaryDirectory() + "vmha-evict-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let image = directory + "/image"
+        let fd = try FileDescriptor.open(image, .readWrite, options: [.create], permissions: [.ownerReadWrite])
+        try Syscall.call { ftruncate(fd.rawValue, 512 << 20) }
+        try fd.close()
+        let ring = try IOUring(logger: Logger(label: "test"))
+        var configuration = LocalVolume.Configuration(name: "d0", imagePath: image, metadataPath: directory + "/image.vmha")
+        configuration.activityLog.hotExtentLimit = 16
+        let volume = try await LocalVolume.open(configuration, ring: ring, logger: Logger(label: "test"))
+        // 128 extents of 4 MiB, 3 passes, 16 writers; a write straddling two extents every time.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<16 {
+                group.addTask {
+                    for pass in 0..<3 {
+                        for extent in stride(from: writer, to: 128, by: 16) {
+                            let offset = UInt64(extent) << 22 + (pass == 1 ? (4 << 20) - 2048 : 0)
+                            try await volume.writePattern(UInt8(truncatingIfNeeded: extent + pass), at: min(offset, (512 << 20) - 4096), count: 4096)
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(await volume.hotExtents <= 16)
+        try await volume.close()
+        await ring.shutdown()
+    }
+}
+
 extension LocalVolume {
     /// Test helpers isolated to the volume, so their buffers never cross an isolation boundary.
     func writePattern(_ byte: UInt8, at offset: UInt64, count: Int) async throws(VolumeError) {
