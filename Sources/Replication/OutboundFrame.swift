@@ -4,7 +4,9 @@ final class OutboundFrame: @unchecked Sendable {
     let bytes: UnsafeMutableRawBufferPointer
 
     init(count: Int) {
-        bytes = .allocate(byteCount: count, alignment: 16)
+        // Page-aligned: a secondary writes replicated data from these buffers, and only an
+        // aligned buffer can go to the image with O_DIRECT instead of through the page cache.
+        bytes = .allocate(byteCount: count, alignment: 4096)
     }
 
     convenience init(_ encoded: [UInt8]) {

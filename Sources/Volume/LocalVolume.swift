@@ -510,8 +510,12 @@ public actor LocalVolume {
         while position < offset + length {
             let piece = min(chunk - position % chunk, offset + length - position)
             let start = position  // the defer below runs after `position` moves on
-            try await activate(offset: start, length: piece)
-            defer { releaseExtents(offset: start, length: piece) }
+            // The activity log protects the primary's guest writes. What the peer sends needs
+            // none: a write the peer did not see acknowledged is dirty in the peer's own bitmap
+            // (or its log), and a sync target is Inconsistent until its resync completes.
+            let logged = origin == .guest
+            if logged { try await activate(offset: start, length: piece) }
+            defer { if logged { releaseExtents(offset: start, length: piece) } }
             if origin == .guest && replicator == nil { await startOwnGenerationIfNeeded() }
             let ticket = origin == .guest ? replicator?.submit(change(position, piece)) : nil
             var dirty = origin == .guest && ticket == nil
