@@ -10,5 +10,5 @@ struct VMHA: AsyncParsableCommand {
             vmhad runs on each host and serves every replicated disk to QEMU as an NBD export;
             vmha inspects and checks the pieces.
             """,
-        subcommands: [Check.self, ValidateConfig.self])
+        subcommands: [Check.self, ValidateConfig.self, Bench.self])
 }
