@@ -103,7 +103,8 @@ struct BenchResync: ParsableCommand {
         let tag = String(format: "%05x", getpid() & 0xFFFFF) + String(format: "%02x", UInt8.random(in: 0...255))
         let work = "\(directory)/vmha-bench-resync-\(tag)"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: false)
-        cleanup.add("work directory") { [keep] in
+        let keep = self.keep
+        cleanup.add("work directory") {
             if keep {
                 FileHandle.standardError.write("bench resync: kept \(work)\n".data(using: .utf8)!)
             } else {
@@ -111,8 +112,8 @@ struct BenchResync: ParsableCommand {
             }
         }
         var result: [String: Any] = [
-            "link": shape.rawValue, "image_bytes": imageBytes, "vmhad": vmhad, "block_bytes": Self.blockSize,
-            "tbf": shape.tbf.map { $0.joined(separator: " ") } ?? NSNull(),
+            "link": shape.rawValue, "image_bytes": Int(imageBytes), "vmhad": vmhad, "block_bytes": Int(Self.blockSize),
+            "tbf": orNull(shape.tbf?.joined(separator: " ")),
         ]
 
         progress("link \(shape.rawValue): namespaces and veth")
@@ -154,13 +155,16 @@ struct BenchResync: ParsableCommand {
                 ns: net.namespaceA, logPath: "\(work)/primary-\(instance).log")
         }
         let timeout = 300 + Double(imageBytes) / 20e6
-        /// Waits for the primary's `resync finished`; returns its fields and both sides' CPU seconds during it.
-        func waitForResync(primary: BackgroundProcess, secondary: BackgroundProcess) throws -> (seconds: Double, bytes: UInt64, sent: UInt64, cpuPrimary: Double?, cpuSecondary: Double?) {
-            _ = try primary.waitForLog("resync started", timeout: timeout) { $0.contains("resync started") }
+        func count(_ text: String, in log: String) -> Int { log.components(separatedBy: text).count - 1 }
+        /// Waits for the primary's next `resync started`/`resync finished` pair (past `done` earlier
+        /// ones in this log); returns its fields and both sides' CPU seconds during it.
+        func waitForResync(primary: BackgroundProcess, secondary: BackgroundProcess, done: Int = 0) throws -> (seconds: Double, bytes: UInt64, sent: UInt64, cpuPrimary: Double?, cpuSecondary: Double?) {
+            _ = try primary.waitForLog("resync started", timeout: timeout) { count("resync started", in: $0) > done }
             let cpuA0 = primary.cpuSeconds, cpuB0 = secondary.cpuSeconds
-            let log = try primary.waitForLog("resync finished", timeout: timeout) { $0.contains("resync finished") }
+            let log = try primary.waitForLog("resync finished", timeout: timeout) { count("resync finished", in: $0) > done }
             let cpuA1 = primary.cpuSeconds, cpuB1 = secondary.cpuSeconds
-            guard let lineText = log.split(separator: "\n").last(where: { $0.contains("resync finished") }),
+            let finished = log.split(separator: "\n").filter { $0.contains("resync finished") }
+            guard finished.count > done, case let lineText = finished[done],
                   let seconds = logField("seconds", in: lineText).flatMap(Double.init),
                   let bytes = logField("bytes", in: lineText).flatMap(UInt64.init),
                   let sent = logField("sent", in: lineText).flatMap(UInt64.init)
@@ -187,12 +191,12 @@ struct BenchResync: ParsableCommand {
         let full = try waitForResync(primary: primary, secondary: secondary)
         let fullBitsPerSecond = Double(full.bytes) * 8 / full.seconds
         result["full_resync_seconds"] = full.seconds
-        result["full_resync_bytes"] = full.bytes
-        result["full_resync_bytes_sent"] = full.sent
+        result["full_resync_bytes"] = Int(full.bytes)
+        result["full_resync_bytes_sent"] = Int(full.sent)
         result["full_resync_bits_per_second"] = fullBitsPerSecond
         result["full_resync_to_line_ratio"] = fullBitsPerSecond / line
-        result["full_resync_primary_cpu_seconds"] = full.cpuPrimary ?? NSNull()
-        result["full_resync_secondary_cpu_seconds"] = full.cpuSecondary ?? NSNull()
+        result["full_resync_primary_cpu_seconds"] = orNull(full.cpuPrimary)
+        result["full_resync_secondary_cpu_seconds"] = orNull(full.cpuSecondary)
         progress("full resync: \(String(format: "%.2f", full.seconds)) s; comparing replicas")
         let identicalAfterFull = try stopAndCompare([primary, secondary])
         result["replicas_identical_after_full"] = identicalAfterFull
@@ -204,9 +208,11 @@ struct BenchResync: ParsableCommand {
         primary = try startPrimary()
         _ = try primary.waitForLog("replication connected", timeout: 60) { $0.contains("replication connected") }
         usleep(500_000)
-        if primary.log.contains("resync started") {  // not expected after a clean stop of both: let it end
+        // After a clean stop of both the primary still runs an (empty) incremental resync: let it end.
+        if primary.log.contains("resync started") {
             _ = try waitForResync(primary: primary, secondary: secondary)
         }
+        let resyncsBefore = count("resync finished", in: primary.log)
         let warningsBefore = primary.log.components(separatedBy: "replication:").count
         secondary.stop()
         _ = try primary.waitForLog("link loss", timeout: 60) { $0.components(separatedBy: "replication:").count > warningsBefore }
@@ -218,10 +224,10 @@ struct BenchResync: ParsableCommand {
              "--bs=\(Self.blockSize)", "--size=\(imageBytes)", "--io_size=\(dirtyBlocks * Self.blockSize)", "--iodepth=16",
              "--randrepeat=0", "--refill_buffers", "--output-format=terse"], timeout: timeout)
         secondary = try startSecondary()
-        let incremental = try waitForResync(primary: primary, secondary: secondary)
+        let incremental = try waitForResync(primary: primary, secondary: secondary, done: resyncsBefore)
         result["incremental_resync_seconds"] = incremental.seconds
-        result["incremental_resync_bytes"] = incremental.bytes
-        result["incremental_resync_bytes_sent"] = incremental.sent
+        result["incremental_resync_bytes"] = Int(incremental.bytes)
+        result["incremental_resync_bytes_sent"] = Int(incremental.sent)
         result["incremental_dirty_fraction"] = Double(incremental.bytes) / Double(imageBytes)
         result["incremental_rewritten_fraction"] = Double(dirtyBlocks) / Double(blocks)
         result["incremental_to_full_ratio"] = incremental.seconds / full.seconds
@@ -284,7 +290,7 @@ struct BenchResync: ParsableCommand {
         func ratio(_ key: String) -> String { num(key).map { String(format: "%.3f", $0) } ?? "n/a" }
         let rows: [(String, String)] = [
             ("link", "\(r["link"] ?? "")\((r["tbf"] as? String).map { " (\($0), both ends)" } ?? " (unshaped veth)")"),
-            ("image", "\(((r["image_bytes"] as? UInt64) ?? 0) >> 20) MiB of random data"),
+            ("image", "\(((r["image_bytes"] as? Int) ?? 0) >> 20) MiB of random data"),
             ("iperf3 A→B", gbit("iperf3_bits_per_second")),
             ("full resync", "\(secs("full_resync_seconds")), \(gbit("full_resync_bits_per_second"))"),
             ("  ÷ iperf3", ratio("full_resync_to_line_ratio")),
@@ -299,3 +305,6 @@ struct BenchResync: ParsableCommand {
         for (k, v) in rows { print(k.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + v) }
     }
 }
+
+/// A JSON value or null.
+func orNull<T>(_ value: T?) -> Any { value.map { $0 as Any } ?? NSNull() }

@@ -69,13 +69,14 @@ final class BenchCleanup: @unchecked Sendable {  // state behind `lock`
 /// Runs external commands, optionally inside a network namespace.
 enum Shell {
     static func resolve(_ name: String) -> String? {
-        if name.contains("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }
-        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(separator: ":")
-        + ["/usr/sbin", "/sbin"] {
-            let path = "\(dir)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        func executable(_ path: String) -> Bool {
+            var info = stat()
+            return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG && access(path, X_OK) == 0
         }
-        return nil
+        if name.contains("/") { return executable(name) ? name : nil }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        let dirs = path.split(separator: ":").map(String.init) + ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        return dirs.lazy.map { "\($0)/\(name)" }.first(where: executable)
     }
 
     static func inNamespace(_ ns: String?, _ args: [String]) -> [String] {
@@ -169,12 +170,13 @@ final class BackgroundProcess: @unchecked Sendable {  // `process` is only used 
     var pid: Int32 { process.processIdentifier }
     var isRunning: Bool { process.isRunning }
 
-    /// SIGTERM and wait (SIGKILL after `grace` seconds); returns the exit status.
+    /// SIGTERM and wait (SIGKILL after `grace` seconds); returns the exit status (128 + signal
+    /// when a signal ended it).
     @discardableResult
     func stop(grace: Double = 30) -> Int32 {
         BenchCleanup.shared.run(cleanupToken)
         Self.terminate(process, grace: grace)
-        return process.terminationStatus
+        return process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
     }
 
     private static func terminate(_ process: Process, grace: Double) {
