@@ -55,6 +55,15 @@ struct BenchResync: ParsableCommand {
     @Option(help: "Directory for the work directory (it needs 2–3 × --size of free space).")
     var directory: String = "/var/tmp"
 
+    @Option(help: "Passed to both vmhad as --al-extents (diagnosis; default: vmhad's).")
+    var alExtents: Int?
+
+    @Option(help: "Seconds to wait for one resync before giving up (default: 300 + 1 s per 20 MB).")
+    var resyncTimeout: Double?
+
+    @Option(help: "Put both vmhad metadata files here instead (diagnosis: e.g. /dev/shm shows what durable metadata writes cost).")
+    var metadataDirectory: String?
+
     static let blockSize: UInt64 = 64 << 10
 
     func validate() throws {
@@ -125,7 +134,13 @@ struct BenchResync: ParsableCommand {
         // Images: random data (holes would travel as a marker), written once and synced so that
         // vmhad's O_DIRECT reads do not first have to flush dirty page-cache pages.
         let imageA = work + "/primary.img", imageB = work + "/secondary.img"
-        let metaA = work + "/primary.vmha", metaB = work + "/secondary.vmha"
+        let metaDirectory = metadataDirectory.map { "\($0)/vmha-bench-resync-\(tag)" } ?? work
+        if metaDirectory != work {
+            try FileManager.default.createDirectory(atPath: metaDirectory, withIntermediateDirectories: false)
+            cleanup.add("metadata directory") { try? FileManager.default.removeItem(atPath: metaDirectory) }
+            result["metadata_directory"] = metadataDirectory!
+        }
+        let metaA = metaDirectory + "/primary.vmha", metaB = metaDirectory + "/secondary.vmha"
         let socket = work + "/primary.sock", keyFile = work + "/cluster.key"
         progress("creating \(imageBytes >> 20) MiB of random data")
         let key = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
@@ -138,12 +153,13 @@ struct BenchResync: ParsableCommand {
         try Data((0..<32).map { _ in UInt8.random(in: 0...255) }).write(to: URL(fileURLWithPath: keyFile))
         let listen = "\(net.addressB):7789"
         var instance = 0
+        let extra = alExtents.map { ["--al-extents", "\($0)"] } ?? []
         func startSecondary() throws -> BackgroundProcess {
             instance += 1
             return try BackgroundProcess(
                 "secondary vmhad",
                 [vmhad, "--replica", "disk0:\(imageB):\(metaB)", "--listen", listen, "--key-file", keyFile,
-                 "--host-name", "bench-b", "--cluster-name", "bench-\(tag)"],
+                 "--host-name", "bench-b", "--cluster-name", "bench-\(tag)"] + extra,
                 ns: net.namespaceB, logPath: "\(work)/secondary-\(instance).log")
         }
         func startPrimary() throws -> BackgroundProcess {
@@ -151,10 +167,10 @@ struct BenchResync: ParsableCommand {
             return try BackgroundProcess(
                 "primary vmhad",
                 [vmhad, "--export", "disk0:\(imageA):\(socket):\(metaA)", "--replicate-to", listen, "--key-file", keyFile,
-                 "--host-name", "bench-a", "--cluster-name", "bench-\(tag)", "--socket-mode", "600"],
+                 "--host-name", "bench-a", "--cluster-name", "bench-\(tag)", "--socket-mode", "600"] + extra,
                 ns: net.namespaceA, logPath: "\(work)/primary-\(instance).log")
         }
-        let timeout = 300 + Double(imageBytes) / 20e6
+        let timeout = resyncTimeout ?? (300 + Double(imageBytes) / 20e6)
         func count(_ text: String, in log: String) -> Int { log.components(separatedBy: text).count - 1 }
         /// Waits for the primary's next `resync started`/`resync finished` pair (past `done` earlier
         /// ones in this log); returns its fields and both sides' CPU seconds during it.

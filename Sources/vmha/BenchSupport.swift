@@ -38,7 +38,14 @@ final class BenchCleanup: @unchecked Sendable {  // state behind `lock`
         entry?.action()
     }
 
+    /// Held for a whole `runAll`: the signal handler's and the main thread's cleanups (an
+    /// interrupted step throws, and its `defer` cleans up too) must not interleave, or the signal
+    /// path could `exit` while the other is still waiting for a helper to stop.
+    private let runLock = NSLock()
+
     func runAll() {
+        runLock.lock()
+        defer { runLock.unlock() }
         while true {
             lock.lock()
             let entry = actions.popLast()
