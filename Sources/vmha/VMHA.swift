@@ -10,5 +10,8 @@ struct VMHA: AsyncParsableCommand {
             vmhad runs on each host and serves every replicated disk to QEMU as an NBD export;
             vmha inspects and checks the pieces.
             """,
-        subcommands: [Demo.self, Status.self, Migrate.self, Resync.self, Place.self, Witness.self, Check.self, ValidateConfig.self])
+        subcommands: [
+            Demo.self, Status.self, Migrate.self, Resync.self, Place.self, Witness.self, Bench.self, Check.self,
+            ValidateConfig.self,
+        ])
 }
