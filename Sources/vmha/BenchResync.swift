@@ -162,12 +162,12 @@ struct BenchResync: ParsableCommand {
                  "--host-name", "bench-b", "--cluster-name", "bench-\(tag)"] + extra,
                 ns: net.namespaceB, logPath: "\(work)/secondary-\(instance).log")
         }
-        func startPrimary() throws -> BackgroundProcess {
+        func startPrimary(_ options: [String] = []) throws -> BackgroundProcess {
             instance += 1
             return try BackgroundProcess(
                 "primary vmhad",
                 [vmhad, "--export", "disk0:\(imageA):\(socket):\(metaA)", "--replicate-to", listen, "--key-file", keyFile,
-                 "--host-name", "bench-a", "--cluster-name", "bench-\(tag)", "--socket-mode", "600"] + extra,
+                 "--host-name", "bench-a", "--cluster-name", "bench-\(tag)", "--socket-mode", "600"] + extra + options,
                 ns: net.namespaceA, logPath: "\(work)/primary-\(instance).log")
         }
         let timeout = resyncTimeout ?? (300 + Double(imageBytes) / 20e6)
@@ -252,10 +252,19 @@ struct BenchResync: ParsableCommand {
         result["replicas_identical_after_incremental"] = identicalAfterIncremental
         result["replicas_identical"] = identicalAfterFull && identicalAfterIncremental
 
-        // (d) Checksum resync of identical images: vmhad has the RESYNC_CHECKSUM frame but no mode
-        // that uses it (no --verify/--checksum-resync), so there is nothing to measure.
-        result["checksum_resync_bytes_sent"] = NSNull()
-        result["checksum_resync_note"] = "vmhad has no checksum resync mode yet (RESYNC_CHECKSUM is defined in the protocol, unused)"
+        // (d) Checksum resync of identical images: both replicas start over without metadata (a full
+        // sync), with SHA-256 digests first; only blocks that differ would cross the link.
+        progress("checksum resync of the two (identical) images")
+        try? FileManager.default.removeItem(atPath: metaA)
+        try? FileManager.default.removeItem(atPath: metaB)
+        secondary = try startSecondary()
+        primary = try startPrimary(["--checksum-resync"])
+        let checksum = try waitForResync(primary: primary, secondary: secondary)
+        result["checksum_resync_bytes_sent"] = Int(checksum.sent)
+        result["checksum_resync_seconds"] = checksum.seconds
+        let identicalAfterChecksum = try stopAndCompare([primary, secondary])
+        result["replicas_identical_after_checksum"] = identicalAfterChecksum
+        result["replicas_identical"] = identicalAfterFull && identicalAfterIncremental && identicalAfterChecksum
 
         // (e) rsync --inplace of the same image over the same link, to an rsync daemon in B.
         if noRsync {
@@ -313,7 +322,7 @@ struct BenchResync: ParsableCommand {
             ("  CPU s primary / secondary", "\(secs("full_resync_primary_cpu_seconds")) / \(secs("full_resync_secondary_cpu_seconds"))"),
             ("incremental resync", "\(secs("incremental_resync_seconds")) for \(String(format: "%.2f", (num("incremental_dirty_fraction") ?? 0) * 100)) % of the image"),
             ("  ÷ full resync time", ratio("incremental_to_full_ratio")),
-            ("checksum resync bytes sent", "n/a (vmhad has no checksum resync mode yet)"),
+            ("checksum resync (identical images)", "\((r["checksum_resync_bytes_sent"] as? Int).map { "\($0) bytes sent" } ?? "n/a") in \(secs("checksum_resync_seconds"))"),
             ("rsync --inplace", "\(secs("rsync_seconds")), \(gbit("rsync_bits_per_second"))"),
             ("replicas identical (sha256)", "\(r["replicas_identical"] ?? "?") (after full: \(r["replicas_identical_after_full"] ?? "?"), after incremental: \(r["replicas_identical_after_incremental"] ?? "?"))"),
         ]

@@ -61,6 +61,9 @@ import Glibc
         let fraction = try #require((json["incremental_dirty_fraction"] as? NSNumber)?.doubleValue)
         #expect(fraction > 0 && fraction < 0.05)
         #expect((json["iperf3_bits_per_second"] as? NSNumber)?.doubleValue ?? 0 > 0)
+        // Identical images: only digests (and at most a few blocks) cross the link.
+        let checksumSent = try #require((json["checksum_resync_bytes_sent"] as? NSNumber)?.uint64Value)
+        #expect(checksumSent < 1 << 20, "\(checksumSent) bytes sent to checksum-resync identical 64 MiB images")
     }
 
     /// A tiny one-shot box for the stderr reader thread.
