@@ -7,9 +7,15 @@ public struct ControlRequest: Codable, Sendable {
     public var to: String?
     public var force: Bool?
     public var full: Bool?
+    /// resync: `incremental` (default), `full`, `checksum` or `verify`.
+    public var mode: String?
     public var dryRun: Bool?
 
-    public init(command: String, vm: String? = nil, to: String? = nil, force: Bool? = nil, full: Bool? = nil, dryRun: Bool? = nil) {
+    public init(
+        command: String, vm: String? = nil, to: String? = nil, force: Bool? = nil, full: Bool? = nil, mode: String? = nil,
+        dryRun: Bool? = nil
+    ) {
+        self.mode = mode
         self.command = command
         self.vm = vm
         self.to = to

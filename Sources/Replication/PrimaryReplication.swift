@@ -346,6 +346,7 @@ public final class PrimaryReplication: Sendable {
         if method == .verify {
             let mismatched = statusBox.withLock { s -> UInt64 in
                 s.link = .connected
+                s.resyncsCompleted += 1
                 return s.verifyMismatchBytes
             }
             logger.info("verify finished", metadata: ["volume": "\(volume.configuration.name)", "mismatch_bytes": "\(mismatched)"])

@@ -128,6 +128,8 @@ struct Resync: ParsableCommand {
     @OptionGroup var control: ControlOptions
     @Argument(help: "The VM.") var vm: String
     @Flag(help: "Every block, not only the bitmap.") var full = false
+    @Flag(help: "Every block, compared by SHA-256 first: only blocks that differ cross the link.") var checksum = false
+    @Flag(help: "Online verify: compare every block by SHA-256, change nothing, mark differences for the next resync.") var verify = false
     @Flag(help: "Wait until the resync has finished.") var wait = false
     @Flag(help: "Machine-readable progress lines.") var json = false
 
@@ -136,7 +138,9 @@ struct Resync: ParsableCommand {
     func run() throws {
         let before = try control.send(ControlRequest(command: "status")).status?.vms.first { $0.name == vm }
         let completedBefore = before?.volumes.map(\.resyncsCompleted).reduce(0, +) ?? 0
-        let response = try control.send(ControlRequest(command: "resync", vm: vm, full: full))
+        guard [full, checksum, verify].filter({ $0 }).count <= 1 else { throw ValidationError("--full, --checksum and --verify exclude each other") }
+        let mode = full ? "full" : checksum ? "checksum" : verify ? "verify" : "incremental"
+        let response = try control.send(ControlRequest(command: "resync", vm: vm, mode: mode))
         try failIfRefused(response)
         if !json { print(response.message ?? "ok") }
         let start = Date()

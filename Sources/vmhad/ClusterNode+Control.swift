@@ -19,8 +19,12 @@ extension ClusterNode {
             guard module.role == .primary else {
                 return ControlResponse(ok: false, error: "\(vm) is not primary on \(me.name); run the resync on the host that runs it (\(peer.name))")
             }
-            for replication in module.replications { replication.requestResync(request.full == true ? .full : .incremental) }
-            return ControlResponse(ok: true, message: "\(request.full == true ? "full" : "incremental") resync of \(vm) requested")
+            let name = request.mode ?? (request.full == true ? "full" : "incremental")
+            guard let mode = PrimaryReplication.ResyncMode(rawValue: name) else {
+                return ControlResponse(ok: false, error: "unknown resync mode \(name) (incremental, full, checksum, verify)")
+            }
+            for replication in module.replications { replication.requestResync(mode) }
+            return ControlResponse(ok: true, message: "\(name) resync of \(vm) requested")
         case "place":
             return await place(dryRun: request.dryRun ?? true)
         default:
