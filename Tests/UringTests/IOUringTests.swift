@@ -168,7 +168,9 @@ struct IOUringTests {
             try await Task.sleep(for: .milliseconds(50))
             task.cancel()
             await #expect(throws: Errno.canceled) { try await task.value }
-            #expect(ContinuousClock.now - start < .seconds(2))
+            // A bound on "returns at all" (the recv would wait forever), not a speed claim: a busy
+            // machine may delay the resumption by seconds.
+            #expect(ContinuousClock.now - start < .seconds(30))
 
             // Cancelled before it was enqueued: completes at once with ECANCELED.
             let early = Task {
@@ -184,7 +186,7 @@ struct IOUringTests {
             let start = ContinuousClock.now
             try await ring.sleep(nanoseconds: 50_000_000)
             let elapsed = ContinuousClock.now - start
-            #expect(elapsed >= .milliseconds(45) && elapsed < .seconds(2))
+            #expect(elapsed >= .milliseconds(45) && elapsed < .seconds(30))
         }
     }
 
