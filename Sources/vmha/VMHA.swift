@@ -8,7 +8,8 @@ struct VMHA: AsyncParsableCommand {
         abstract: "Keep KVM virtual machines running across two hosts that share no disk.",
         discussion: """
             vmhad runs on each host and serves every replicated disk to QEMU as an NBD export;
-            vmha inspects and checks the pieces.
+            vmha drives it (status, migrate, resync, place), runs the witness, measures (bench)
+            and shows the whole cluster on one machine (demo). Exit codes: docs/cli.md.
             """,
         subcommands: [
             Demo.self, Status.self, Migrate.self, Resync.self, Place.self, Witness.self, Bench.self, Check.self,
