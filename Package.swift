@@ -120,7 +120,7 @@ let package = Package(
             name: "LibvirtTests",
             dependencies: ["Libvirt", "Harness", .product(name: "Logging", package: "swift-log")],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "VolumeTests", dependencies: ["Volume", "Uring"]),
+        .testTarget(name: "VolumeTests", dependencies: ["Volume", "Uring", "Harness"]),
         .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Volume", "Uring", "Harness"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
         // The HA service end to end: vmhad --config on simulated hosts, real guests, a witness.

@@ -157,18 +157,7 @@ final class VMHADProcess: @unchecked Sendable {
         self.log = log
     }
 
-    static func executable() throws -> String {
-        let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-        var directory = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        while directory.pathExtension == "xctest" || directory.lastPathComponent == "MacOS" {
-            directory = directory.deletingLastPathComponent()
-        }
-        let path = directory.appendingPathComponent("vmhad").path
-        guard FileManager.default.isExecutableFile(atPath: path) else {
-            throw VMHADFailure(what: "\(path) not built: run `swift build` first")
-        }
-        return path
-    }
+    static func executable() throws -> String { try builtProduct("vmhad") }
 
     /// Starts vmhad and waits until its socket exists.
     func start() throws {

@@ -85,20 +85,3 @@ func logField(_ line: String, _ key: String) -> String? {
     guard let range = line.range(of: " \(key)=") else { return nil }
     return String(line[range.upperBound...].prefix { $0 != " " })
 }
-
-/// The built product `name` next to this test binary (scripts/test builds all products first).
-func builtProduct(_ name: String) throws -> String {
-    let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-    var directory = URL(fileURLWithPath: exe).deletingLastPathComponent()
-    while directory.pathExtension == "xctest" { directory = directory.deletingLastPathComponent() }
-    let path = directory.appendingPathComponent(name).path
-    guard FileManager.default.isExecutableFile(atPath: path) else {
-        throw NotBuilt(path: path)
-    }
-    return path
-}
-
-struct NotBuilt: Error, CustomStringConvertible {
-    var path: String
-    var description: String { "\(path) not built: run `swift build` first" }
-}

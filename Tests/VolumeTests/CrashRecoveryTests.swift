@@ -1,4 +1,5 @@
 import Foundation
+import Harness
 import Logging
 import SystemPackage
 import Testing
@@ -8,20 +9,6 @@ import Uring
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// The built `vmhad` next to this test binary (scripts/test builds all products first).
-func builtProduct(_ name: String) throws -> String {
-    let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-    var directory = URL(fileURLWithPath: exe).deletingLastPathComponent()
-    while directory.pathExtension == "xctest" || directory.lastPathComponent == "MacOS" {
-        directory = directory.deletingLastPathComponent()
-    }
-    let path = directory.appendingPathComponent(name).path
-    guard FileManager.default.isExecutableFile(atPath: path) else {
-        throw CommandFailed(command: name, status: -1, output: "\(path) not built: run `swift build` first")
-    }
-    return path
-}
 
 @Suite("Crash recovery", .serialized)
 struct CrashRecoveryTests {
