@@ -97,6 +97,16 @@ public final class ReplicaServer: Sendable {
         var sourceCurrent: UInt64 = 0
         try await withThrowingDiscardingTaskGroup { group in
             defer { group.cancelAll() }
+            /// Applies a change concurrently (bounded by the window) and acknowledges it with its
+            /// outcome: 0, or the errno of the local failure.
+            func applyThenAcknowledge(_ sequence: UInt64, _ apply: @escaping @Sendable () async throws(VolumeError) -> Void) async {
+                await inFlight.acquire()
+                group.addTask(executorPreference: ring) {
+                    defer { inFlight.release() }
+                    let status = await Self.errno(apply)
+                    session.post(PeerAck(volumeID: session.volumeID, sequence: sequence, status: status).encoded())
+                }
+            }
             try await session.connection.receiveMessages { message in
                 session.frameReceived()
                 switch message {
@@ -112,38 +122,24 @@ public final class ReplicaServer: Sendable {
                     sourceCurrent = peerState.generations.current
                 case .write(let write):
                     guard let volume else { throw PeerLinkError.unexpected("WRITE before VOLUME_STATE") }
-                    await inFlight.acquire()
                     let data = OutboundFrame(count: write.data.count)
                     data.bytes.copyBytes(from: write.data)
-                    group.addTask(executorPreference: ring) {
-                        defer { inFlight.release() }
-                        let status = await Self.errno { () async throws(VolumeError) in
-                            try await volume.write(UnsafeRawBufferPointer(data.bytes), at: write.offset, fua: write.fua, origin: .peer)
-                        }
-                        session.post(PeerAck(volumeID: session.volumeID, sequence: write.sequence, status: status).encoded())
+                    await applyThenAcknowledge(write.sequence) { () async throws(VolumeError) in
+                        try await volume.write(UnsafeRawBufferPointer(data.bytes), at: write.offset, fua: write.fua, origin: .peer)
                     }
                 case .trim(let trim):
                     guard let volume else { throw PeerLinkError.unexpected("TRIM before VOLUME_STATE") }
-                    await inFlight.acquire()
-                    group.addTask(executorPreference: ring) {
-                        defer { inFlight.release() }
-                        let status = await Self.errno { () async throws(VolumeError) in try await volume.trim(offset: trim.offset, length: trim.length, origin: .peer) }
-                        session.post(PeerAck(volumeID: session.volumeID, sequence: trim.sequence, status: status).encoded())
+                    await applyThenAcknowledge(trim.sequence) { () async throws(VolumeError) in
+                        try await volume.trim(offset: trim.offset, length: trim.length, origin: .peer)
                     }
                 case .writeZeroes(let zeroes):
                     guard let volume else { throw PeerLinkError.unexpected("WRITE_ZEROES before VOLUME_STATE") }
-                    await inFlight.acquire()
-                    group.addTask(executorPreference: ring) {
-                        defer { inFlight.release() }
-                        let status = await Self.errno { () async throws(VolumeError) in
-                            try await volume.writeZeroes(
-                                offset: zeroes.offset, length: zeroes.length, allocate: zeroes.noHole, fua: zeroes.fua, origin: .peer)
-                        }
-                        session.post(PeerAck(volumeID: session.volumeID, sequence: zeroes.sequence, status: status).encoded())
+                    await applyThenAcknowledge(zeroes.sequence) { () async throws(VolumeError) in
+                        try await volume.writeZeroes(
+                            offset: zeroes.offset, length: zeroes.length, allocate: zeroes.noHole, fua: zeroes.fua, origin: .peer)
                     }
                 case .resyncData(let block):
                     guard let volume else { throw PeerLinkError.unexpected("RESYNC_DATA before VOLUME_STATE") }
-                    await inFlight.acquire()
                     let data: OutboundFrame?
                     if case .data(let bytes) = block.content {
                         data = OutboundFrame(count: bytes.count)
@@ -152,17 +148,13 @@ public final class ReplicaServer: Sendable {
                         data = nil
                     }
                     let length = UInt64(block.content.length)
-                    group.addTask(executorPreference: ring) {
-                        defer { inFlight.release() }
-                        let status = await Self.errno { () async throws(VolumeError) in
-                            if let data {
-                                try await volume.write(UnsafeRawBufferPointer(data.bytes), at: block.offset, fua: false, origin: .peer)
-                            } else {
-                                // A hole on the source stays a hole here.
-                                try await volume.trim(offset: block.offset, length: length, origin: .peer)
-                            }
+                    await applyThenAcknowledge(block.requestID) { () async throws(VolumeError) in
+                        if let data {
+                            try await volume.write(UnsafeRawBufferPointer(data.bytes), at: block.offset, fua: false, origin: .peer)
+                        } else {
+                            // A hole on the source stays a hole here.
+                            try await volume.trim(offset: block.offset, length: length, origin: .peer)
                         }
-                        session.post(PeerAck(volumeID: session.volumeID, sequence: block.requestID, status: status).encoded())
                     }
                 case .resyncChecksum(let request):
                     guard let volume else { throw PeerLinkError.unexpected("RESYNC_CHECKSUM before VOLUME_STATE") }
@@ -281,7 +273,7 @@ public final class ReplicaServer: Sendable {
         logger.info("replication peer attached", metadata: ["volume": "\(peerState.name)", "peer": "\(session.connection.peerHost)", "decision": "\(decision)"])
     }
 
-    private static func errno(_ body: () async throws(VolumeError) -> Void) async -> UInt32 {
+    private static func errno(_ body: @Sendable () async throws(VolumeError) -> Void) async -> UInt32 {
         do {
             try await body()
             return 0
