@@ -130,8 +130,7 @@ func withDeadline<T: Sendable>(
     try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask(executorPreference: ring) { try await body() }
         group.addTask(executorPreference: ring) {
-            let (seconds, attoseconds) = timeout.components
-            try await ring.sleep(nanoseconds: UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000))
+            try await ring.sleep(for: timeout)
             return nil
         }
         defer { group.cancelAll() }

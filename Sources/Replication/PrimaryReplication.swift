@@ -64,8 +64,7 @@ public final class PrimaryReplication: Sendable {
             } catch {
                 record(error)
             }
-            let (seconds, attoseconds) = options.reconnectInterval.components
-            try? await volume.ring.sleep(nanoseconds: UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000))
+            try? await volume.ring.sleep(for: options.reconnectInterval)
         }
         statusBox.withLock { $0.link = .standalone }
     }
@@ -371,12 +370,6 @@ public final class PrimaryReplication: Sendable {
     }
 }
 
-extension Duration {
-    var seconds: Double {
-        let (s, a) = components
-        return Double(s) + Double(a) / 1e18
-    }
-}
 
 /// A page of zeroes to recognise holes quickly (memcmp, not a byte loop).
 final class ZeroBlock: @unchecked Sendable {  // immutable after init

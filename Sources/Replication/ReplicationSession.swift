@@ -186,8 +186,7 @@ public final class ReplicationSession: WriteReplicator, Sendable {
             default:
                 break
             }
-            let (seconds, attoseconds) = (timing.keepaliveInterval / 4).components
-            try? await connection.ring.sleep(nanoseconds: UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000))
+            try? await connection.ring.sleep(for: timing.keepaliveInterval / 4)
         }
     }
 

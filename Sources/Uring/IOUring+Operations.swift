@@ -169,6 +169,12 @@ extension IOUring {
         _ = try Syscall.completion(result)
     }
 
+    /// ``sleep(nanoseconds:)`` for a `Duration`.
+    nonisolated(nonsending) public func sleep(for duration: Duration) async throws(Errno) {
+        let (seconds, attoseconds) = duration.components
+        try await sleep(nanoseconds: UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000))
+    }
+
     /// Registers `buffers` for ``readFixed(_:into:at:bufferIndex:)`` / ``writeFixed(_:from:at:bufferIndex:)``.
     /// The memory must stay valid until ``unregisterBuffers()`` or shutdown.
     nonisolated(nonsending) public func registerBuffers(_ buffers: [UnsafeMutableRawBufferPointer]) async throws(Errno) {
@@ -200,4 +206,12 @@ extension IOUring {
 private final class SendableIovecs: @unchecked Sendable {
     let vectors: [iovec]
     init(_ vectors: [iovec]) { self.vectors = vectors }
+}
+
+extension Duration {
+    /// The duration in seconds, as a `Double` (for rates and reports).
+    public var seconds: Double {
+        let (s, a) = components
+        return Double(s) + Double(a) / 1e18
+    }
 }

@@ -171,9 +171,3 @@ struct Demo: AsyncParsableCommand {
     }
 }
 
-extension Duration {
-    var seconds: Double {
-        let (s, a) = components
-        return Double(s) + Double(a) / 1e18
-    }
-}
