@@ -10,11 +10,17 @@ public struct ControlRequest: Codable, Sendable {
     /// resync: `incremental` (default), `full`, `checksum` or `verify`.
     public var mode: String?
     public var dryRun: Bool?
+    /// place: the VMs that may move (nil: all).
+    public var vms: [String]?
+    /// place: the host the named VMs must run on.
+    public var on: String?
 
     public init(
         command: String, vm: String? = nil, to: String? = nil, force: Bool? = nil, full: Bool? = nil, mode: String? = nil,
-        dryRun: Bool? = nil
+        dryRun: Bool? = nil, vms: [String]? = nil, on: String? = nil
     ) {
+        self.vms = vms
+        self.on = on
         self.mode = mode
         self.command = command
         self.vm = vm
@@ -119,13 +125,31 @@ public struct VolumeReport: Codable, Sendable {
 }
 
 public struct PlaceReport: Codable, Sendable {
+    /// Each host's capacity as the plan used it, and where it came from (`config`, `libvirt`,
+    /// `peer heartbeat`, `assumed like this host`).
+    public struct HostCapacity: Codable, Sendable, Equatable {
+        public var name: String
+        public var vcpus: Int
+        public var memoryMiB: Int
+        public var source: String
+
+        public init(name: String, vcpus: Int, memoryMiB: Int, source: String) {
+            self.name = name
+            self.vcpus = vcpus
+            self.memoryMiB = memoryMiB
+            self.source = source
+        }
+    }
+
+    public var hosts: [HostCapacity]
     public var moves: [String]
     public var unplaced: [String]
     public var scoreBefore: Double
     public var scoreAfter: Double
     public var applied: [String]
 
-    public init(moves: [String], unplaced: [String], scoreBefore: Double, scoreAfter: Double, applied: [String]) {
+    public init(hosts: [HostCapacity], moves: [String], unplaced: [String], scoreBefore: Double, scoreAfter: Double, applied: [String]) {
+        self.hosts = hosts
         self.moves = moves
         self.unplaced = unplaced
         self.scoreBefore = scoreBefore

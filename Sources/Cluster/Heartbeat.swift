@@ -7,7 +7,7 @@ import Crypto
 /// | bytes | field |
 /// |---|---|
 /// | 4 | magic `VMHB` |
-/// | 1 | version (1) |
+/// | 1 | version (2; version 1 has no capacity field and is still accepted) |
 /// | 1 | network index this copy was sent on |
 /// | 1 + n | cluster name (length-prefixed UTF-8) |
 /// | 1 + n | sender host name |
@@ -16,15 +16,17 @@ import Crypto
 /// | 8 | timestamp: sender's monotonic clock, ns |
 /// | 8 | echoed incarnation: the receiver's incarnation whose timestamp is echoed (0: none) |
 /// | 8 | echoed timestamp: the latest timestamp the sender received from the receiver |
+/// | 4, 4 | sender's capacity for VMs: vCPUs, memory in MiB (0, 0: unknown) — version 2 only |
 /// | 2 | VM summary count (0 if absent) |
 /// | per VM: 1 + n, 1, 1 | name, module state, replica state |
 /// | 32 | HMAC-SHA256 tag |
 ///
 /// The echo lets a primary know its peer still *hears* it (not just that it hears the peer), which
-/// the fencing rule in docs/witness.md needs.
+/// the fencing rule in docs/witness.md needs. The capacity lets either host plan placements with
+/// the other host's real size (libvirt node info or its own configured override).
 public struct Heartbeat: Sendable, Equatable {
     public static let magic: [UInt8] = Array("VMHB".utf8)
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     static let tagLength = 32
 
     public struct VMSummary: Sendable, Equatable {
@@ -48,11 +50,13 @@ public struct Heartbeat: Sendable, Equatable {
     /// The receiver's (incarnation, timestamp) most recently heard by the sender, if any.
     public var echo: (incarnation: UInt64, timestamp: MonotonicInstant)?
     public var vms: [VMSummary]
+    /// What the sender offers to VMs; nil when it does not know (or sent version 1).
+    public var capacity: Resources?
 
     public init(
         clusterName: String, sender: String, network: Int, incarnation: UInt64, sequence: UInt64,
         timestamp: MonotonicInstant, echo: (incarnation: UInt64, timestamp: MonotonicInstant)? = nil,
-        vms: [VMSummary] = []
+        vms: [VMSummary] = [], capacity: Resources? = nil
     ) {
         self.clusterName = clusterName
         self.sender = sender
@@ -62,13 +66,14 @@ public struct Heartbeat: Sendable, Equatable {
         self.timestamp = timestamp
         self.echo = echo
         self.vms = vms
+        self.capacity = capacity
     }
 
     public static func == (lhs: Heartbeat, rhs: Heartbeat) -> Bool {
         lhs.clusterName == rhs.clusterName && lhs.sender == rhs.sender && lhs.network == rhs.network
             && lhs.incarnation == rhs.incarnation && lhs.sequence == rhs.sequence && lhs.timestamp == rhs.timestamp
             && lhs.echo?.incarnation == rhs.echo?.incarnation && lhs.echo?.timestamp == rhs.echo?.timestamp
-            && lhs.vms == rhs.vms
+            && lhs.vms == rhs.vms && lhs.capacity == rhs.capacity
     }
 
     /// The authenticated payload.
@@ -84,6 +89,9 @@ public struct Heartbeat: Sendable, Equatable {
         appendUInt64(UInt64(bitPattern: timestamp.nanoseconds), to: &bytes)
         appendUInt64(echo?.incarnation ?? 0, to: &bytes)
         appendUInt64(UInt64(bitPattern: echo?.timestamp.nanoseconds ?? 0), to: &bytes)
+        guard let capacityFields = Self.capacityFields(capacity) else { throw .fieldTooLong("capacity \(capacity!)") }
+        appendUInt32(capacityFields.vcpus, to: &bytes)
+        appendUInt32(capacityFields.memoryMiB, to: &bytes)
         guard vms.count <= UInt16.max else { throw .fieldTooLong("VM summary (\(vms.count) entries)") }
         bytes.append(contentsOf: [UInt8(vms.count >> 8), UInt8(vms.count & 0xff)])
         for vm in vms {
@@ -102,6 +110,17 @@ public struct Heartbeat: Sendable, Equatable {
         bytes.append(contentsOf: utf8)
     }
 
+    /// (0, 0) for unknown; nil if a value does not fit the field.
+    private static func capacityFields(_ capacity: Resources?) -> (vcpus: UInt32, memoryMiB: UInt32)? {
+        guard let capacity else { return (0, 0) }
+        guard let vcpus = UInt32(exactly: capacity.vcpus), let memory = UInt32(exactly: capacity.memoryMiB) else { return nil }
+        return (vcpus, memory)
+    }
+
+    private func appendUInt32(_ value: UInt32, to bytes: inout [UInt8]) {
+        for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) }
+    }
+
     private func appendUInt64(_ value: UInt64, to bytes: inout [UInt8]) {
         for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
     }
@@ -109,11 +128,13 @@ public struct Heartbeat: Sendable, Equatable {
     /// Parses and authenticates a payload without any replay state (see `HeartbeatDecoder` for that).
     /// The tag is checked before any field is interpreted: nothing unauthenticated is trusted.
     public static func decode(_ bytes: [UInt8], key: SymmetricKey) throws(HeartbeatError) -> Heartbeat {
-        let minimum = magic.count + 2 + 2 + 8 * 5 + 2 + tagLength
+        var minimum = magic.count + 2 + 2 + 8 * 5 + 2 + tagLength
         guard bytes.count >= magic.count else { throw .truncated(needed: minimum, available: bytes.count) }
         guard Array(bytes[0..<magic.count]) == magic else { throw .badMagic }
         guard bytes.count >= magic.count + 1 else { throw .truncated(needed: minimum, available: bytes.count) }
-        guard bytes[magic.count] == version else { throw .unsupportedVersion(bytes[magic.count]) }
+        let received = bytes[magic.count]
+        guard received == 1 || received == version else { throw .unsupportedVersion(received) }
+        if received >= 2 { minimum += 8 }
         guard bytes.count >= minimum else { throw .truncated(needed: minimum, available: bytes.count) }
         let body = bytes[0..<(bytes.count - tagLength)]
         let tag = bytes[(bytes.count - tagLength)...]
@@ -129,6 +150,11 @@ public struct Heartbeat: Sendable, Equatable {
         let timestamp = MonotonicInstant(nanoseconds: Int64(bitPattern: try reader.uint64()))
         let echoIncarnation = try reader.uint64()
         let echoTimestamp = MonotonicInstant(nanoseconds: Int64(bitPattern: try reader.uint64()))
+        var capacity: Resources?
+        if received >= 2 {
+            let vcpus = try reader.uint32(), memory = try reader.uint32()
+            if vcpus != 0 || memory != 0 { capacity = Resources(vcpus: Int(vcpus), memoryMiB: Int(memory)) }
+        }
         let count = Int(try reader.uint8()) << 8 | Int(try reader.uint8())
         var vms: [VMSummary] = []
         for index in 0..<count {
@@ -142,7 +168,8 @@ public struct Heartbeat: Sendable, Equatable {
         guard reader.isAtEnd else { throw .malformed("\(reader.remaining) trailing bytes") }
         return Heartbeat(
             clusterName: cluster, sender: sender, network: network, incarnation: incarnation, sequence: sequence,
-            timestamp: timestamp, echo: echoIncarnation == 0 ? nil : (echoIncarnation, echoTimestamp), vms: vms)
+            timestamp: timestamp, echo: echoIncarnation == 0 ? nil : (echoIncarnation, echoTimestamp), vms: vms,
+            capacity: capacity)
     }
 }
 
@@ -160,11 +187,16 @@ struct ByteReader {
         return bytes[offset]
     }
 
-    mutating func uint64() throws(HeartbeatError) -> UInt64 {
-        guard offset + 8 <= bytes.count else { throw .truncated(needed: offset + 8, available: bytes.count) }
-        var value: UInt64 = 0
-        for byte in bytes[offset..<(offset + 8)] { value = value << 8 | UInt64(byte) }
-        offset += 8
+    mutating func uint32() throws(HeartbeatError) -> UInt32 { try integer() }
+
+    mutating func uint64() throws(HeartbeatError) -> UInt64 { try integer() }
+
+    private mutating func integer<T: FixedWidthInteger & UnsignedInteger>() throws(HeartbeatError) -> T {
+        let size = T.bitWidth / 8
+        guard offset + size <= bytes.count else { throw .truncated(needed: offset + size, available: bytes.count) }
+        var value: T = 0
+        for byte in bytes[offset..<(offset + size)] { value = value << 8 | T(byte) }
+        offset += size
         return value
     }
 

@@ -46,8 +46,14 @@ public enum Placement {
 
     /// Plans from the current assignment (`current[vm] = host`; VMs absent from it are new and get
     /// placed first, largest first). Throws when the input itself is impossible.
+    ///
+    /// - Parameters:
+    ///   - movable: only these VMs may be moved by rebalancing (`vmha place VM…`); nil: all.
+    ///   - pinned: these VMs must end on the given host (`vmha place VM… --on HOST`); they are
+    ///     placed first and never rebalanced. A pin that would overload its host throws.
     public static func plan(
-        vms: [VM], hosts: [Host], current: [String: String], limits: Limits = Limits()
+        vms: [VM], hosts: [Host], current: [String: String], limits: Limits = Limits(),
+        movable: Set<String>? = nil, pinned: [String: String] = [:]
     ) throws(PlacementError) -> PlacementPlan {
         guard hosts.count == 2 else { throw .wrongHostCount(hosts.count) }
         guard vms.count <= limits.maxVMs else { throw .tooManyVMs(count: vms.count, limit: limits.maxVMs) }
@@ -58,13 +64,24 @@ public enum Placement {
             guard seen.insert(vm.name).inserted else { throw .duplicateVM(vm.name) }
             if let host = current[vm.name], !hostNames.contains(host) { throw .unknownHost(vm: vm.name, host: host) }
         }
+        for name in Set(pinned.keys).union(movable ?? []).sorted() where !seen.contains(name) { throw .unknownVM(name) }
         var assignment = current.filter { seen.contains($0.key) }
         let before = score(sortedVMs, hosts, assignment, limits)
         var moves: [PlacementPlan.Move] = []
         var unplaced: [String] = []
 
+        for (vm, host) in pinned.sorted(by: { $0.key < $1.key }) where assignment[vm] != host {
+            guard hostNames.contains(host) else { throw .unknownHost(vm: vm, host: host) }
+            var trial = assignment
+            trial[vm] = host
+            guard !overloadsMore(sortedVMs, hosts, before: assignment, after: trial) else { throw .doesNotFit(vm: vm, host: host) }
+            moves.append(.init(vm: vm, from: assignment[vm], to: host))
+            assignment = trial
+        }
+        let mayMove = { (vm: String) in pinned[vm] == nil && (movable?.contains(vm) ?? true) }
+
         // New VMs: biggest first (bin-packing habit), each where the score is best.
-        let new = sortedVMs.filter { assignment[$0.name] == nil }
+        let new = sortedVMs.filter { assignment[$0.name] == nil && mayMove($0.name) }
             .sorted { ($0.resources.memoryMiB, $0.resources.vcpus, $1.name) > ($1.resources.memoryMiB, $1.resources.vcpus, $0.name) }
         for vm in new {
             var best: (host: String, score: Double)?
@@ -98,7 +115,7 @@ public enum Placement {
         let other = { (host: String) in hostNames.first { $0 != host }! }
         while moves.filter({ $0.from != nil }).count < limits.maxMoves {
             var best: (vms: [String], score: Double)?
-            for vm in sortedVMs {
+            for vm in sortedVMs where mayMove(vm.name) {
                 guard let from = assignment[vm.name] else { continue }
                 var trial = assignment
                 trial[vm.name] = other(from)
@@ -109,8 +126,8 @@ public enum Placement {
                 }
             }
             if best == nil, moves.filter({ $0.from != nil }).count + 2 <= limits.maxMoves {
-                for first in sortedVMs where assignment[first.name] == hostNames[0] {
-                    for second in sortedVMs where assignment[second.name] == hostNames[1] {
+                for first in sortedVMs where assignment[first.name] == hostNames[0] && mayMove(first.name) {
+                    for second in sortedVMs where assignment[second.name] == hostNames[1] && mayMove(second.name) {
                         var trial = assignment
                         trial[first.name] = hostNames[1]
                         trial[second.name] = hostNames[0]
@@ -223,6 +240,8 @@ public enum PlacementError: Error, Sendable, Equatable, CustomStringConvertible 
     case tooManyVMs(count: Int, limit: Int)
     case duplicateVM(String)
     case unknownHost(vm: String, host: String)
+    case unknownVM(String)
+    case doesNotFit(vm: String, host: String)
 
     public var description: String {
         switch self {
@@ -230,6 +249,8 @@ public enum PlacementError: Error, Sendable, Equatable, CustomStringConvertible 
         case .tooManyVMs(let count, let limit): "\(count) VMs exceed the limit of \(limit) (limits.max_vms)"
         case .duplicateVM(let name): "VM \"\(name)\" is listed twice"
         case .unknownHost(let vm, let host): "VM \"\(vm)\" is on \"\(host)\", which is not one of the hosts"
+        case .unknownVM(let name): "no such VM: \(name)"
+        case .doesNotFit(let vm, let host): "VM \"\(vm)\" does not fit on \(host) (capacity)"
         }
     }
 }

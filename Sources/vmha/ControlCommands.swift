@@ -165,14 +165,21 @@ struct Resync: ParsableCommand {
 struct Place: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Plan (and with no --dry-run, apply as switchovers) a balanced placement of the VMs.")
     @OptionGroup var control: ControlOptions
+    @Argument(help: "Only these VMs may move (default: all).") var vms: [String] = []
+    @Option(help: "Put the named VMs on this host.") var on: String?
     @Flag(help: "Show the plan only.") var dryRun = false
     @Flag(help: "Machine-readable output.") var json = false
 
+    func validate() throws {
+        if on != nil && vms.isEmpty { throw ValidationError("--on needs the VMs to put there") }
+    }
+
     func run() throws {
-        let response = try control.send(ControlRequest(command: "place", dryRun: dryRun))
+        let response = try control.send(ControlRequest(command: "place", dryRun: dryRun, vms: vms.isEmpty ? nil : vms, on: on))
         try failIfRefused(response)
         guard let p = response.place else { throw ExitCode(1) }
         if json { try printJSON(p); return }
+        for h in p.hosts { print("\(h.name): \(h.vcpus) vCPU, \(h.memoryMiB) MiB (\(h.source))") }
         print("score \(p.scoreBefore) -> \(p.scoreAfter); \(p.moves.isEmpty ? "no moves" : "moves:")")
         for m in p.moves { print("  \(m)") }
         for u in p.unplaced { print("  unplaced: \(u)") }

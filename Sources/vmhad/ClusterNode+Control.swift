@@ -26,7 +26,7 @@ extension ClusterNode {
             for replication in module.replications { replication.requestResync(mode) }
             return ControlResponse(ok: true, message: "\(name) resync of \(vm) requested")
         case "place":
-            return await place(dryRun: request.dryRun ?? true)
+            return await place(dryRun: request.dryRun ?? true, vms: request.vms, on: request.on)
         default:
             return ControlResponse(ok: false, error: "unknown command \(request.command)")
         }
@@ -114,7 +114,7 @@ extension ClusterNode {
         return false
     }
 
-    func place(dryRun: Bool) async -> ControlResponse {
+    func place(dryRun: Bool, vms names: [String]?, on target: String?) async -> ControlResponse {
         var current: [String: String] = [:]
         var vms: [Placement.VM] = []
         for name in order {
@@ -123,15 +123,17 @@ extension ClusterNode {
             if [.prim, .alone].contains(module.status.state) { current[name] = me.name }
             else if let s = peerSummaries[name], [.prim, .alone].contains(s.state) { current[name] = peer.name }
         }
-        var capacity = Resources(vcpus: 0, memoryMiB: 0)
-        if let info = try? await libvirt?.nodeInfo() { capacity = Resources(vcpus: info.cpus, memoryMiB: Int(info.memoryBytes >> 20)) }
-        let hosts = config.hosts.map { host in
-            // The peer's node info is not known here: both hosts are assumed alike unless configured.
-            Placement.Host(name: host.name, capacity: Resources(vcpus: host.capacity.vcpus ?? capacity.vcpus, memoryMiB: host.capacity.memoryMiB ?? capacity.memoryMiB))
+        if let target, target != me.name && target != peer.name {
+            return ControlResponse(ok: false, error: "--on must be \(me.name) or \(peer.name)")
         }
+        let capacities = placementCapacities()
+        let hosts = capacities.map { Placement.Host(name: $0.name, capacity: Resources(vcpus: $0.vcpus, memoryMiB: $0.memoryMiB)) }
+        let pinned = target.map { host in Dictionary(uniqueKeysWithValues: (names ?? []).map { ($0, host) }) } ?? [:]
         let plan: PlacementPlan
         do {
-            plan = try Placement.plan(vms: vms, hosts: hosts, current: current, limits: .init(maxVMs: config.limits.maxVMs))
+            plan = try Placement.plan(
+                vms: vms, hosts: hosts, current: current, limits: .init(maxVMs: config.limits.maxVMs),
+                movable: names.map(Set.init), pinned: pinned)
         } catch {
             return ControlResponse(ok: false, error: "\(error)")
         }
@@ -145,6 +147,24 @@ extension ClusterNode {
             }
         }
         return ControlResponse(ok: true, place: PlaceReport(
-            moves: plan.moves.map(\.description), unplaced: plan.unplaced, scoreBefore: plan.scoreBefore, scoreAfter: plan.scoreAfter, applied: applied))
+            hosts: capacities, moves: plan.moves.map(\.description), unplaced: plan.unplaced, scoreBefore: plan.scoreBefore,
+            scoreAfter: plan.scoreAfter, applied: applied))
+    }
+
+    /// Both hosts' capacities in configuration order: this host's own; the peer's from this
+    /// host's config entry for it if set, else from its heartbeats, else assumed like this host.
+    func placementCapacities() -> [PlaceReport.HostCapacity] {
+        config.hosts.map { host in
+            if host.name == me.name {
+                let configured = me.capacity.vcpus != nil || me.capacity.memoryMiB != nil
+                return .init(name: host.name, vcpus: localCapacity.vcpus, memoryMiB: localCapacity.memoryMiB, source: configured ? "config" : "libvirt")
+            }
+            let reported = peerCapacity
+            let base = reported ?? localCapacity
+            let vcpus = host.capacity.vcpus ?? base.vcpus, memory = host.capacity.memoryMiB ?? base.memoryMiB
+            let source = host.capacity.vcpus != nil && host.capacity.memoryMiB != nil ? "config"
+                : reported != nil ? "peer heartbeat" : "assumed like \(me.name)"
+            return .init(name: host.name, vcpus: vcpus, memoryMiB: memory, source: source)
+        }
     }
 }

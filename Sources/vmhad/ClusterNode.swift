@@ -33,6 +33,12 @@ final class VMModule {
     var lastError: String?
     var notStartedReason: String?
     var lastPeer: Heartbeat.VMSummary?
+    /// Set when this host started the VM in a failover; only such a VM fails back by itself.
+    var arrivedByFailover = false
+    /// When the domain was restarted after crashes (the last ten minutes).
+    var crashRestarts: [ContinuousClock.Instant] = []
+    /// While vmhad itself shuts the domain down (switchover), its shutdown event is expected.
+    var stoppingDomain = false
 
     init(config: VMConfiguration, domainXML: DomainXML) {
         self.config = config
@@ -71,6 +77,10 @@ actor ClusterNode {
     enum PeerState: String, Codable { case unknown, alive, lost }
     var peerState: PeerState = .unknown
     var peerSummaries: [String: Heartbeat.VMSummary] = [:]
+    /// What this host offers to VMs (libvirt node info, overridden by `capacity` in its config entry).
+    var localCapacity = Resources.zero
+    /// What the peer says it offers, from its heartbeats.
+    var peerCapacity: Resources?
     var heartbeatSockets: [UDPSocket] = []
 
     // Witness lease.
@@ -123,6 +133,11 @@ actor ClusterNode {
     func start() async throws {
         try FileManager.default.createDirectory(atPath: config.nbd.socketDirectory, withIntermediateDirectories: true)
         libvirt = try await LibvirtConnection.open(uri: me.libvirtURI, logger: logger)
+        if let info = try? await libvirt?.nodeInfo() {
+            localCapacity = Resources(vcpus: info.cpus, memoryMiB: Int(info.memoryBytes >> 20))
+        }
+        if let v = me.capacity.vcpus { localCapacity.vcpus = v }
+        if let m = me.capacity.memoryMiB { localCapacity.memoryMiB = m }
         for vm in config.vms {
             let text = try String(contentsOfFile: vm.domainXMLPath, encoding: .utf8)
             let module = VMModule(config: vm, domainXML: try DomainXML(text))
@@ -215,6 +230,7 @@ actor ClusterNode {
         if let e = heartbeat.echo, e.incarnation == incarnation { echo = e.timestamp }
         liveness.received(on: network, at: now, echoedTimestamp: echo)
         heardFromPeer = (heartbeat.incarnation, heartbeat.timestamp)
+        if let capacity = heartbeat.capacity { peerCapacity = capacity }
         for vm in heartbeat.vms { peerSummaries[vm.name] = vm }
     }
 
@@ -229,7 +245,7 @@ actor ClusterNode {
         for (index, socket) in heartbeatSockets.enumerated() {
             let heartbeat = Heartbeat(
                 clusterName: config.clusterName, sender: me.name, network: index, incarnation: incarnation, sequence: sequence,
-                timestamp: now, echo: heardFromPeer, vms: summaries)
+                timestamp: now, echo: heardFromPeer, vms: summaries, capacity: localCapacity)
             guard let bytes = try? heartbeat.encode(key: SymmetricKey(data: key)) else { continue }
             let target = peer.heartbeatAddresses[index]
             if let address = TCPSocket.Address("\(target.host):\(target.port)") { socket.send(bytes, to: address) }
@@ -330,24 +346,19 @@ actor ClusterNode {
             let waiting = order.map { modules[$0]! }.filter { $0.status.state == .wait && $0.notStartedReason == nil }
             if !waiting.isEmpty { await failover(waiting) }
         }
+        if peerState == .alive { await failBack() }
     }
 
     // MARK: - Failover
 
     func failover(_ waiting: [VMModule]) async {
         let started = ContinuousClock.now
-        var capacity = Resources(vcpus: 0, memoryMiB: 0)
-        if let info = try? await libvirt?.nodeInfo() {
-            capacity = Resources(vcpus: info.cpus, memoryMiB: Int(info.memoryBytes >> 20))
-        }
-        if let v = me.capacity.vcpus { capacity.vcpus = v }
-        if let m = me.capacity.memoryMiB { capacity.memoryMiB = m }
         let running = modules.values.filter { $0.status.state == .prim || $0.status.state == .alone }.map(\.resources)
         let plan = FailoverPlan.make(
             lostHostVMs: waiting.map {
                 FailoverPlan.Candidate(name: $0.config.name, priority: $0.config.priority, resources: $0.resources, replica: $0.status.replica)
             },
-            survivorCapacity: capacity, alreadyRunning: running, maxConcurrentStarts: config.limits.concurrentStarts)
+            survivorCapacity: localCapacity, alreadyRunning: running, maxConcurrentStarts: config.limits.concurrentStarts)
         for skipped in plan.notStarted {
             modules[skipped.name]?.notStartedReason = skipped.reason.description
             record("failover: \(skipped.name) not started: \(skipped.reason)")
@@ -359,9 +370,26 @@ actor ClusterNode {
                     group.addTask { await self.feed(named: name, .witnessVoteGranted) }
                 }
             }
+            for name in wave where modules[name]?.status.state == .alone { modules[name]?.arrivedByFailover = true }
         }
         if !plan.waves.isEmpty {
             record("failover done in \(started.duration(to: .now)) (\(plan.waves.joined().count) started, \(plan.notStarted.count) not started)")
+        }
+    }
+
+    /// `failback = "automatic"`: a VM this host took over in a failover goes back to its preferred
+    /// host once that host is back and its replica is UpToDate again (the resync is done). A VM
+    /// moved here by an operator (`vmha migrate`, `vmha place`) stays.
+    func failBack() async {
+        for name in order {
+            let module = modules[name]!
+            guard module.config.failback == .automatic, module.arrivedByFailover, module.status.state == .prim,
+                module.status.replica == .upToDate, module.config.preferredHost == peer.name,
+                let summary = peerSummaries[name], summary.state == .second, summary.replica == .upToDate
+            else { continue }
+            module.arrivedByFailover = false
+            record("failback: \(name) returns to \(peer.name) (failback = automatic)")
+            if let problem = await switchover(module) { record("failback of \(name) failed: \(problem)") }
         }
     }
 
@@ -431,7 +459,11 @@ actor ClusterNode {
             // A module that does not run the VM here must not have a live domain here.
             if [.second].contains(module.status.state) { await destroyStrayDomain(module) }
         }
-        if module.status.state == .prim || module.status.state == .alone { module.notStartedReason = nil }
+        if module.status.state == .prim || module.status.state == .alone {
+            module.notStartedReason = nil
+        } else {
+            module.arrivedByFailover = false
+        }
     }
 
     func updateReplica(_ module: VMModule) async {
@@ -606,6 +638,8 @@ actor ClusterNode {
 
     func stopDomain(_ module: VMModule, graceful: Bool) async throws {
         guard let domain = await localDomain(module) else { return }
+        module.stoppingDomain = true
+        defer { module.stoppingDomain = false }
         if graceful {
             _ = try await domain.shutdown(timeout: .seconds(60))
         } else if try await domain.state().isActive {
@@ -651,6 +685,55 @@ actor ClusterNode {
                 }
             }
         }
+    }
+
+    // MARK: - Crashed domains
+
+    /// Restarts a running VM's domain when QEMU dies or the guest crashes (libvirt's stopped/failed,
+    /// stopped/crashed and crashed events); a guest that shuts itself down stays down. At most
+    /// `maxCrashRestarts` in `crashRestartWindow`, then the VM is left down with an error.
+    func domainEventLoop() async {
+        guard let libvirt else { return }
+        for await event in libvirt.events() {
+            if stopping { return }
+            guard case .domain(let domainEvent) = event else { continue }
+            let reason: String
+            switch domainEvent.kind {
+            case .stopped(.failed): reason = "its QEMU process died"
+            case .stopped(.crashed), .crashed: reason = "the guest crashed"
+            case .stopped(.shutdown):
+                if let module = modules.values.first(where: { $0.domainXML.name == domainEvent.domainName }),
+                    [.prim, .alone].contains(module.status.state), !module.stoppingDomain
+                {
+                    record("\(module.config.name): the guest shut itself down; left down")
+                }
+                continue
+            default: continue
+            }
+            guard let module = modules.values.first(where: { $0.domainXML.name == domainEvent.domainName }) else { continue }
+            await operations.acquire()
+            await restartCrashed(module, reason: reason)
+            operations.release()
+        }
+    }
+
+    static let maxCrashRestarts = 3
+    static let crashRestartWindow = Duration.seconds(600)
+
+    func restartCrashed(_ module: VMModule, reason: String) async {
+        let name = module.config.name
+        guard [.prim, .alone].contains(module.status.state), !fenced, !stopping else { return }
+        let now = ContinuousClock.now
+        module.crashRestarts.removeAll { $0.duration(to: now) > Self.crashRestartWindow }
+        guard module.crashRestarts.count < Self.maxCrashRestarts else {
+            module.lastError = "domain stopped (\(reason)) \(Self.maxCrashRestarts + 1) times within \(Self.crashRestartWindow); not restarted again"
+            record("\(name): \(module.lastError!)")
+            return
+        }
+        module.crashRestarts.append(now)
+        if let domain = await localDomain(module), (try? await domain.state().isActive) == true { try? await domain.destroy() }
+        record("\(name): \(reason); restarting its domain on \(me.name) (\(module.crashRestarts.count) of \(Self.maxCrashRestarts) in \(Self.crashRestartWindow))")
+        await feed(module, .domainCrashed)
     }
 
     // MARK: - Peer commands (switchover)

@@ -24,11 +24,10 @@ struct ClusterService: Service {
             group.addTask { await node.heartbeatLoop() }
             group.addTask { await node.controlLoop() }
             group.addTask { await node.resumeLoop() }
-            group.addTask {
-                try? await gracefulShutdown()
-                await node.beginStopping()
-            }
-            await group.waitForAll()
+            group.addTask { await node.domainEventLoop() }
+            try? await gracefulShutdown()
+            await node.beginStopping()
+            group.cancelAll()  // ends the loops' sleeps and the libvirt event stream
         }
         control.stop()
         await node.stop()

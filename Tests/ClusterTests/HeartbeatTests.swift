@@ -9,7 +9,8 @@ import Testing
         Heartbeat(
             clusterName: cluster, sender: sender, network: network, incarnation: incarnation, sequence: sequence,
             timestamp: .milliseconds(1234), echo: (3, .milliseconds(1200)),
-            vms: (0..<25).map { Heartbeat.VMSummary(name: "vm\($0)", state: ModuleState.allCases[$0 % 5], replica: ReplicaState.allCases[$0 % 6]) })
+            vms: (0..<25).map { Heartbeat.VMSummary(name: "vm\($0)", state: ModuleState.allCases[$0 % 5], replica: ReplicaState.allCases[$0 % 6]) },
+            capacity: Resources(vcpus: 64, memoryMiB: 512 * 1024))
     }
 
     func decoder() -> HeartbeatDecoder { HeartbeatDecoder(key: key, clusterName: "c1", localHost: "hostB") }
@@ -20,6 +21,21 @@ import Testing
         #expect(bytes.count < 1400)  // one unfragmented UDP datagram
         var decoder = decoder()
         #expect(try decoder.decode(bytes, receivedOn: 0) == original)
+    }
+
+    /// Version 1 (no capacity field) from a host not yet upgraded is still understood.
+    @Test func versionOneWithoutCapacityIsAccepted() throws {
+        let current = try packet().encode(key: key)
+        let capacityOffset = 4 + 1 + 1 + (1 + 2) + (1 + 5) + 8 * 5
+        var v1 = Array(current[..<capacityOffset]) + Array(current[(capacityOffset + 8)..<(current.count - 32)])
+        v1[4] = 1
+        v1 += HMAC<SHA256>.authenticationCode(for: v1, using: key)
+        var decoder = decoder()
+        let decoded = try decoder.decode(v1, receivedOn: 0)
+        var expected = packet()
+        expected.capacity = nil
+        #expect(decoded == expected)
+        #expect(try packet().encode(key: key)[4] == 2)
     }
 
     @Test func wrongKeyIsRejected() throws {

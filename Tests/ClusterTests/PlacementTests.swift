@@ -53,6 +53,37 @@ import Testing
         #expect(plan.unplaced == ["v2"])
     }
 
+    /// `vmha place VM…`: only the named VMs move, even if moving others would balance better.
+    @Test func onlyNamedVMsMove() throws {
+        let current = Dictionary(uniqueKeysWithValues: Self.vms.map { ($0.name, "hostA") })
+        let plan = try Placement.plan(vms: Self.vms, hosts: Self.hosts, current: current, movable: ["vm03", "vm07"])
+        #expect(Set(plan.moves.map(\.vm)) == ["vm03", "vm07"])
+        #expect(plan.scoreAfter < plan.scoreBefore)
+        let none = try Placement.plan(vms: Self.vms, hosts: Self.hosts, current: current, movable: [])
+        #expect(none.moves.isEmpty)
+    }
+
+    /// `vmha place VM… --on HOST`: the named VMs go there (even against balance), others may not
+    /// follow them; a pin that does not fit is an error, not a partial plan.
+    @Test func pinnedVMsGoWhereTold() throws {
+        let big = Self.hosts.map { Placement.Host(name: $0.name, capacity: Resources(vcpus: 64, memoryMiB: 256 * 1024)) }
+        let current = try Placement.plan(vms: Self.vms, hosts: big, current: [:]).assignment
+        let onA = Self.vms.map(\.name).filter { current[$0] == "hostA" }.prefix(2)
+        let pins = Dictionary(uniqueKeysWithValues: onA.map { ($0, "hostB") })
+        let plan = try Placement.plan(vms: Self.vms, hosts: big, current: current, movable: Set(onA), pinned: pins)
+        #expect(plan.moves.map(\.vm).sorted() == onA.sorted())
+        for vm in onA { #expect(plan.assignment[vm] == "hostB") }
+        let small = [Placement.Host(name: "hostA", capacity: Resources(vcpus: 4, memoryMiB: 4096)),
+                     Placement.Host(name: "hostB", capacity: Resources(vcpus: 4, memoryMiB: 4096))]
+        let two = (0..<2).map { Placement.VM(name: "v\($0)", resources: Resources(vcpus: 2, memoryMiB: 3000)) }
+        #expect(throws: PlacementError.doesNotFit(vm: "v0", host: "hostB")) {
+            try Placement.plan(vms: two, hosts: small, current: ["v0": "hostA", "v1": "hostB"], pinned: ["v0": "hostB"])
+        }
+        #expect(throws: PlacementError.unknownVM("nope")) {
+            try Placement.plan(vms: two, hosts: small, current: [:], movable: ["nope"])
+        }
+    }
+
     @Test func inputErrors() {
         #expect(throws: PlacementError.tooManyVMs(count: 25, limit: 24)) {
             try Placement.plan(vms: Self.vms, hosts: Self.hosts, current: [:], limits: .init(maxVMs: 24))
