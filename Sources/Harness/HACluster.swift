@@ -29,7 +29,14 @@ public final class HACluster: @unchecked Sendable {
 
     /// Writes the key, the domain XML and one configuration per host (the hosts share /tmp, so
     /// their files differ only in paths); starts nothing.
-    public init(cluster: TestCluster, guest: TestGuest, vmhad: String, vmha: String, diskBytes: UInt64 = 64 << 20) throws {
+    /// - Parameters:
+    ///   - failback: vm1's `failback` policy (`manual` or `automatic`).
+    ///   - ownCapacity: a `capacity` override written only into that host's own configuration
+    ///     (index 0 = A, 1 = B), so the other host learns it from heartbeats.
+    public init(
+        cluster: TestCluster, guest: TestGuest, vmhad: String, vmha: String, diskBytes: UInt64 = 64 << 20,
+        failback: String = "manual", ownCapacity: [Int: (vcpus: Int, memoryMiB: Int)] = [:]
+    ) throws {
         precondition(cluster.hosts.count >= 3, "hosts A, B and the witness host C")
         self.cluster = cluster
         self.vmhad = vmhad
@@ -52,19 +59,20 @@ public final class HACluster: @unchecked Sendable {
         try domain.xml(guest: guest).write(toFile: "\(scratch)/vm1.xml", atomically: true, encoding: .utf8)
 
         var configPaths: [String] = [], sockets: [String] = []
-        for host in [a, b] {
+        for (i, host) in [a, b].enumerated() {
             let dir = "\(scratch)/\(host.name)"
             try FileManager.default.createDirectory(atPath: "\(dir)/nbd", withIntermediateDirectories: true)
             try QemuNBD.createImage(at: "\(dir)/vm1.img", bytes: diskBytes)
             let hostsTOML = [a, b].enumerated().map { j, h in
                 let address = cluster.address(of: j, toward: 1 - j)
+                let capacity = j == i ? ownCapacity[j].map { "\n[hosts.capacity]\nvcpus = \($0.vcpus)\nmemory_mib = \($0.memoryMiB)" } ?? "" : ""
                 return """
                     [[hosts]]
                     name = "\(h.name)"
                     replication_address = "\(address):7789"
                     heartbeat_addresses = ["\(address):7788"]
                     libvirt_uri = "\(h.uri)"
-                    domain_type = "qemu"
+                    domain_type = "qemu"\(capacity)
                     """
             }.joined(separator: "\n")
             let toml = """
@@ -82,6 +90,7 @@ public final class HACluster: @unchecked Sendable {
                 name = "vm1"
                 domain_xml = "\(scratch)/vm1.xml"
                 preferred_host = "\(a.name)"
+                failback = "\(failback)"
                 [[vms.disks]]
                 target = "vda"
                 image = "\(dir)/vm1.img"
@@ -116,6 +125,18 @@ public final class HACluster: @unchecked Sendable {
         daemons[host] = try NamespacedDaemon(
             namespace: cluster.hosts[host].netns, executable: vmhad,
             arguments: ["--config", configPaths[host], "--host", name], logPath: "\(scratch)/vmhad-\(name)-\(logIndex).log")
+    }
+
+    /// Starts the witness and both vmhad and waits until vm1 runs on A (its preferred host), B's
+    /// replica is UpToDate (after the initial full sync) and the guest has acknowledged 5 records.
+    public func startAndWaitUntilRedundant() async throws {
+        try startWitness()
+        try startDaemon(0)
+        try startDaemon(1)
+        try await Self.waitUntil("vm1 PRIM on A, B UpToDate", timeout: .seconds(90)) {
+            vm(0)?.state == "PRIM" && vm(1)?.state == "SECOND" && vm(1)?.replica == "upToDate"
+        }
+        try await serial.waitForACK(after: 5, timeout: .seconds(60))
     }
 
     /// `vmha status --json` of one host (nil while its vmhad does not answer).

@@ -70,15 +70,9 @@ struct FailoverTests {
             let ha = try HACluster(cluster: cluster, guest: guest, vmhad: vmhad, vmha: vmha)
             let (a, b) = (ha.hostA, ha.hostB)
             let serial = ha.serial
-            try ha.startWitness()
-            try ha.startDaemon(0)
-            try ha.startDaemon(1)
             do {
                 // Start-up: A (preferred) runs it, B full-syncs and becomes UpToDate.
-                try await HACluster.waitUntil("vm1 PRIM on A, B UpToDate", timeout: .seconds(90)) {
-                    ha.vm(0)?.state == "PRIM" && ha.vm(1)?.state == "SECOND" && ha.vm(1)?.replica == "upToDate"
-                }
-                try await serial.waitForACK(after: 5, timeout: .seconds(60))
+                try await ha.startAndWaitUntilRedundant()
 
                 // (b) A dies hard: vmhad, libvirtd, QEMU killed, links down.
                 ha.daemons[0]?.kill()
