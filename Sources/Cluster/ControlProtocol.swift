@@ -1,7 +1,7 @@
 /// The control API between `vmha` and `vmhad`: one JSON object per line on a root-only UNIX
 /// socket (`<state_directory>/control.sock`, mode 0600), one request and one response per line.
 public struct ControlRequest: Codable, Sendable {
-    /// `status`, `migrate`, `resync`, `place`.
+    /// `status`, `migrate`, `resync`, `place`, `add`, `remove`.
     public var command: String
     public var vm: String?
     public var to: String?
@@ -14,11 +14,17 @@ public struct ControlRequest: Codable, Sendable {
     public var vms: [String]?
     /// place: the host the named VMs must run on.
     public var on: String?
+    /// add: the new `[[vms]]` entry, TOML (`ConfigurationEditor.adding`).
+    public var vmTOML: String?
+    /// remove: shut the VM down first if it runs on this host.
+    public var stop: Bool?
 
     public init(
         command: String, vm: String? = nil, to: String? = nil, force: Bool? = nil, full: Bool? = nil, mode: String? = nil,
-        dryRun: Bool? = nil, vms: [String]? = nil, on: String? = nil
+        dryRun: Bool? = nil, vms: [String]? = nil, on: String? = nil, vmTOML: String? = nil, stop: Bool? = nil
     ) {
+        self.vmTOML = vmTOML
+        self.stop = stop
         self.vms = vms
         self.on = on
         self.mode = mode

@@ -187,3 +187,49 @@ struct Place: ParsableCommand {
         if p.applied.contains(where: { $0.contains("failed") }) { throw ExitCode(1) }
     }
 }
+
+struct Add: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Protect one more VM: adds it to this host's configuration file and starts its module.",
+        discussion: "Run the same command on both hosts (each has its own file); the VM starts once both know it.")
+    @OptionGroup var control: ControlOptions
+    @Argument(help: "The VM's name.") var vm: String
+    @Option(help: "The libvirt domain XML file.") var domainXML: String
+    @Option(help: "A replicated disk: TARGET:IMAGE:METADATA (TARGET is the domain's target device, e.g. vda, or its source path). Repeat for more disks.")
+    var disk: [String] = []
+    @Option(help: "Failover order, highest first.") var priority = 0
+    @Option(help: "The host it should run on.") var preferredHost: String?
+    @Option(help: "automatic or manual.") var failback = "manual"
+
+    func run() throws {
+        guard !disk.isEmpty else { throw ValidationError("give at least one --disk TARGET:IMAGE:METADATA") }
+        var disks: [VMConfiguration.Disk] = []
+        for spec in disk {
+            let parts = spec.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty }) else {
+                throw ValidationError("--disk \(spec): expected TARGET:IMAGE:METADATA")
+            }
+            disks.append(.init(selector: parts[0].hasPrefix("/") ? .source(parts[0]) : .target(parts[0]), imagePath: parts[1], metadataPath: parts[2]))
+        }
+        guard let policy = VMConfiguration.Failback(rawValue: failback) else { throw ValidationError("--failback: automatic or manual") }
+        let entry = VMConfiguration(
+            name: vm, domainXMLPath: domainXML, disks: disks, priority: priority, preferredHost: preferredHost, failback: policy)
+        let response = try control.send(ControlRequest(command: "add", vmTOML: ConfigurationEditor.adding(entry, to: "")))
+        try failIfRefused(response)
+        print(response.message ?? "ok")
+    }
+}
+
+struct Remove: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stop protecting a VM on this host: removes it from the configuration file; images and metadata stay.")
+    @OptionGroup var control: ControlOptions
+    @Argument(help: "The VM.") var vm: String
+    @Flag(help: "If it runs on this host, shut it down first (otherwise that is refused).") var stop = false
+
+    func run() throws {
+        let response = try control.send(ControlRequest(command: "remove", vm: vm, stop: stop))
+        try failIfRefused(response)
+        print(response.message ?? "ok")
+    }
+}

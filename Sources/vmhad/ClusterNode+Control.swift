@@ -25,6 +25,16 @@ extension ClusterNode {
             }
             for replication in module.replications { replication.requestResync(mode) }
             return ControlResponse(ok: true, message: "\(name) resync of \(vm) requested")
+        case "add":
+            guard let block = request.vmTOML else { return ControlResponse(ok: false, error: "add: no VM given") }
+            await operations.acquire()
+            defer { operations.release() }
+            return await addVM(block: block)
+        case "remove":
+            guard let vm = request.vm else { return ControlResponse(ok: false, error: "remove: no VM given") }
+            await operations.acquire()
+            defer { operations.release() }
+            return await removeVM(vm, stop: request.stop ?? false)
         case "place":
             return await place(dryRun: request.dryRun ?? true, vms: request.vms, on: request.on)
         default:

@@ -54,7 +54,9 @@ final class VMModule {
 /// The HA service of one host: heartbeats, witness lease, per-VM module state machines and the
 /// actions they ask for (volumes, replication, libvirt domains).
 actor ClusterNode {
-    let config: ClusterConfiguration
+    /// Changes only through `vmha add`/`vmha remove`, which rewrite `configPath` first.
+    var config: ClusterConfiguration
+    let configPath: String
     let me: HostConfiguration
     let peer: HostConfiguration
     let key: [UInt8]
@@ -100,8 +102,12 @@ actor ClusterNode {
     var failoverLog: [String] = []
     var stopping = false
 
-    init(config: ClusterConfiguration, hostName: String, key: [UInt8], ring: IOUring, socketGroup: gid_t?, logger: Logger) throws {
+    init(
+        config: ClusterConfiguration, configPath: String, hostName: String, key: [UInt8], ring: IOUring, socketGroup: gid_t?,
+        logger: Logger
+    ) throws {
         self.config = config
+        self.configPath = configPath
         self.me = config.host(named: hostName)!
         self.peer = config.peer(of: hostName)!
         self.key = key
@@ -138,20 +144,9 @@ actor ClusterNode {
         }
         if let v = me.capacity.vcpus { localCapacity.vcpus = v }
         if let m = me.capacity.memoryMiB { localCapacity.memoryMiB = m }
-        for vm in config.vms {
-            let text = try String(contentsOfFile: vm.domainXMLPath, encoding: .utf8)
-            let module = VMModule(config: vm, domainXML: try DomainXML(text))
-            modules[vm.name] = module
-            order.append(vm.name)
-        }
         // Every module starts in WAIT with its volumes open as secondaries (served to the peer, if
         // it is primary); the peer's heartbeats or the witness decide who runs what.
-        for name in order {
-            let module = modules[name]!
-            try await openVolumes(module, as: .secondary)
-            try transition(module, .startRequested)
-            module.status.replica = await localReplicaState(module)
-        }
+        for vm in config.vms { try await addModule(vm) }
         await restartReplicaServer()
         for (index, address) in me.heartbeatAddresses.enumerated() {
             let socket = try UDPSocket(bind: TCPSocket.Address("\(address.host):\(address.port)") ?? TCPSocket.Address("0.0.0.0:\(address.port)")!)

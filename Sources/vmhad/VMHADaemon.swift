@@ -176,7 +176,7 @@ extension VMHADaemon {
             throw ExitCode(70)
         }
         let node = try ClusterNode(
-            config: setup.configuration, hostName: setup.host, key: setup.key, ring: ring, socketGroup: setup.socketGroup, logger: logger)
+            config: setup.configuration, configPath: configPath, hostName: setup.host, key: setup.key, ring: ring, socketGroup: setup.socketGroup, logger: logger)
         let service = ClusterService(node: node, controlPath: "\(setup.configuration.stateDirectory)/control.sock", logger: logger)
         try await Self.serve([service], ring: ring, logger: logger)
     }
