@@ -185,6 +185,8 @@ public final class PrimaryReplication: Sendable {
             session.post(PeerGoodbye(reason: 3, message: "\(decision)").encoded())
             throw PeerLinkError.refused("resync decision \(decision): the primary cannot be a sync target")
         }
+        // The peer answered as a sync target only after marking itself Inconsistent durably.
+        await volume.peerIsSyncTarget(resyncNeeded)
         statusBox.withLock {
             $0.peerHost = session.connection.peerHost
             $0.link = .connected
@@ -352,7 +354,8 @@ public final class PrimaryReplication: Sendable {
             return
         }
         // RESYNC_DONE, then a FLUSH barrier: once it is acknowledged the peer has every block
-        // durably and has marked itself consistent.
+        // durably and has marked itself consistent. From here a change it misses must wait again.
+        await volume.peerIsSyncTarget(false)
         session.post(PeerResyncDone(volumeID: session.volumeID, bytesSynced: total).encoded())
         guard let flush = session.submit(.flush), await flush.wait() else { throw session.failure ?? PeerLinkError.closedByPeer }
         try await volume.updateMetadata { $0.generations.resyncFinishedAsSource() }

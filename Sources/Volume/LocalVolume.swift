@@ -78,6 +78,9 @@ public actor LocalVolume {
     /// zero-range sets its bits in the dirty bitmap; with one, only changes the peer did not
     /// acknowledge do.
     private var replicator: (any WriteReplicator)?
+    private var unreplicatedPolicy = UnreplicatedWritePolicy.complete
+    private var peerDurablyOutOfSync = false
+    private var heldWrites: [CheckedContinuation<Void, Never>] = []
     private var rangeLocks = RangeLocks()
     /// Whether this volume already started its own generation since it last replicated (DRBD's
     /// rule: the first change the peer does not get starts a new current generation, so two
@@ -293,6 +296,7 @@ public actor LocalVolume {
     public func close() async throws(VolumeError) {
         guard !closed else { return }
         closed = true
+        wakeHeldWrites()
         let path = configuration.metadataPath
         defer {
             try? directFD.close()
@@ -441,6 +445,7 @@ public actor LocalVolume {
     /// Marks a range in sync again (resync of it was acknowledged by the peer).
     public func clearDirty(offset: UInt64, length: UInt64) {
         try? bitmap.clear(offset: offset, length: length)
+        if !heldWrites.isEmpty { wakeHeldWrites() }
     }
 
     /// Replaces the bitmap with `other`'s bits added (the peer's bitmap at connect time).
@@ -458,6 +463,7 @@ public actor LocalVolume {
     /// Records a sync point: the replicas agree, nothing is dirty.
     public func clearDirty() async throws(VolumeError) {
         bitmap.clearAll()
+        wakeHeldWrites()
         try await persistBitmap()
     }
 
@@ -501,8 +507,20 @@ public actor LocalVolume {
         change: (UInt64, UInt64) -> ReplicatedChange,
         body: (UInt64, UInt64) async throws(Errno) -> Void
     ) async throws(VolumeError) {
+        let unreplicated = try await modifyInRangeLock(offset: offset, length: length, origin: origin, change: change, body: body)
+        // Outside the range lock: the resync that will carry this range to the peer takes it.
+        if unreplicated { try await waitUntilReplicatedOrAllowed(offset: offset, length: length) }
+    }
+
+    /// The change itself; returns whether some of it is not on the peer (its range is dirty).
+    private func modifyInRangeLock(
+        offset: UInt64, length: UInt64, origin: Origin,
+        change: (UInt64, UInt64) -> ReplicatedChange,
+        body: (UInt64, UInt64) async throws(Errno) -> Void
+    ) async throws(VolumeError) -> Bool {
         try check(offset: offset, length: length)
-        guard length > 0 else { return }
+        guard length > 0 else { return false }
+        var unreplicated = false
         await lockRange(offset, offset + length)
         defer { unlockRange(offset, offset + length) }
         let chunk = UInt64(max(1, activityLog.configuration.hotExtentLimit / 4)) * activityLog.configuration.extentSize
@@ -516,7 +534,9 @@ public actor LocalVolume {
             let logged = origin == .guest
             if logged { try await activate(offset: start, length: piece) }
             defer { if logged { releaseExtents(offset: start, length: piece) } }
-            if origin == .guest && replicator == nil { await startOwnGenerationIfNeeded() }
+            // A held change starts no generation: it may never be acknowledged (see
+            // waitUntilReplicatedOrAllowed), and then the peer's next resync simply overwrites it.
+            if origin == .guest && replicator == nil && unreplicatedPolicy == .complete { await startOwnGenerationIfNeeded() }
             let ticket = origin == .guest ? replicator?.submit(change(position, piece)) : nil
             var dirty = origin == .guest && ticket == nil
             var failure: Errno?
@@ -528,12 +548,60 @@ public actor LocalVolume {
             }
             if let ticket, !(await ticket.wait()) {
                 dirty = true
-                await startOwnGenerationIfNeeded()
+                if unreplicatedPolicy == .complete { await startOwnGenerationIfNeeded() }
             }
             if dirty { try? bitmap.set(offset: position, length: piece) }  // in range: checked above
             if let failure { throw .io(path: configuration.imagePath, failure) }
+            if dirty && origin == .guest { unreplicated = true }
             position += piece
         }
+        return unreplicated
+    }
+
+    /// A guest change the peer did not get, under ``UnreplicatedWritePolicy/hold``, completes only
+    /// once the peer has it after all (a resync cleared its bits, or the peer became a durable sync
+    /// target) or the policy changes; under `.fail`, or when the volume closes, it fails: the guest
+    /// never saw it acknowledged, so nothing acknowledged is lost.
+    private func waitUntilReplicatedOrAllowed(offset: UInt64, length: UInt64) async throws(VolumeError) {
+        func missing() -> Bool { !peerDurablyOutOfSync && ((try? bitmap.isSet(offset: offset, length: length)) ?? false) }
+        var held = false
+        while unreplicatedPolicy == .hold && !closed && missing() {
+            held = true
+            await withCheckedContinuation { heldWrites.append($0) }
+        }
+        if closed && held { throw .closed(name: configuration.name) }
+        guard missing() else { return }
+        switch unreplicatedPolicy {
+        case .complete:
+            // From now on we write without the peer, so (DRBD's rule) a generation of our own
+            // must be durable before the answer.
+            await startOwnGenerationIfNeeded()
+        case .fail, .hold:
+            throw .io(path: configuration.imagePath, .ioError)
+        }
+    }
+
+    /// What to do with guest changes the peer misses from now on; held ones are re-examined.
+    public func setUnreplicatedWritePolicy(_ policy: UnreplicatedWritePolicy) {
+        unreplicatedPolicy = policy
+        wakeHeldWrites()
+    }
+
+    /// Set by the replication while the peer is durably Inconsistent (a sync target from its
+    /// VOLUME_STATE answer until RESYNC_DONE): it cannot be promoted, so nothing it misses can be
+    /// lost by a takeover and held changes may complete.
+    public func peerIsSyncTarget(_ value: Bool) {
+        peerDurablyOutOfSync = value
+        if value { wakeHeldWrites() }
+    }
+
+    /// Writes waiting for the peer or for the vote.
+    public var heldWriteCount: Int { heldWrites.count }
+
+    private func wakeHeldWrites() {
+        let waiters = heldWrites
+        heldWrites = []
+        for waiter in waiters { waiter.resume() }
     }
 
     private func lockRange(_ lower: UInt64, _ upper: UInt64) async {

@@ -92,6 +92,8 @@ actor ClusterNode {
     var lastLeaseOutcome = "none"
     var hadLease = false
     var fenced = false
+    /// What primaries do with writes their peer misses; see `applyWritePolicy`.
+    var writePolicy = UnreplicatedWritePolicy.complete
 
     // Secondary volumes are all served by one replica server, restarted when the set changes.
     var replicaServer: ReplicaServer?
@@ -254,6 +256,8 @@ actor ClusterNode {
     /// The vote is wanted while the peer is not heard and this host runs or may take over VMs.
     var wantsLease: Bool {
         guard config.witness != nil else { return false }
+        // ALONE runs on the vote until the peer has taken its replica back (ALONE → PRIM).
+        if modules.values.contains(where: { $0.status.state == .alone }) { return true }
         if peerState == .alive && !liveness.status(at: monotonicNow()).mustFence { return false }
         return modules.values.contains { [.alone, .wait, .prim].contains($0.status.state) }
     }
@@ -295,6 +299,14 @@ actor ClusterNode {
                 let module = modules[name]!
                 guard let summary = peerSummaries[name], summary != module.lastPeer else { continue }
                 module.lastPeer = summary
+                if module.status.state == .alone, [.prim, .alone].contains(summary.state), !lease.mayRunPrimary(at: now) {
+                    // We were cut off and never got the vote; the peer runs the VM, which it can only
+                    // have started with the vote after we had stopped writing (docs/witness.md). Ours
+                    // yields: what our guest wrote since is unacknowledged, and the resync from the
+                    // peer overwrites it.
+                    record("\(name): \(peer.name) took it over while we were cut off without the vote; stopping ours (its unacknowledged writes are discarded)")
+                    await feed(module, .witnessVoteDenied)
+                }
                 let role: PeerRole = switch summary.state {
                 case .prim, .alone: .primary
                 case .second: .secondary
@@ -321,6 +333,7 @@ actor ClusterNode {
         }
         // Witness lease: expiry and fencing.
         let mayRun = lease.mayRunPrimary(at: now)
+        await applyWritePolicy(mayRun: mayRun)
         if hadLease && !mayRun {
             hadLease = false
             logger.warning("witness lease ran out")
@@ -330,9 +343,11 @@ actor ClusterNode {
         if runsPrimaries && live.mustFence && !mayRun && !fenced {
             fenced = true
             logger.warning("fencing: the peer has not echoed our heartbeat and we hold no vote; pausing our domains")
+            await applyWritePolicy(mayRun: mayRun)
             for name in order where [.prim, .alone].contains(modules[name]!.status.state) { await suspendDomain(modules[name]!) }
         } else if fenced && (!live.mustFence || mayRun) {
             fenced = false
+            await applyWritePolicy(mayRun: mayRun)
             logger.notice("fence lifted; resuming domains")
             for name in order where [.prim, .alone].contains(modules[name]!.status.state) { await resumeDomain(modules[name]!) }
         }
@@ -342,6 +357,19 @@ actor ClusterNode {
             if !waiting.isEmpty { await failover(waiting) }
         }
         if peerState == .alive { await failBack() }
+    }
+
+    /// With a witness, a primary acknowledges a change its peer missed only while it holds the
+    /// vote: without it, the peer may take the VM over without that change (docs/witness.md).
+    /// Fenced, such changes fail, so that pausing the guest (which drains its I/O) can finish.
+    func applyWritePolicy(mayRun: Bool) async {
+        let policy: UnreplicatedWritePolicy = config.witness == nil || mayRun ? .complete : fenced ? .fail : .hold
+        guard policy != writePolicy else { return }
+        writePolicy = policy
+        logger.info("unreplicated writes: \(policy)")
+        for module in modules.values where module.role == .primary {
+            for volume in module.volumes { await volume.setUnreplicatedWritePolicy(policy) }
+        }
     }
 
     // MARK: - Failover
@@ -436,6 +464,8 @@ actor ClusterNode {
                     try await stopDomain(module, graceful: !suspended)
                 case .suspendIO:
                     suspended = true
+                    // Giving the VM up: writes the peer misses fail, or the pause would wait on them.
+                    for volume in module.volumes { await volume.setUnreplicatedWritePolicy(.fail) }
                     await suspendDomain(module)
                 case .startResync:
                     break  // PrimaryReplication resyncs by itself on every (re)connect
@@ -523,6 +553,7 @@ actor ClusterNode {
             volumes.append(volume)
             if role == .primary {
                 try await volume.promote()
+                await volume.setUnreplicatedWritePolicy(writePolicy)
             } else {
                 try await volume.demote()
             }
