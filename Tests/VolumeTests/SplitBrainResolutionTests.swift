@@ -88,6 +88,23 @@ import Testing
         #expect(resolve(.discardLeastChanges, youngerPrimary, c, primary: false) == .discardLocal(incremental: true))
     }
 
+    /// The victim's generations through the resolution: its own generation goes to history, a
+    /// broken resync resumes from the same source, and afterwards both sides agree.
+    @Test func theVictimKeepsItsDiscardedGenerationInHistoryAndEndsInSync() {
+        var a = GenerationIdentifiers(current: 0xC), b = GenerationIdentifiers(current: 0xC)
+        a.startNewGeneration(0xA1, origin: .continuedAsPrimary)
+        b.startNewGeneration(0xB1, origin: .promotion)
+        #expect(SyncDecision.decide(local: ReplicaState(generations: b), peer: ReplicaState(generations: a), localWinsTies: false) == .splitBrain)
+        b.discardForSplitBrain(sourceCurrent: a.current)
+        #expect(b.current == 0xA1 && b.history[0] == 0xB1 && b.origin == .unknown)
+        let target = ReplicaState(generations: b, consistency: .inconsistent)
+        #expect(SyncDecision.decide(local: target, peer: ReplicaState(generations: a), localWinsTies: false) == .syncTargetIncremental)
+        a.resyncFinishedAsSource()
+        b.resyncFinishedAsTarget(sourceCurrent: a.current)
+        #expect(SyncDecision.decide(local: ReplicaState(generations: b), peer: ReplicaState(generations: a), localWinsTies: false) == .noSync)
+        #expect(b.history.contains(0xB1))
+    }
+
     /// Both nodes run the function; they must reach the same conclusion whatever the inputs.
     @Test func bothSidesAlwaysAgree() {
         let origins: [GenerationOrigin] = [.unknown, .continuedAsPrimary, .promotion]
