@@ -40,6 +40,30 @@ struct SplitBrainPolicyTests {
         #expect(try hosts.sha256(hosts.imageB) == primaryBefore)
     }
 
+    @Test func aResolutionBrokenByTheVictimsCrashStillEndsWithItsChangesDiscarded() async throws {
+        // The younger primary B changed 32 MiB: it is the victim even though it changed more.
+        let hosts = try await Self.splitBrain(aKiB: 64, bKiB: 32 << 10)
+        let primaryBefore = try hosts.sha256(hosts.imageA)
+        let policy = ["--split-brain", "discard-younger-primary"]
+        let replica = try hosts.startReplica(extra: policy)
+        // 8 MiB/s: the 32 MiB resync takes about 4 s; the victim dies in the middle of it.
+        let primary = try hosts.startPrimary(extra: policy + ["--resync-max-rate", "\(8 << 20)"])
+        try await primary.waitForLog("resync started")
+        try await Task.sleep(for: .milliseconds(1500))
+        await replica.stop(SIGKILL)
+        try await primary.waitForLog("peer link down")
+
+        // Back as an Inconsistent target of the same primary: its bitmap still names every
+        // grain it changed, so the second resync covers them again.
+        let returned = try hosts.startReplica(extra: policy)
+        try await primary.waitForLog("resync finished")
+        #expect(returned.lines(containing: "split brain resolved").isEmpty, "the second connect is an ordinary resync")
+        #expect(primary.lines(containing: "resync started").count == 2)
+        for daemon in hosts.daemons { await daemon.stop() }
+        #expect(try hosts.sha256(hosts.imageA) == primaryBefore)
+        #expect(try hosts.sha256(hosts.imageB) == primaryBefore)
+    }
+
     @Test func aPolicyThatPicksTheRunningPrimaryIsReportedAndChangesNothing() async throws {
         // B (now the secondary) changed 1 MiB, A (the primary) 64 KiB: least-changes picks A.
         let hosts = try await Self.splitBrain(aKiB: 64, bKiB: 1024)
