@@ -69,6 +69,7 @@ let package = Package(
         .target(
             name: "Cluster",
             dependencies: [
+                "Volume",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,4 +1,5 @@
 import TOMLKit
+import Volume
 
 /// The whole configuration of a vmha cluster, parsed from TOML text (see `docs/config.md`).
 ///
@@ -62,11 +63,14 @@ public struct ClusterConfiguration: Sendable, Equatable {
     public var limits: Limits
     public var timeouts: Timeouts
     public var nbd: NBD
+    /// How the replication links settle a split brain (`cluster.split_brain`).
+    public var splitBrainPolicy: SplitBrainPolicy
 
     public init(
         clusterName: String, keyFile: String, stateDirectory: String = "/var/lib/vmha",
         hosts: [HostConfiguration], witness: Witness? = nil, vms: [VMConfiguration] = [],
-        limits: Limits = Limits(), timeouts: Timeouts = Timeouts(), nbd: NBD = NBD()
+        limits: Limits = Limits(), timeouts: Timeouts = Timeouts(), nbd: NBD = NBD(),
+        splitBrainPolicy: SplitBrainPolicy = .disconnect
     ) {
         self.clusterName = clusterName
         self.keyFile = keyFile
@@ -77,6 +81,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
         self.limits = limits
         self.timeouts = timeouts
         self.nbd = nbd
+        self.splitBrainPolicy = splitBrainPolicy
     }
 
     /// The host called `name`, if any.

@@ -1,3 +1,5 @@
+import Volume
+
 /// Turns the TOML tree into a `ClusterConfiguration`, section by section, then checks the rules
 /// that span sections (names, limits, timing).
 struct ConfigurationParser {
@@ -8,6 +10,12 @@ struct ConfigurationParser {
         let name = try cluster.string("name")
         let keyFile = try cluster.string("key_file")
         let stateDirectory = try cluster.optionalString("state_directory") ?? "/var/lib/vmha"
+        let splitBrainText = try cluster.optionalString("split_brain") ?? SplitBrainPolicy.disconnect.rawValue
+        guard let splitBrainPolicy = SplitBrainPolicy(rawValue: splitBrainText) else {
+            throw ConfigurationError(
+                key: cluster.keyPath("split_brain"),
+                problem: "\"\(splitBrainText)\" is not one of \(SplitBrainPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         try cluster.rejectUnknownKeys()
 
         let hosts = try parseHosts()
@@ -24,7 +32,7 @@ struct ConfigurationParser {
         }
         return ClusterConfiguration(
             clusterName: name, keyFile: keyFile, stateDirectory: stateDirectory, hosts: hosts, witness: witness,
-            vms: vms, limits: limits, timeouts: timeouts, nbd: nbd)
+            vms: vms, limits: limits, timeouts: timeouts, nbd: nbd, splitBrainPolicy: splitBrainPolicy)
     }
 
     private func address(_ text: String, key: String) throws(ConfigurationError) -> EndpointAddress {

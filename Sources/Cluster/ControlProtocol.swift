@@ -116,8 +116,10 @@ public struct VolumeReport: Codable, Sendable {
     public var resyncSeconds: Double
     public var resyncsCompleted: Int
     public var lastError: String?
+    /// What the last split brain settled by policy discarded (`ReplicationStatus.splitBrainResolved`).
+    public var splitBrainResolved: String?
 
-    public init(name: String, role: String, link: String, dirtyBytes: UInt64, resyncTotalBytes: UInt64, resyncDoneBytes: UInt64, resyncSeconds: Double, resyncsCompleted: Int, lastError: String?) {
+    public init(name: String, role: String, link: String, dirtyBytes: UInt64, resyncTotalBytes: UInt64, resyncDoneBytes: UInt64, resyncSeconds: Double, resyncsCompleted: Int, lastError: String?, splitBrainResolved: String? = nil) {
         self.name = name
         self.role = role
         self.link = link
@@ -127,6 +129,7 @@ public struct VolumeReport: Codable, Sendable {
         self.resyncSeconds = resyncSeconds
         self.resyncsCompleted = resyncsCompleted
         self.lastError = lastError
+        self.splitBrainResolved = splitBrainResolved
     }
 }
 

@@ -88,9 +88,11 @@ public struct PeerFrameHeader: Sendable, Hashable {
         guard crc.value == stored else { throw .badHeaderChecksum(expected: crc.value, found: stored) }
 
         let version: UInt16 = raw.readBigEndian(at: 4)
-        guard PeerProtocol.supportedVersions.contains(version) else { throw .unsupportedVersion(version) }
         let rawType: UInt16 = raw.readBigEndian(at: 6)
         guard let type = PeerFrameType(rawValue: rawType) else { throw .unknownFrameType(rawType) }
+        // Handshake frames keep header version 1 in every build, so any two builds can negotiate or refuse.
+        guard PeerProtocol.supportedVersions.contains(version) || (type.isHandshake && version == PeerProtocol.handshakeFrameVersion)
+        else { throw .unsupportedVersion(version) }
         let flags = PeerFrameFlags(rawValue: raw.readBigEndian(at: 8))
         guard flags.isSubset(of: type.allowedFlags) else {
             throw .invalidFlags(type: type, flags: flags.subtracting(type.allowedFlags).rawValue)

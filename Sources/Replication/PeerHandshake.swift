@@ -90,7 +90,7 @@ public struct PeerHandshake: Sendable {
     }
 
     /// Handshake frames are always encoded as version 1: their layout is frozen.
-    static let frameVersion: UInt16 = 1
+    static let frameVersion = PeerProtocol.handshakeFrameVersion
     static let label = Array("vmha-peer-v1".utf8)
 
     public let role: Role

@@ -3,10 +3,14 @@ public enum PeerProtocol {
     /// "VMHP" read as a big-endian u32.
     public static let magic: UInt32 = 0x564D_4850
     /// The only version this build speaks. Bumped on any incompatible change of a
-    /// payload; the header layout and the HELLO/REFUSE payloads are frozen so two
-    /// different versions can always tell each other why they cannot talk.
-    public static let currentVersion: UInt16 = 1
-    public static let supportedVersions: ClosedRange<UInt16> = 1...1
+    /// payload; the header layout and the handshake frames (always header version 1,
+    /// ``handshakeFrameVersion``) are frozen so two different versions can always tell
+    /// each other why they cannot talk. Version 2: VOLUME_STATE carries the split-brain
+    /// policy and the generation origin.
+    public static let currentVersion: UInt16 = 2
+    public static let supportedVersions: ClosedRange<UInt16> = 2...2
+    /// Header version of HELLO, CHALLENGE, RESPONSE, WELCOME and REFUSE in every build.
+    public static let handshakeFrameVersion: UInt16 = 1
     /// Fixed header size in bytes.
     public static let headerSize = 32
     /// Largest data block a WRITE or RESYNC_DATA frame carries. 32 MiB is well

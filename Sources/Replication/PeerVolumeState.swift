@@ -20,7 +20,8 @@ import Volume
 /// | 64 | 8 | dirty bytes (0 = bitmap empty) |
 /// | 72 | 1 | consistency (0 inconsistent, 1 outdated, 2 consistent) |
 /// | 73 | 1 | role flags (bit 0 primary, bit 1 was-primary, bit 2 crashed-primary) |
-/// | 74 | 2 | reserved (0) |
+/// | 74 | 1 | split-brain policy (0 disconnect, 1 discard-younger-primary, 2 discard-least-changes, 3 discard-zero-changes) |
+/// | 75 | 1 | generation origin (0 unknown, 1 continued as primary, 2 promotion) |
 /// | 76 | 2+n | volume name (u16 length + UTF-8, 1–255 bytes) |
 public struct PeerVolumeState: PeerMessageCodable {
     public static let frameType = PeerFrameType.volumeState
@@ -47,10 +48,12 @@ public struct PeerVolumeState: PeerMessageCodable {
     public var roles: Roles
     /// Bytes covered by set bits of the dirty bitmap (0 = nothing to resync from this side).
     public var dirtyBytes: UInt64
+    /// The sender's policy: both sides settle a split brain independently, so they must agree.
+    public var splitBrainPolicy: SplitBrainPolicy
 
     public init(volumeID: UInt32, volumeUUID: UUID, name: String, size: UInt64, grainSize: UInt64,
                 generations: GenerationIdentifiers, consistency: VolumeMetadata.Consistency,
-                roles: Roles, dirtyBytes: UInt64) {
+                roles: Roles, dirtyBytes: UInt64, splitBrainPolicy: SplitBrainPolicy) {
         self.volumeID = volumeID
         self.volumeUUID = volumeUUID
         self.name = name
@@ -60,11 +63,14 @@ public struct PeerVolumeState: PeerMessageCodable {
         self.consistency = consistency
         self.roles = roles
         self.dirtyBytes = dirtyBytes
+        self.splitBrainPolicy = splitBrainPolicy
     }
 
     /// The input for ``SyncDecision/decide(local:peer:localWinsTies:)``.
     public var replicaState: ReplicaState {
-        ReplicaState(generations: generations, crashedPrimary: roles.contains(.crashedPrimary), consistency: consistency)
+        ReplicaState(
+            generations: generations, crashedPrimary: roles.contains(.crashedPrimary), consistency: consistency,
+            dirtyBytes: dirtyBytes)
     }
 
     public var isBitmapEmpty: Bool { dirtyBytes == 0 }
@@ -82,7 +88,8 @@ public struct PeerVolumeState: PeerMessageCodable {
         out.appendBigEndian(dirtyBytes)
         out.append(consistency.rawValue)
         out.append(roles.rawValue)
-        out.appendBigEndian(UInt16(0))
+        out.append(Self.code(of: splitBrainPolicy))
+        out.append(generations.origin.rawValue)
         out.appendShortText(name)
     }
 
@@ -104,7 +111,6 @@ public struct PeerVolumeState: PeerMessageCodable {
         let bitmap = try r.read(UInt64.self, "GI bitmap")
         let h0 = try r.read(UInt64.self, "GI history[0]")
         let h1 = try r.read(UInt64.self, "GI history[1]")
-        generations = GenerationIdentifiers(current: current, bitmap: bitmap, history: [h0, h1])
         dirtyBytes = try r.read(UInt64.self, "dirty bytes")
         guard dirtyBytes <= size else {
             throw .fieldOutOfRange(type: type, field: "dirty bytes", value: "\(dirtyBytes) > size \(size)")
@@ -118,9 +124,29 @@ public struct PeerVolumeState: PeerMessageCodable {
         guard roles.isSubset(of: .known) else {
             throw .fieldOutOfRange(type: type, field: "role flags", value: "0x\(String(roles.rawValue, radix: 16))")
         }
-        let reserved = try r.read(UInt16.self, "reserved")
-        guard reserved == 0 else { throw .fieldOutOfRange(type: type, field: "reserved", value: "\(reserved)") }
+        let policy = try r.read(UInt8.self, "split-brain policy")
+        guard let splitBrainPolicy = Self.policy(code: policy) else {
+            throw .fieldOutOfRange(type: type, field: "split-brain policy", value: "\(policy)")
+        }
+        self.splitBrainPolicy = splitBrainPolicy
+        let rawOrigin = try r.read(UInt8.self, "generation origin")
+        guard let origin = GenerationOrigin(rawValue: rawOrigin) else {
+            throw .fieldOutOfRange(type: type, field: "generation origin", value: "\(rawOrigin)")
+        }
+        generations = GenerationIdentifiers(current: current, bitmap: bitmap, history: [h0, h1], origin: origin)
         name = try r.readText("volume name", maximum: PeerProtocol.maximumNameLength, allowEmpty: false)
         try r.finish()
     }
+
+    /// Wire values of the split-brain policies (docs/protocol.md).
+    static func code(of policy: SplitBrainPolicy) -> UInt8 {
+        switch policy {
+        case .disconnect: 0
+        case .discardYoungerPrimary: 1
+        case .discardLeastChanges: 2
+        case .discardZeroChanges: 3
+        }
+    }
+
+    static func policy(code: UInt8) -> SplitBrainPolicy? { SplitBrainPolicy.allCases.first { Self.code(of: $0) == code } }
 }

@@ -141,7 +141,7 @@ public final class PrimaryReplication: Sendable {
             PeerVolumeState(
                 volumeID: session.volumeID, volumeUUID: metadata.volumeUUID, name: volume.configuration.name, size: volume.size,
                 grainSize: metadata.grainSize, generations: local.generations, consistency: local.consistency,
-                roles: [.primary], dirtyBytes: await volume.dirtyBytes
+                roles: [.primary], dirtyBytes: local.dirtyBytes, splitBrainPolicy: options.splitBrainPolicy
             ).encoded())
         guard case .volumeState(let peerState) = await messages.next() else {
             throw session.failure ?? PeerLinkError.unexpected("no VOLUME_STATE from the peer")
@@ -156,12 +156,46 @@ public final class PrimaryReplication: Sendable {
             "replication connected", metadata: ["volume": "\(volume.configuration.name)", "peer": "\(session.connection.peerHost)", "decision": "\(decision)"])
         var resyncNeeded = false
         var fullSyncMethod = Method.data
+        var mergePeerBitmap = false
         switch decision {
         case .noSync:
             break
         case .syncSourceIncremental:
-            // The peer's own out-of-sync bits (writes it made that we never saw) join ours.
-            var peerBitmap = try DirtyBitmap(volumeSize: volume.size, grainSize: metadata.grainSize)
+            mergePeerBitmap = true
+        case .fullSync(source: .local):
+            await volume.markDirty(offset: 0, length: volume.size)
+            resyncNeeded = true
+            if options.checksumFullSync { fullSyncMethod = .checksum }
+        case .splitBrain:
+            let resolution = SplitBrainResolution.resolve(
+                policy: options.splitBrainPolicy, peerPolicy: peerState.splitBrainPolicy, local: local,
+                peer: peerState.replicaState, localIsPrimary: true)
+            guard case .discardPeer(let incremental) = resolution else {
+                // resolve() never discards the running primary; anything else leaves both untouched.
+                let reason = if case .disconnect(let why) = resolution { why } else { "the policy chose the running primary" }
+                session.post(PeerGoodbye(reason: 2, message: "split brain").encoded())
+                throw PeerLinkError.splitBrain(
+                    "both replicas of \(volume.configuration.name) changed since they were last in sync (local \(local.generations), peer \(peerState.generations)); not resolved: \(reason); resolve by discarding one side")
+            }
+            let discard = SplitBrainDiscard(
+                policy: options.splitBrainPolicy, volume: volume.configuration.name, bytes: peerState.dirtyBytes,
+                grainSize: metadata.grainSize, victim: session.connection.peerHost, survivor: options.handshake.hostName,
+                incremental: incremental)
+            discard.log("split brain resolved by policy: discarding the peer's changes", to: logger)
+            statusBox.withLock { $0.splitBrainResolved = discard.summary }
+            if incremental {
+                mergePeerBitmap = true
+            } else {
+                await volume.markDirty(offset: 0, length: volume.size)
+                resyncNeeded = true
+            }
+        default:
+            session.post(PeerGoodbye(reason: 3, message: "\(decision)").encoded())
+            throw PeerLinkError.refused("resync decision \(decision): the primary cannot be a sync target")
+        }
+        if mergePeerBitmap {
+            // The peer's own out-of-sync bits (writes it made that we never saw) join ours, durably:
+            // after a crash here the peer's bitmap is no longer what says which grains it changed.
             var serialized: [UInt8] = []
             while true {
                 guard case .bitmap(let chunk) = await messages.next() else {
@@ -170,20 +204,9 @@ public final class PrimaryReplication: Sendable {
                 serialized.append(contentsOf: chunk.chunk)
                 if chunk.isLast { break }
             }
-            peerBitmap = try DirtyBitmap(volumeSize: volume.size, grainSize: metadata.grainSize, serialized: serialized)
-            try await volume.mergeDirty(peerBitmap)
+            try await volume.mergeDirty(DirtyBitmap(volumeSize: volume.size, grainSize: metadata.grainSize, serialized: serialized))
+            try await volume.persistBitmap()
             resyncNeeded = true
-        case .fullSync(source: .local):
-            await volume.markDirty(offset: 0, length: volume.size)
-            resyncNeeded = true
-            if options.checksumFullSync { fullSyncMethod = .checksum }
-        case .splitBrain:
-            session.post(PeerGoodbye(reason: 2, message: "split brain").encoded())
-            throw PeerLinkError.splitBrain(
-                "both replicas of \(volume.configuration.name) changed since they were last in sync (local \(local.generations), peer \(peerState.generations)); resolve by discarding one side")
-        default:
-            session.post(PeerGoodbye(reason: 3, message: "\(decision)").encoded())
-            throw PeerLinkError.refused("resync decision \(decision): the primary cannot be a sync target")
         }
         // The peer answered as a sync target only after marking itself Inconsistent durably.
         await volume.peerIsSyncTarget(resyncNeeded)

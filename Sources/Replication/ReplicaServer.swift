@@ -225,21 +225,43 @@ public final class ReplicaServer: Sendable {
         }
         let decision = SyncDecision.decide(local: local, peer: peerState.replicaState, localWinsTies: false)
         let target: Bool
+        // Set when a split-brain policy discards this side's changes: whether only the grains of
+        // both bitmaps are copied (our bitmap goes to the primary as for any incremental sync).
+        var discardIncremental: Bool?
         switch decision {
         case .noSync: target = false
         case .syncTargetIncremental, .fullSync(source: .peer): target = true
+        case .splitBrain:
+            // Both sides run the same resolution; the primary sends GOODBYE unless it resolves too.
+            let resolution = SplitBrainResolution.resolve(
+                policy: options.splitBrainPolicy, peerPolicy: peerState.splitBrainPolicy, local: local,
+                peer: peerState.replicaState, localIsPrimary: false)
+            if case .discardLocal(let incremental) = resolution { discardIncremental = incremental }
+            target = discardIncremental != nil
         default:
             // The primary reaches the same decision and refuses; send our state so it can say why.
             target = false
+        }
+        if let incremental = discardIncremental {
+            let discard = SplitBrainDiscard(
+                policy: options.splitBrainPolicy, volume: peerState.name, bytes: local.dirtyBytes,
+                grainSize: metadata.grainSize, victim: options.handshake.hostName, survivor: session.connection.peerHost,
+                incremental: incremental)
+            discard.log("split brain resolved by policy: discarding this host's changes", to: logger)
+            statuses.withLock { $0[peerState.name]?.splitBrainResolved = discard.summary }
         }
         if target {
             // Inconsistent from now until RESYNC_DONE, carrying the source's generation: if the
             // resync breaks, the source's next generation keeps this one as its bitmap UUID and
             // the next connect resumes incrementally from the source's bitmap instead of
-            // starting a full sync again.
+            // starting a full sync again. A split-brain victim's own generation goes to history.
             try await volume.updateMetadata {
                 $0.consistency = .inconsistent
-                $0.generations.current = peerState.generations.current
+                if discardIncremental != nil {
+                    $0.generations.discardForSplitBrain(sourceCurrent: peerState.generations.current)
+                } else {
+                    $0.generations.current = peerState.generations.current
+                }
             }
         }
         activeSessions.withLock { sessions in
@@ -256,9 +278,10 @@ public final class ReplicaServer: Sendable {
             PeerVolumeState(
                 volumeID: session.volumeID, volumeUUID: updated.volumeUUID, name: peerState.name, size: volume.size,
                 grainSize: updated.grainSize, generations: local.generations, consistency: local.consistency,
-                roles: local.crashedPrimary ? [.crashedPrimary] : [], dirtyBytes: await volume.dirtyBytes
+                roles: local.crashedPrimary ? [.crashedPrimary] : [], dirtyBytes: local.dirtyBytes,
+                splitBrainPolicy: options.splitBrainPolicy
             ).encoded())
-        if decision == .syncTargetIncremental {
+        if decision == .syncTargetIncremental || discardIncremental == true {
             let bitmap = await volume.dirtyBitmap().serialized()
             let chunk = 1 << 20
             var offset = 0

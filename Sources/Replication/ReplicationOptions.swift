@@ -16,6 +16,8 @@ public struct ReplicationOptions: Sendable {
     public var checksumFullSync = false
     /// Replicated frames a secondary applies at once.
     public var applyWindow = 128
+    /// How a split brain found at connect time is settled; both hosts must use the same.
+    public var splitBrainPolicy = SplitBrainPolicy.disconnect
     /// Delay between connection attempts.
     public var reconnectInterval: Duration = .seconds(1)
 

@@ -18,6 +18,9 @@ public struct ReplicationStatus: Sendable, Codable, Equatable {
     public var verifyMismatchBytes: UInt64 = 0
     public var resyncsCompleted: Int = 0
     public var lastError: String?
+    /// The last split brain a policy settled: which side's changes were discarded (kept until
+    /// the next one, so an operator sees it after the resync finished).
+    public var splitBrainResolved: String?
 
     public init() {}
 }

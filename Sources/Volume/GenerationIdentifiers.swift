@@ -9,6 +9,8 @@
 /// - `history`: the two previous `bitmap` generations, so a peer that is
 ///   merely *older* (but whose changes are not tracked) is recognised as
 ///   related (full sync) rather than unrelated.
+/// - `origin`: how `current` began (see ``GenerationOrigin``); not an identifier, so not
+///   compared by the resync decision, only by the split-brain policies.
 ///
 /// The rules are documented as a table in `docs/format.md`.
 public struct GenerationIdentifiers: Sendable, Hashable {
@@ -19,24 +21,30 @@ public struct GenerationIdentifiers: Sendable, Hashable {
     public var bitmap: UInt64
     /// `history[0]` is the newer. Always two entries.
     public private(set) var history: [UInt64]
+    public var origin: GenerationOrigin
 
-    public init(current: UInt64 = GenerationIdentifiers.justCreated, bitmap: UInt64 = 0, history: [UInt64] = [0, 0]) {
+    public init(
+        current: UInt64 = GenerationIdentifiers.justCreated, bitmap: UInt64 = 0, history: [UInt64] = [0, 0],
+        origin: GenerationOrigin = .unknown
+    ) {
         self.current = current
         self.bitmap = bitmap
         self.history = Array((history + [0, 0]).prefix(2))
+        self.origin = origin
     }
 
     /// Starts a new data generation (this side becomes primary, or loses its
     /// peer while primary): the old `current` becomes the bitmap generation, so
     /// the changes from now on are exactly what the bitmap tracks.
     /// `newCurrent` must be a fresh random non-zero value.
-    public mutating func startNewGeneration(_ newCurrent: UInt64) {
+    public mutating func startNewGeneration(_ newCurrent: UInt64, origin: GenerationOrigin) {
         if bitmap != 0 {
             // Already tracking since an older generation: keep that link as history.
             pushHistory(bitmap)
         }
         bitmap = current
         current = newCurrent
+        self.origin = origin
     }
 
     /// Resync finished on the sync source: both sides are now at `current`; the
@@ -51,6 +59,16 @@ public struct GenerationIdentifiers: Sendable, Hashable {
         if current != sourceCurrent && current != Self.justCreated { pushHistory(current) }
         current = sourceCurrent
         bitmap = 0
+        origin = .unknown
+    }
+
+    /// A split-brain policy chose this side as the victim: it gives up its own generation for
+    /// the source's and resyncs from it. The discarded generation goes to history, so the
+    /// metadata still shows which data was thrown away.
+    public mutating func discardForSplitBrain(sourceCurrent: UInt64) {
+        pushHistory(current)
+        current = sourceCurrent
+        origin = .unknown
     }
 
     mutating func pushHistory(_ value: UInt64) {

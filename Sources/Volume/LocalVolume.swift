@@ -222,7 +222,9 @@ public actor LocalVolume {
             } else {
                 do {
                     var generations = GenerationIdentifiers()
-                    if configuration.initialRole == .primary { generations.startNewGeneration(.random(in: 1...UInt64.max)) }
+                    if configuration.initialRole == .primary {
+                        generations.startNewGeneration(.random(in: 1...UInt64.max), origin: .promotion)
+                    }
                     metadata = try VolumeMetadata(
                         volumeUUID: UUID(), clusterUUID: configuration.clusterUUID, volumeSize: size,
                         grainSize: configuration.grainSize, activityLog: configuration.activityLog,
@@ -402,7 +404,7 @@ public actor LocalVolume {
     public func promote() async throws(VolumeError) {
         let wasPrimary = metadata.flags.contains(.primary)
         try await updateMetadata {
-            if !wasPrimary { $0.generations.startNewGeneration(.random(in: 1...UInt64.max)) }
+            if !wasPrimary { $0.generations.startNewGeneration(.random(in: 1...UInt64.max), origin: .promotion) }
             $0.flags.insert([.primary, .wasPrimary])
         }
         if !wasPrimary { ownGenerationStarted = true }
@@ -416,7 +418,8 @@ public actor LocalVolume {
     private func startOwnGenerationIfNeeded() async {
         guard !ownGenerationStarted else { return }
         ownGenerationStarted = true
-        try? await updateMetadata { $0.generations.startNewGeneration(.random(in: 1...UInt64.max)) }
+        // Only a primary's guest writes get here: it lost (or never had) its peer while primary.
+        try? await updateMetadata { $0.generations.startNewGeneration(.random(in: 1...UInt64.max), origin: .continuedAsPrimary) }
     }
 
     public var isReplicating: Bool { replicator != nil }
@@ -425,7 +428,7 @@ public actor LocalVolume {
     public var replicaState: ReplicaState {
         ReplicaState(
             generations: metadata.generations, crashedPrimary: openReport.crashedPrimary,
-            consistency: metadata.consistency)
+            consistency: metadata.consistency, dirtyBytes: bitmap.dirtyByteCount)
     }
 
     public var metadataSnapshot: VolumeMetadata { metadata }

@@ -5,12 +5,17 @@ public struct ReplicaState: Sendable, Hashable {
     public var crashedPrimary: Bool
     /// Whether the disk's data is usable as a sync source.
     public var consistency: VolumeMetadata.Consistency
+    /// Bytes set in the dirty bitmap. Bits are cleared only by a completed resync, so after a
+    /// split brain this is what the side changed since both were last in sync (the split-brain
+    /// policies compare it); it never changes the resync direction.
+    public var dirtyBytes: UInt64
 
     public init(generations: GenerationIdentifiers, crashedPrimary: Bool = false,
-                consistency: VolumeMetadata.Consistency = .consistent) {
+                consistency: VolumeMetadata.Consistency = .consistent, dirtyBytes: UInt64 = 0) {
         self.generations = generations
         self.crashedPrimary = crashedPrimary
         self.consistency = consistency
+        self.dirtyBytes = dirtyBytes
     }
 }
 
@@ -28,7 +33,7 @@ public enum SyncDecision: Sendable, Hashable {
     /// Related generations but no bitmap covers the difference: copy everything from `source`.
     case fullSync(source: Side)
     /// Both sides wrote independently since a common ancestor. Needs an operator
-    /// (or a policy) to pick a victim; never resolved automatically here.
+    /// (or a policy, ``SplitBrainResolution``) to pick a victim; never resolved here.
     case splitBrain
     /// No common history: these disks are not replicas of each other.
     case unrelated

@@ -18,7 +18,10 @@ import FoundationEssentials
 /// ```
 public struct VolumeMetadata: Sendable, Hashable {
     public static let magic: [UInt8] = Array("VMHAMETA".utf8)
-    public static let formatVersion: UInt32 = 1
+    /// Version 2 added the generation origin (offset 152). Version 1 files still open (the
+    /// origin reads as unknown: those bytes were reserved zeros) and are written as version 2.
+    public static let formatVersion: UInt32 = 2
+    public static let readableVersions: ClosedRange<UInt32> = 1...2
 
     public enum Role: UInt8, Sendable, Hashable { case secondary = 0, primary = 1 }
 
@@ -141,6 +144,7 @@ public struct VolumeMetadata: Sendable, Hashable {
         b.appendLittleEndian(l.activityLogOffset)                // 128
         b.appendLittleEndian(l.bitmapOffset)                     // 136
         b.appendLittleEndian(l.bitmapLength)                     // 144
+        b.appendLittleEndian(UInt32(generations.origin.rawValue)) // 152
         b.append(contentsOf: repeatElement(0, count: Self.blockSize - b.count))
         b.storeLittleEndian(CRC32C.checksum(b), at: 12)
         return b
@@ -157,7 +161,7 @@ public struct VolumeMetadata: Sendable, Hashable {
         guard block.count == blockSize else { return .damaged("copy is \(block.count) bytes, expected 4096") }
         guard Array(block[0..<8]) == magic else { return .foreign }
         let version: UInt32 = block.readLittleEndian(at: 8)
-        guard version == formatVersion else { return .otherVersion(version) }
+        guard readableVersions.contains(version) else { return .otherVersion(version) }
         var zeroed = block
         zeroed.storeLittleEndian(UInt32(0), at: 12)
         guard CRC32C.checksum(zeroed) == block.readLittleEndian(at: 12, as: UInt32.self) else {
@@ -176,6 +180,11 @@ public struct VolumeMetadata: Sendable, Hashable {
         guard rawConsistency <= 255, let consistency = Consistency(rawValue: UInt8(rawConsistency)) else {
             return .damaged("unknown consistency \(rawConsistency)")
         }
+        // Version 1 kept these bytes zero (reserved): its origin reads as unknown.
+        let rawOrigin: UInt32 = block.readLittleEndian(at: 152)
+        guard rawOrigin <= 255, let origin = GenerationOrigin(rawValue: UInt8(rawOrigin)) else {
+            return .damaged("unknown generation origin \(rawOrigin)")
+        }
         let al = ActivityLog.Configuration(
             extentSize: block.readLittleEndian(at: 72),
             hotExtentLimit: Int(block.readLittleEndian(at: 84, as: UInt32.self)),
@@ -192,7 +201,7 @@ public struct VolumeMetadata: Sendable, Hashable {
                 grainSize: grainSize, activityLog: al,
                 generations: GenerationIdentifiers(
                     current: block.readLittleEndian(at: 88), bitmap: block.readLittleEndian(at: 96),
-                    history: [block.readLittleEndian(at: 104), block.readLittleEndian(at: 112)]),
+                    history: [block.readLittleEndian(at: 104), block.readLittleEndian(at: 112)], origin: origin),
                 flags: flags, consistency: consistency)
         } catch {
             return .damaged(error.description)
@@ -203,7 +212,7 @@ public struct VolumeMetadata: Sendable, Hashable {
               block.readLittleEndian(at: 136, as: UInt64.self) == l.bitmapOffset,
               block.readLittleEndian(at: 144, as: UInt64.self) == l.bitmapLength
         else { return .damaged("region offsets disagree with geometry") }
-        guard block[152...].allSatisfy({ $0 == 0 }) else { return .damaged("reserved bytes not zero") }
+        guard block[156...].allSatisfy({ $0 == 0 }) else { return .damaged("reserved bytes not zero") }
         return .valid(md)
     }
 

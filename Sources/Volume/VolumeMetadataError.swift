@@ -15,7 +15,7 @@ public enum VolumeMetadataError: Error, Sendable, Hashable, CustomStringConverti
     public var description: String {
         switch self {
         case .notVmhaMetadata: "not a vmha metadata file (no VMHAMETA superblock)"
-        case .unsupportedVersion(let v): "unsupported metadata format version \(v) (this build reads \(VolumeMetadata.formatVersion))"
+        case .unsupportedVersion(let v): "unsupported metadata format version \(v) (this build reads versions \(VolumeMetadata.readableVersions.lowerBound)–\(VolumeMetadata.readableVersions.upperBound))"
         case .corrupt(let r): "metadata corrupt: \(r)"
         case .mismatch(let f, let e, let x): "metadata \(f) is \(x) but the volume has \(e)"
         case .invalidConfiguration(let r): "invalid metadata configuration: \(r)"

@@ -101,6 +101,8 @@ struct Status: ParsableCommand {
                 var line = "    \(v.name) \(v.role) link=\(v.link) dirty=\(bytesText(v.dirtyBytes))"
                 if v.link == "syncSource" || v.link == "syncTarget" { line += " resync \(bytesText(v.resyncDoneBytes))/\(bytesText(v.resyncTotalBytes))" }
                 print(line)
+                if v.link == "splitBrain", let e = v.lastError { print("      \(e)") }
+                if let r = v.splitBrainResolved { print("      split brain settled by policy: \(r)") }
             }
             if let e = vm.lastError { print("    error: \(e)") }
             if let n = vm.notStarted { print("    not started: \(n)") }

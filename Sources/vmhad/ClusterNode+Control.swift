@@ -62,7 +62,8 @@ extension ClusterNode {
                     name: module.volumeNames[index], role: module.role == .primary ? "primary" : "secondary",
                     link: status?.link.rawValue ?? "standalone", dirtyBytes: await volume.dirtyBytes,
                     resyncTotalBytes: status?.resyncTotalBytes ?? 0, resyncDoneBytes: status?.resyncDoneBytes ?? 0,
-                    resyncSeconds: status?.resyncSeconds ?? 0, resyncsCompleted: status?.resyncsCompleted ?? 0, lastError: status?.lastError))
+                    resyncSeconds: status?.resyncSeconds ?? 0, resyncsCompleted: status?.resyncsCompleted ?? 0, lastError: status?.lastError,
+                    splitBrainResolved: status?.splitBrainResolved))
             }
             vms.append(VMStatusReport(
                 name: name, state: module.status.state.rawValue, replica: module.status.replica.rawValue,

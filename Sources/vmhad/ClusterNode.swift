@@ -120,6 +120,7 @@ actor ClusterNode {
             handshake: .init(hostName: hostName, clusterName: config.clusterName, clusterKey: SymmetricKey(data: key)))
         options.timing.timeout = config.timeouts.detection * 2 / 3
         options.timing.keepaliveInterval = config.timeouts.heartbeatInterval
+        options.splitBrainPolicy = config.splitBrainPolicy
         self.replicationOptions = options
         // Incarnation: strictly increasing across restarts, persisted in the state directory.
         let path = "\(config.stateDirectory)/incarnation"

@@ -60,6 +60,9 @@ struct VMHADaemon: AsyncParsableCommand {
     @Flag(help: "Full syncs compare SHA-256 digests first and send only the blocks that differ.")
     var checksumResync = false
 
+    @Option(help: "How a split brain found at reconnect is settled: disconnect (stop and report), discard-younger-primary, discard-least-changes or discard-zero-changes. Both hosts must agree; the running primary's data is never discarded.")
+    var splitBrain: SplitBrainPolicy = .disconnect
+
     @Option(help: "Mode of the NBD socket files (octal).")
     var socketMode: String = "660"
 
@@ -126,6 +129,7 @@ struct VMHADaemon: AsyncParsableCommand {
             o.timing.keepaliveInterval = .milliseconds(Int(peerTimeout * 250))
             o.resyncMaxRate = resyncMaxRate
             o.checksumFullSync = checksumResync
+            o.splitBrainPolicy = splitBrain
             options = o
         }
         let replication = replicateTo.flatMap { address in options.map { (peer: TCPSocket.Address(address)!, options: $0) } }
@@ -183,3 +187,4 @@ extension VMHADaemon {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension SplitBrainPolicy: ExpressibleByArgument {}

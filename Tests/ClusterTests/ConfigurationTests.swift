@@ -1,4 +1,5 @@
 import Testing
+import Volume
 @testable import Cluster
 
 @Suite struct ConfigurationTests {
@@ -66,6 +67,7 @@ import Testing
         #expect(config.nbd.socketMode == 0o660)
         #expect(config.nbd.socketGroup == "libvirt-qemu")
         #expect(config.timeouts.detection == .seconds(3))
+        #expect(config.splitBrainPolicy == .discardLeastChanges)
         #expect(config.peer(of: "hostA")?.name == "hostB")
     }
 
@@ -79,6 +81,18 @@ import Testing
         #expect(config.witness == nil)
         #expect(config.vms.isEmpty)
         #expect(config.hosts[0].libvirtURI == "qemu:///system")
+        #expect(config.splitBrainPolicy == .disconnect)
+    }
+
+    @Test func splitBrainPolicyIsOneOfTheKnownNames() throws {
+        for policy in SplitBrainPolicy.allCases {
+            let text = Self.minimal.replacingOccurrences(of: "name = \"c1\"\n", with: "name = \"c1\"\nsplit_brain = \"\(policy.rawValue)\"\n")
+            #expect(try ClusterConfiguration.parse(text).splitBrainPolicy == policy)
+        }
+        let typo = Self.minimal.replacingOccurrences(of: "name = \"c1\"\n", with: "name = \"c1\"\nsplit_brain = \"discard-secondary\"\n")
+        #expect(error(typo) == "cluster.split_brain: \"discard-secondary\" is not one of disconnect, discard-younger-primary, discard-least-changes, discard-zero-changes")
+        let wrongType = Self.minimal.replacingOccurrences(of: "name = \"c1\"\n", with: "name = \"c1\"\nsplit_brain = 1\n")
+        #expect(error(wrongType).hasPrefix("cluster.split_brain: expected a string"))
     }
 
     @Test func ipv6AddressesInBrackets() throws {

@@ -9,7 +9,7 @@ import Volume
         let bytes = header.encoded
         #expect(bytes.count == 32)
         #expect(Array(bytes[0..<4]) == Array("VMHP".utf8))
-        #expect(Array(bytes[4..<12]) == [0, 1, 0, 21, 0, 0, 0, 0])
+        #expect(Array(bytes[4..<12]) == [0, 2, 0, 21, 0, 0, 0, 0])
         #expect(Array(bytes[12..<16]) == [1, 2, 3, 4])
         #expect(Array(bytes[16..<24]) == [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88])
         #expect(Array(bytes[24..<28]) == [0, 0, 0, 4])
@@ -95,7 +95,7 @@ import Volume
         }
     }
 
-    @Test func rejectsUnknownTypeFlagsVersionAndReserved() {
+    @Test func rejectsUnknownTypeFlagsVersionAndReserved() throws {
         func header(mutating body: (inout [UInt8]) -> Void) -> [UInt8] {
             var bytes = PeerAck(volumeID: 1, sequence: 1).encoded()
             body(&bytes)
@@ -108,9 +108,17 @@ import Volume
         #expect(throws: PeerProtocolError.invalidFlags(type: .ack, flags: 1)) {
             try decodeOne(header { $0.storeBigEndian(UInt16(1), at: 8) })
         }
-        #expect(throws: PeerProtocolError.unsupportedVersion(2)) {
-            try decodeOne(header { $0.storeBigEndian(UInt16(2), at: 4) })
+        #expect(throws: PeerProtocolError.unsupportedVersion(3)) {
+            try decodeOne(header { $0.storeBigEndian(UInt16(3), at: 4) })
         }
+        // Version 1 survives only for the frozen handshake frames: a version 1 peer is refused
+        // during the handshake, and none of its data frames is ever accepted.
+        #expect(throws: PeerProtocolError.unsupportedVersion(1)) {
+            try decodeOne(header { $0.storeBigEndian(UInt16(1), at: 4) })
+        }
+        var decoder = PeerFrameDecoder()
+        decoder.receive(PeerWelcome().encoded(version: 1))
+        #expect(try decoder.next()?.header.type == .welcome)
         #expect(throws: PeerProtocolError.nonZeroReserved(0x10)) {
             try decodeOne(header { $0.storeBigEndian(UInt16(0x10), at: 10) })
         }

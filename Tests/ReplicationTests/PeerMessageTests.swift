@@ -13,8 +13,9 @@ let sampleMessages: [PeerMessage] = [
     .volumeState(PeerVolumeState(
         volumeID: 7, volumeUUID: UUID(uuid: (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)), name: "vm-disk0",
         size: 1 << 40, grainSize: 64 << 10,
-        generations: GenerationIdentifiers(current: 0xAAAA, bitmap: 0xBBBB, history: [0xCCCC, 0xDDDD]),
-        consistency: .outdated, roles: [.wasPrimary, .crashedPrimary], dirtyBytes: 3 << 16)),
+        generations: GenerationIdentifiers(current: 0xAAAA, bitmap: 0xBBBB, history: [0xCCCC, 0xDDDD], origin: .promotion),
+        consistency: .outdated, roles: [.wasPrimary, .crashedPrimary], dirtyBytes: 3 << 16,
+        splitBrainPolicy: .discardLeastChanges)),
     .write(PeerWrite(volumeID: 7, sequence: 42, offset: 1 << 30, fua: true, data: [1, 2, 3, 4, 5])),
     .writeZeroes(PeerWriteZeroes(volumeID: 7, sequence: 43, offset: 8192, length: 1 << 20, fua: false, noHole: true)),
     .trim(PeerTrim(volumeID: 7, sequence: 44, offset: 0, length: 4096, fua: true)),
@@ -61,7 +62,8 @@ let sampleMessages: [PeerMessage] = [
     @Test func volumeStateFeedsSyncDecision() {
         guard case .volumeState(let state) = sampleMessages[5] else { Issue.record("sample order changed"); return }
         #expect(state.replicaState == ReplicaState(
-            generations: state.generations, crashedPrimary: true, consistency: .outdated))
+            generations: state.generations, crashedPrimary: true, consistency: .outdated, dirtyBytes: 3 << 16))
+        #expect(state.generations.origin == .promotion)
         #expect(!state.isBitmapEmpty)
     }
 
@@ -126,6 +128,24 @@ let sampleMessages: [PeerMessage] = [
         #expect(throws: PeerProtocolError.fieldOutOfRange(type: .volumeState, field: "grain size", value: "1000")) {
             try decodeMutated(state) { $0.storeBigEndian(UInt64(1000), at: 24) }
         }
+        #expect(throws: PeerProtocolError.fieldOutOfRange(type: .volumeState, field: "split-brain policy", value: "4")) {
+            try decodeMutated(state) { $0[74] = 4 }
+        }
+        #expect(throws: PeerProtocolError.fieldOutOfRange(type: .volumeState, field: "generation origin", value: "3")) {
+            try decodeMutated(state) { $0[75] = 3 }
+        }
+    }
+
+    @Test func everySplitBrainPolicyHasItsOwnWireValue() throws {
+        guard case .volumeState(var state) = sampleMessages[5] else { Issue.record("sample order changed"); return }
+        var seen = Set<UInt8>()
+        for policy in SplitBrainPolicy.allCases {
+            state.splitBrainPolicy = policy
+            let frame = PeerMessage.volumeState(state).frame()
+            seen.insert(frame.payload[frame.payload.startIndex + 74])
+            #expect(try PeerMessage(frame: frame) == .volumeState(state))
+        }
+        #expect(seen.count == SplitBrainPolicy.allCases.count)
     }
 
     @Test func rejectsStreamIDOnConnectionLevelFrames() {

@@ -60,15 +60,35 @@ final class TwoHostFixture: @unchecked Sendable {
     }
 
     /// Host B: the replica, accepting A's link.
-    func startReplica(key: String? = nil) throws -> NamespacedDaemon {
+    func startReplica(key: String? = nil, extra: [String] = []) throws -> NamespacedDaemon {
         try start(
             namespace: network.names.1,
-            ["--replica", "d0:\(imageB)", "--listen", replicationAddress, "--key-file", key ?? self.key, "--host-name", "hostB"])
+            ["--replica", "d0:\(imageB)", "--listen", replicationAddress, "--key-file", key ?? self.key, "--host-name", "hostB"] + extra)
     }
 
     /// Host B as a primary of its own copy (a split-brain setup: B was promoted while cut off).
     func startReplicaAsPrimary(socket: String) throws -> NamespacedDaemon {
         try start(namespace: network.names.1, ["--export", "d0:\(imageB):\(socket)", "--socket-mode", "600", "--host-name", "hostB"])
+    }
+
+    /// Brings both replicas in sync, then lets each side write alone as primary, cut off from the
+    /// other: first B, promoted (qemu-io command `onB`), then A going on as the old primary (`onA`).
+    func makeSplitBrain(onA: String, onB: String) async throws {
+        let replica = try startReplica()
+        let primary = try startPrimary()
+        try await primary.waitForLog("resync finished")
+        await primary.stop()
+        await replica.stop()
+
+        let socketB = directory + "/b.sock"
+        let loneB = try startReplicaAsPrimary(socket: socketB)
+        try await waitForSocket(socketB)
+        try await Shell.run(async: ["qemu-io", "-f", "raw", "-c", onB, "nbd+unix:///d0?socket=\(socketB)"])
+        await loneB.stop()
+        let loneA = try startPrimary(replicate: false)
+        try await waitForSocket()
+        try await Shell.run(async: ["qemu-io", "-f", "raw", "-c", onA, uri])
+        await loneA.stop()
     }
 
     func waitForSocket(_ path: String? = nil) async throws {

@@ -131,23 +131,7 @@ struct TwoHostReplicationTests {
 
     @Test func splitBrainIsReportedNotMerged() async throws {
         let hosts = try TwoHostFixture(sizeMiB: 16, randomContent: false)
-        // In sync first.
-        let replica = try hosts.startReplica()
-        let primary = try hosts.startPrimary()
-        try await primary.waitForLog("resync finished")
-        await primary.stop()
-        await replica.stop()
-
-        // Cut off from each other, both sides become primary and write.
-        let socketB = hosts.directory + "/b.sock"
-        let loneB = try hosts.startReplicaAsPrimary(socket: socketB)
-        try await hosts.waitForSocket(socketB)
-        try await Shell.run(async: ["qemu-io", "-f", "raw", "-c", "write -P 0xbb 1M 64k", "nbd+unix:///d0?socket=\(socketB)"])
-        await loneB.stop()
-        let loneA = try hosts.startPrimary(replicate: false)
-        try await hosts.waitForSocket()
-        try await Shell.run(async: ["qemu-io", "-f", "raw", "-c", "write -P 0xaa 2M 64k", hosts.uri])
-        await loneA.stop()
+        try await hosts.makeSplitBrain(onA: "write -P 0xaa 2M 64k", onB: "write -P 0xbb 1M 64k")
 
         // Reconnected: reported, and neither side's data is overwritten.
         _ = try hosts.startReplica()

@@ -72,7 +72,7 @@ import Testing
     @Test func lifecycleThroughGenerationEvents() {
         var primary = GI(current: 0xA)
         var secondary = GI(current: 0xA)
-        primary.startNewGeneration(0xB)
+        primary.startNewGeneration(0xB, origin: .continuedAsPrimary)
         #expect(primary.current == 0xB && primary.bitmap == 0xA)
         #expect(decide(ReplicaState(generations: primary), ReplicaState(generations: secondary)) == .syncSourceIncremental)
         primary.resyncFinishedAsSource()
@@ -81,11 +81,11 @@ import Testing
         #expect(decide(ReplicaState(generations: primary), ReplicaState(generations: secondary)) == .noSync)
         // Both then promote independently: split brain.
         var a = primary, b = secondary
-        a.startNewGeneration(0xC)
-        b.startNewGeneration(0xD)
+        a.startNewGeneration(0xC, origin: .continuedAsPrimary)
+        b.startNewGeneration(0xD, origin: .promotion)
         #expect(decide(ReplicaState(generations: a), ReplicaState(generations: b)) == .splitBrain)
         // A second new generation while still tracking keeps the link in history.
-        a.startNewGeneration(0xE)
+        a.startNewGeneration(0xE, origin: .continuedAsPrimary)
         #expect(a.bitmap == 0xC && a.history == [0xB, 0xA])
     }
 }

@@ -8,7 +8,8 @@ import Testing
     func sample() throws -> VolumeMetadata {
         var md = try VolumeMetadata(
             volumeUUID: UUID(), clusterUUID: UUID(), volumeSize: Self.size,
-            generations: GenerationIdentifiers(current: 0x1111, bitmap: 0x2222, history: [0x3333, 0x4444]),
+            generations: GenerationIdentifiers(
+                current: 0x1111, bitmap: 0x2222, history: [0x3333, 0x4444], origin: .promotion),
             flags: [.crashedPrimary], consistency: .consistent)
         md.role = .primary
         return md
@@ -57,7 +58,7 @@ import Testing
         ("volume size", 56), ("grain size", 64), ("al extent size", 72), ("al slots", 80), ("al limit", 84),
         ("gi current", 88), ("gi bitmap", 96), ("gi history0", 104), ("gi history1", 112), ("flags", 120),
         ("consistency", 124), ("al offset", 128), ("bitmap offset", 136), ("bitmap length", 144),
-        ("reserved", 200), ("reserved end", 4095),
+        ("gi origin", 152), ("reserved", 200), ("reserved end", 4095),
     ]
 
     @Test(arguments: fields)
@@ -86,7 +87,7 @@ import Testing
         } catch {
             switch field.0 {
             case "magic": #expect(error == .notVmhaMetadata)
-            case "version": #expect(error == .unsupportedVersion(found: 1 ^ 0x40))
+            case "version": #expect(error == .unsupportedVersion(found: 2 ^ 0x40))
             default:
                 guard case .corrupt(let reason) = error else {
                     Issue.record("\(field.0): \(error)")
@@ -100,11 +101,11 @@ import Testing
     @Test func tornSuperblockWriteKeepsPreviousState() throws {
         var md = try sample()
         var file = twoCopies(&md)       // A=2, B=1
-        md.generations.startNewGeneration(0x5555)
+        md.generations.startNewGeneration(0x5555, origin: .continuedAsPrimary)
         let (offset, bytes) = md.nextSuperblockWrite()   // sequence 3 → copy B
         #expect(offset == 4096)
         // Torn: only the first 100 bytes land (new sequence, CRC and current GI,
-        // old bitmap GI). Past byte 152 both versions are zero, so a longer
+        // old bitmap GI). Past byte 156 both versions are zero, so a longer
         // prefix would be the complete block.
         file.replaceSubrange(4096..<(4096 + 100), with: bytes[..<100])
         let d = try VolumeMetadata.decode(superblocks: file, volumeSize: Self.size)
@@ -139,6 +140,50 @@ import Testing
         }
         #expect(throws: VolumeMetadataError.mismatch(field: "grain size", expected: 4096, found: 64 << 10)) {
             try VolumeMetadata.decode(superblocks: file, volumeSize: Self.size, grainSize: 4096)
+        }
+    }
+
+    /// A superblock as format version 1 wrote it: no generation origin (reserved zeros there).
+    func versionOne(_ md: inout VolumeMetadata) -> [UInt8] {
+        md.generations.origin = .unknown
+        var block = md.nextSuperblockWrite().bytes
+        block.storeLittleEndian(UInt32(1), at: 8)
+        block.storeLittleEndian(UInt32(0), at: 12)
+        block.storeLittleEndian(CRC32C.checksum(block), at: 12)
+        return block
+    }
+
+    @Test func versionOneStillOpensWithAnUnknownOriginAndIsRewrittenAsVersionTwo() throws {
+        var md = try sample()
+        let old = versionOne(&md)
+        let d = try VolumeMetadata.decode(superblocks: old + [UInt8](repeating: 0, count: 4096), volumeSize: Self.size)
+        #expect(d.metadata == md)
+        #expect(d.metadata.generations.origin == .unknown)
+        var reopened = d.metadata
+        let next = reopened.nextSuperblockWrite().bytes
+        #expect(next.readLittleEndian(at: 8, as: UInt32.self) == 2)
+        // Version 1 kept the origin's bytes zero; a version 1 block that has them set is damaged.
+        var bad = old
+        bad.storeLittleEndian(UInt32(7), at: 152)
+        bad.storeLittleEndian(UInt32(0), at: 12)
+        bad.storeLittleEndian(CRC32C.checksum(bad), at: 12)
+        #expect(throws: VolumeMetadataError.self) {
+            try VolumeMetadata.decode(superblocks: bad + [UInt8](repeating: 0, count: 4096), volumeSize: nil)
+        }
+    }
+
+    @Test func aNewerFormatIsRefusedNamingBothVersions() throws {
+        var md = try sample()
+        var block = md.nextSuperblockWrite().bytes
+        block.storeLittleEndian(UInt32(3), at: 8)
+        block.storeLittleEndian(UInt32(0), at: 12)
+        block.storeLittleEndian(CRC32C.checksum(block), at: 12)
+        do {
+            _ = try VolumeMetadata.decode(superblocks: block + [UInt8](repeating: 0, count: 4096), volumeSize: nil)
+            Issue.record("decoded format version 3")
+        } catch {
+            #expect(error == .unsupportedVersion(found: 3))
+            #expect(error.description == "unsupported metadata format version 3 (this build reads versions 1–2)")
         }
     }
 
