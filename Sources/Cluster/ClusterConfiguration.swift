@@ -32,6 +32,9 @@ public struct ClusterConfiguration: Sendable, Equatable {
         public var maxClockDriftPPM: Int = 1000
         /// Upper bound on the time from "decide to suspend I/O" to "no more guest write reaches the disk".
         public var suspendLatency: Duration = .milliseconds(200)
+        /// How long the peer waits for a gracefully stopping vmhad to come back before it is lost
+        /// (its guests are paused on their NBD disks meanwhile); zero: the usual detection.
+        public var restartGrace: Duration = .seconds(30)
 
         public init() {}
 

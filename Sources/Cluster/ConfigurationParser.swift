@@ -123,6 +123,7 @@ struct ConfigurationParser {
             timeouts.witnessLease = .milliseconds(try table.int("witness_lease_ms", default: 4000, minimum: 30))
             timeouts.maxClockDriftPPM = try table.int("max_clock_drift_ppm", default: 1000, minimum: 0)
             timeouts.suspendLatency = .milliseconds(try table.int("suspend_latency_ms", default: 200, minimum: 0))
+            timeouts.restartGrace = .milliseconds(try table.int("restart_grace_ms", default: 30000, minimum: 0))
             try table.rejectUnknownKeys()
         }
         let interval = timeouts.heartbeatInterval

@@ -17,6 +17,7 @@ import Crypto
 /// | 8 | echoed incarnation: the receiver's incarnation whose timestamp is echoed (0: none) |
 /// | 8 | echoed timestamp: the latest timestamp the sender received from the receiver |
 /// | 4, 4 | sender's capacity for VMs: vCPUs, memory in MiB (0, 0: unknown) — version 2 only |
+/// | 4 | restart grace in ms: the sender's vmhad is stopping for a restart; 0: not — version 2 only |
 /// | 2 | VM summary count (0 if absent) |
 /// | per VM: 1 + n, 1, 1 | name, module state, replica state |
 /// | 32 | HMAC-SHA256 tag |
@@ -52,11 +53,14 @@ public struct Heartbeat: Sendable, Equatable {
     public var vms: [VMSummary]
     /// What the sender offers to VMs; nil when it does not know (or sent version 1).
     public var capacity: Resources?
+    /// Sent by a vmhad stopping gracefully (a restart or an upgrade): its guests are paused on
+    /// their NBD disks meanwhile, so the receiver may wait this long before declaring it lost.
+    public var restartGrace: Duration?
 
     public init(
         clusterName: String, sender: String, network: Int, incarnation: UInt64, sequence: UInt64,
         timestamp: MonotonicInstant, echo: (incarnation: UInt64, timestamp: MonotonicInstant)? = nil,
-        vms: [VMSummary] = [], capacity: Resources? = nil
+        vms: [VMSummary] = [], capacity: Resources? = nil, restartGrace: Duration? = nil
     ) {
         self.clusterName = clusterName
         self.sender = sender
@@ -67,6 +71,7 @@ public struct Heartbeat: Sendable, Equatable {
         self.echo = echo
         self.vms = vms
         self.capacity = capacity
+        self.restartGrace = restartGrace
     }
 
     public static func == (lhs: Heartbeat, rhs: Heartbeat) -> Bool {
@@ -74,6 +79,7 @@ public struct Heartbeat: Sendable, Equatable {
             && lhs.incarnation == rhs.incarnation && lhs.sequence == rhs.sequence && lhs.timestamp == rhs.timestamp
             && lhs.echo?.incarnation == rhs.echo?.incarnation && lhs.echo?.timestamp == rhs.echo?.timestamp
             && lhs.vms == rhs.vms && lhs.capacity == rhs.capacity
+            && lhs.restartGrace == rhs.restartGrace
     }
 
     /// The authenticated payload.
@@ -92,6 +98,9 @@ public struct Heartbeat: Sendable, Equatable {
         guard let capacityFields = Self.capacityFields(capacity) else { throw .fieldTooLong("capacity \(capacity!)") }
         appendUInt32(capacityFields.vcpus, to: &bytes)
         appendUInt32(capacityFields.memoryMiB, to: &bytes)
+        let graceMilliseconds = restartGrace.map { $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000 } ?? 0
+        guard let grace = UInt32(exactly: max(0, graceMilliseconds)) else { throw .fieldTooLong("restart grace \(restartGrace!)") }
+        appendUInt32(grace, to: &bytes)
         guard vms.count <= UInt16.max else { throw .fieldTooLong("VM summary (\(vms.count) entries)") }
         bytes.append(contentsOf: [UInt8(vms.count >> 8), UInt8(vms.count & 0xff)])
         for vm in vms {
@@ -134,7 +143,7 @@ public struct Heartbeat: Sendable, Equatable {
         guard bytes.count >= magic.count + 1 else { throw .truncated(needed: minimum, available: bytes.count) }
         let received = bytes[magic.count]
         guard received == 1 || received == version else { throw .unsupportedVersion(received) }
-        if received >= 2 { minimum += 8 }
+        if received >= 2 { minimum += 12 }
         guard bytes.count >= minimum else { throw .truncated(needed: minimum, available: bytes.count) }
         let body = bytes[0..<(bytes.count - tagLength)]
         let tag = bytes[(bytes.count - tagLength)...]
@@ -151,9 +160,12 @@ public struct Heartbeat: Sendable, Equatable {
         let echoIncarnation = try reader.uint64()
         let echoTimestamp = MonotonicInstant(nanoseconds: Int64(bitPattern: try reader.uint64()))
         var capacity: Resources?
+        var restartGrace: Duration?
         if received >= 2 {
             let vcpus = try reader.uint32(), memory = try reader.uint32()
             if vcpus != 0 || memory != 0 { capacity = Resources(vcpus: Int(vcpus), memoryMiB: Int(memory)) }
+            let grace = try reader.uint32()
+            if grace != 0 { restartGrace = .milliseconds(grace) }
         }
         let count = Int(try reader.uint8()) << 8 | Int(try reader.uint8())
         var vms: [VMSummary] = []
@@ -169,7 +181,7 @@ public struct Heartbeat: Sendable, Equatable {
         return Heartbeat(
             clusterName: cluster, sender: sender, network: network, incarnation: incarnation, sequence: sequence,
             timestamp: timestamp, echo: echoIncarnation == 0 ? nil : (echoIncarnation, echoTimestamp), vms: vms,
-            capacity: capacity)
+            capacity: capacity, restartGrace: restartGrace)
     }
 }
 

@@ -26,6 +26,8 @@ public struct PeerLiveness: Sendable {
     private let startedAt: MonotonicInstant
     private var lastHeard: [MonotonicInstant?]
     private var latestEcho: MonotonicInstant?
+    /// The peer announced a graceful restart: not lost before this instant.
+    private var restartingUntil: MonotonicInstant?
 
     /// - Parameter startedAt: silence counts from here until the first packet arrives.
     public init(networks: Int, detectionTimeout: Duration, fenceTimeout: Duration, startedAt: MonotonicInstant) {
@@ -46,13 +48,25 @@ public struct PeerLiveness: Sendable {
         }
     }
 
+    /// The peer's vmhad is stopping for a restart (its guests cannot write meanwhile): it is not
+    /// declared lost before `time + grace`, unless ``peerRestarted()`` ends the grace first.
+    /// Fencing is not affected: it depends on our echoes, which only a running peer returns.
+    public mutating func peerRestarting(at time: MonotonicInstant, grace: Duration) {
+        restartingUntil = time + grace
+    }
+
+    /// The peer's next incarnation was heard.
+    public mutating func peerRestarted() {
+        restartingUntil = nil
+    }
+
     public func status(at now: MonotonicInstant) -> Status {
         let networks = lastHeard.map { heard -> NetworkStatus in
             if let heard, now - heard < detectionTimeout { return .up(lastHeard: heard) }
             return .silent(since: heard)
         }
         let latest = lastHeard.compactMap { $0 }.max() ?? startedAt
-        let lostAt = latest + detectionTimeout
+        let lostAt = max(latest + detectionTimeout, restartingUntil ?? latest)
         let fenceDeadline = (latestEcho ?? startedAt) + fenceTimeout
         return Status(
             peerAlive: now < lostAt, networks: networks, lostAt: lostAt, mustFence: now >= fenceDeadline,

@@ -33,9 +33,10 @@ public final class HACluster: @unchecked Sendable {
     ///   - failback: vm1's `failback` policy (`manual` or `automatic`).
     ///   - ownCapacity: a `capacity` override written only into that host's own configuration
     ///     (index 0 = A, 1 = B), so the other host learns it from heartbeats.
+    ///   - detectionMs: `timeouts.detection_ms` (nil: the default).
     public init(
         cluster: TestCluster, guest: TestGuest, vmhad: String, vmha: String, diskBytes: UInt64 = 64 << 20,
-        failback: String = "manual", ownCapacity: [Int: (vcpus: Int, memoryMiB: Int)] = [:]
+        failback: String = "manual", ownCapacity: [Int: (vcpus: Int, memoryMiB: Int)] = [:], detectionMs: Int? = nil
     ) throws {
         precondition(cluster.hosts.count >= 3, "hosts A, B and the witness host C")
         self.cluster = cluster
@@ -86,6 +87,7 @@ public final class HACluster: @unchecked Sendable {
                 [nbd]
                 socket_directory = "\(dir)/nbd"
                 socket_mode = "0666"
+                \(detectionMs.map { "[timeouts]\ndetection_ms = \($0)" } ?? "")
                 [[vms]]
                 name = "vm1"
                 domain_xml = "\(scratch)/vm1.xml"

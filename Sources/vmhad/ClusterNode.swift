@@ -76,6 +76,8 @@ actor ClusterNode {
     var liveness: PeerLiveness
     var sequence: UInt64 = 0
     var heardFromPeer: (incarnation: UInt64, timestamp: MonotonicInstant)?
+    /// The peer incarnation that announced a graceful restart, until its successor is heard.
+    var restartingIncarnation: UInt64?
     enum PeerState: String, Codable { case unknown, alive, lost }
     var peerState: PeerState = .unknown
     var peerSummaries: [String: Heartbeat.VMSummary] = [:]
@@ -169,6 +171,14 @@ actor ClusterNode {
     /// next vmhad serves them again); volumes are closed cleanly.
     func stop() async {
         stopping = true
+        if config.timeouts.restartGrace > .zero {
+            // Tell the peer not to take our VMs over while we are away: our guests cannot write
+            // without us (their disks are our NBD exports), so waiting costs only time.
+            for _ in 0..<3 {
+                sendHeartbeats(restartGrace: config.timeouts.restartGrace)
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
         for name in order {
             let module = modules[name]!
             await closeVolumes(module)
@@ -227,13 +237,21 @@ actor ClusterNode {
         var echo: MonotonicInstant?
         if let e = heartbeat.echo, e.incarnation == incarnation { echo = e.timestamp }
         liveness.received(on: network, at: now, echoedTimestamp: echo)
+        if let grace = heartbeat.restartGrace {
+            if restartingIncarnation != heartbeat.incarnation { logger.notice("peer \(peer.name) is restarting its vmhad; waiting up to \(grace) before calling it lost") }
+            liveness.peerRestarting(at: now, grace: grace)
+            restartingIncarnation = heartbeat.incarnation
+        } else if let restarting = restartingIncarnation, restarting != heartbeat.incarnation {
+            liveness.peerRestarted()
+            restartingIncarnation = nil
+        }
         heardFromPeer = (heartbeat.incarnation, heartbeat.timestamp)
         if let capacity = heartbeat.capacity { peerCapacity = capacity }
         for vm in heartbeat.vms { peerSummaries[vm.name] = vm }
     }
 
     /// Sends one heartbeat on every network and, while the vote is wanted, a lease request.
-    func sendHeartbeats() {
+    func sendHeartbeats(restartGrace: Duration? = nil) {
         sequence += 1
         let now = monotonicNow()
         let summaries = order.map { name in
@@ -243,7 +261,7 @@ actor ClusterNode {
         for (index, socket) in heartbeatSockets.enumerated() {
             let heartbeat = Heartbeat(
                 clusterName: config.clusterName, sender: me.name, network: index, incarnation: incarnation, sequence: sequence,
-                timestamp: now, echo: heardFromPeer, vms: summaries, capacity: localCapacity)
+                timestamp: now, echo: heardFromPeer, vms: summaries, capacity: localCapacity, restartGrace: restartGrace)
             guard let bytes = try? heartbeat.encode(key: SymmetricKey(data: key)) else { continue }
             let target = peer.heartbeatAddresses[index]
             if let address = TCPSocket.Address("\(target.host):\(target.port)") { socket.send(bytes, to: address) }

@@ -10,7 +10,7 @@ import Testing
             clusterName: cluster, sender: sender, network: network, incarnation: incarnation, sequence: sequence,
             timestamp: .milliseconds(1234), echo: (3, .milliseconds(1200)),
             vms: (0..<25).map { Heartbeat.VMSummary(name: "vm\($0)", state: ModuleState.allCases[$0 % 5], replica: ReplicaState.allCases[$0 % 6]) },
-            capacity: Resources(vcpus: 64, memoryMiB: 512 * 1024))
+            capacity: Resources(vcpus: 64, memoryMiB: 512 * 1024), restartGrace: .seconds(30))
     }
 
     func decoder() -> HeartbeatDecoder { HeartbeatDecoder(key: key, clusterName: "c1", localHost: "hostB") }
@@ -27,13 +27,14 @@ import Testing
     @Test func versionOneWithoutCapacityIsAccepted() throws {
         let current = try packet().encode(key: key)
         let capacityOffset = 4 + 1 + 1 + (1 + 2) + (1 + 5) + 8 * 5
-        var v1 = Array(current[..<capacityOffset]) + Array(current[(capacityOffset + 8)..<(current.count - 32)])
+        var v1 = Array(current[..<capacityOffset]) + Array(current[(capacityOffset + 12)..<(current.count - 32)])
         v1[4] = 1
         v1 += HMAC<SHA256>.authenticationCode(for: v1, using: key)
         var decoder = decoder()
         let decoded = try decoder.decode(v1, receivedOn: 0)
         var expected = packet()
         expected.capacity = nil
+        expected.restartGrace = nil
         #expect(decoded == expected)
         #expect(try packet().encode(key: key)[4] == 2)
     }
@@ -123,5 +124,17 @@ import Testing
         let liveness = PeerLiveness(networks: 1, detectionTimeout: .seconds(3), fenceTimeout: .seconds(2), startedAt: .milliseconds(100))
         #expect(liveness.status(at: .milliseconds(3099)).peerAlive)
         #expect(!liveness.status(at: .milliseconds(3100)).peerAlive)
+    }
+
+    /// A graceful restart notice delays "lost" (not fencing); the next incarnation ends it.
+    @Test func restartGraceDelaysLossButNotFencing() {
+        var liveness = PeerLiveness(networks: 1, detectionTimeout: .seconds(3), fenceTimeout: .seconds(2), startedAt: .milliseconds(0))
+        liveness.received(on: 0, at: .milliseconds(1000), echoedTimestamp: .milliseconds(1000))
+        liveness.peerRestarting(at: .milliseconds(1000), grace: .seconds(30))
+        #expect(liveness.status(at: .milliseconds(30_999)).peerAlive)
+        #expect(!liveness.status(at: .milliseconds(31_000)).peerAlive)
+        #expect(liveness.status(at: .milliseconds(3000)).mustFence, "our own fence deadline does not move")
+        liveness.peerRestarted()
+        #expect(!liveness.status(at: .milliseconds(4000)).peerAlive)
     }
 }

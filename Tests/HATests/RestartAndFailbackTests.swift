@@ -28,7 +28,10 @@ struct RestartAndFailbackTests {
         try await TestCluster.with(.init(hosts: 3), logger: logger) { cluster in
             let ha = try HACluster(
                 cluster: cluster, guest: guest, vmhad: vmhad, vmha: vmha, failback: "automatic",
-                ownCapacity: [1: (vcpus: 7, memoryMiB: 3333)])
+                ownCapacity: [1: (vcpus: 7, memoryMiB: 3333)],
+                // A killed vmhad gets no restart grace: its restart must beat detection even on a
+                // loaded 2-vCPU CI machine.
+                detectionMs: 6000)
             let (a, b) = (ha.hostA, ha.hostB)
             let serial = ha.serial
             let dual = Locked(false)
