@@ -250,6 +250,20 @@ public final class HACluster: @unchecked Sendable {
         return (daemonLogs + [witness.map { "witness:\n\($0.log.suffix(2000))" } ?? ""]).joined(separator: "\n")
     }
 
+    /// Runs `body`, then stops vmhad and the witness on every path out of it; on failure their logs
+    /// go to stderr first.
+    public func run<T: Sendable>(_ body: (HACluster) async throws -> T) async throws -> T {
+        do {
+            let result = try await body(self)
+            await stopAll()
+            return result
+        } catch {
+            FileHandle.standardError.write(Data("\(error)\n\(logs())\n".utf8))
+            await stopAll()
+            throw error
+        }
+    }
+
     public func stopAll() async {
         for daemon in daemons { await daemon?.stop() }
         await witness?.stop()
