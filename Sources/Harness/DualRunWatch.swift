@@ -3,7 +3,9 @@ import Libvirt
 import Logging
 
 /// Follows the lifecycle events of every host's libvirtd and records each moment a domain starts
-/// on one host while it still runs on another: the one thing an HA cluster must never allow.
+/// or resumes on one host while it still runs on another: the one thing an HA cluster must never
+/// allow. A paused domain does not count as running (its I/O is frozen, as when a fenced host
+/// suspends its guests).
 ///
 /// A hard-crashed host's libvirtd cannot report its QEMUs' deaths, so the caller says when they
 /// are gone (``hostCrashed(_:)``, after ``SimulatedHost/crash()`` returned).
@@ -43,13 +45,13 @@ public actor DualRunWatch {
     private func observe(_ event: LibvirtConnection.Event, host: Int) {
         guard case .domain(let domain) = event else { return }
         switch domain.kind {
-        case .started:
+        case .started, .resumed:
             for other in running.indices where other != host && running[other].contains(domain.domainName) {
-                violations.append("\(domain.domainName) started on host \(host) while running on host \(other)")
+                violations.append("\(domain.domainName) \(domain.kind) on host \(host) while running on host \(other)")
             }
             running[host].insert(domain.domainName)
-            starts.append(Start(host: host, domain: domain.domainName, at: .now))
-        case .stopped, .crashed:
+            if case .started = domain.kind { starts.append(Start(host: host, domain: domain.domainName, at: .now)) }
+        case .suspended, .stopped, .crashed:
             running[host].remove(domain.domainName)
         default:
             break
