@@ -27,6 +27,28 @@ struct FailoverBenchmark {
         var records_lost: Int
     }
 
+    /// Medians over the runs (failover and baseline separately), and every run.
+    struct Summary: Codable {
+        var failover_seconds: Double
+        var baseline_seconds: Double
+        var takeover_seconds: Double
+        var cold_boot_seconds: Double
+        var detection_seconds: Double
+        var records_lost: Int
+        var runs: [Result]
+
+        init(_ runs: [Result]) {
+            func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+            failover_seconds = median(runs.map(\.failover_seconds))
+            baseline_seconds = median(runs.map(\.baseline_seconds))
+            takeover_seconds = median(runs.map(\.takeover_seconds))
+            cold_boot_seconds = median(runs.map(\.cold_boot_seconds))
+            detection_seconds = runs[0].detection_seconds
+            records_lost = runs.map(\.records_lost).reduce(0, +)
+            self.runs = runs
+        }
+    }
+
     var vmhad: String
     var vmha: String
     var logger: Logger

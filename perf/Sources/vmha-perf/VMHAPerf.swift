@@ -42,10 +42,13 @@ struct VMHAPerf: AsyncParsableCommand {
 
         @Option(help: "The vmhad to run on the simulated hosts.") var vmhad: String
         @Option(help: "The vmha to run the witness and status with.") var vmha: String
+        @Option(help: "Repetitions, each on a fresh cluster; the medians are reported.") var runs: Int = 1
 
         func run() async throws {
-            let result = try await FailoverBenchmark(vmhad: vmhad, vmha: vmha, logger: quietLogger()).run()
-            try printJSON(result)
+            let benchmark = FailoverBenchmark(vmhad: vmhad, vmha: vmha, logger: quietLogger())
+            var results: [FailoverBenchmark.Result] = []
+            for _ in 0..<max(1, runs) { results.append(try await benchmark.run()) }
+            try printJSON(FailoverBenchmark.Summary(results))
         }
     }
 
