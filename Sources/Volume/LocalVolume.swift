@@ -78,6 +78,10 @@ public actor LocalVolume {
     /// zero-range sets its bits in the dirty bitmap; with one, only changes the peer did not
     /// acknowledge do.
     private var replicator: (any WriteReplicator)?
+    /// Guest changes still in flight, by the replicator attachment they began under.
+    private var replicatorEpoch: UInt64 = 0
+    private var settling: [UInt64: Int] = [:]
+    private var settleWaiters: [CheckedContinuation<Void, Never>] = []
     private var unreplicatedPolicy = UnreplicatedWritePolicy.complete
     private var peerDurablyOutOfSync = false
     private var heldWrites: [CheckedContinuation<Void, Never>] = []
@@ -393,9 +397,33 @@ public actor LocalVolume {
     // MARK: Replication hooks
 
     /// Starts (or, with nil, stops) replicating guest changes to the peer.
-    public func setReplicator(_ replicator: (any WriteReplicator)?) {
+    ///
+    /// Attaching returns only once every guest change that began before it has settled (set its
+    /// dirty bits if the peer missed it): a change that found no replicator, or a failed one,
+    /// may otherwise mark its range *after* the caller took the bitmap for the resync that follows,
+    /// and the peer would be called UpToDate without it.
+    public func setReplicator(_ replicator: (any WriteReplicator)?) async {
         self.replicator = replicator
-        if replicator != nil { ownGenerationStarted = false }
+        guard replicator != nil else { return }
+        ownGenerationStarted = false
+        replicatorEpoch += 1
+        let attached = replicatorEpoch
+        while settling.contains(where: { $0.key < attached }) {
+            await withCheckedContinuation { settleWaiters.append($0) }
+        }
+    }
+
+    private func beginSettling() -> UInt64 {
+        settling[replicatorEpoch, default: 0] += 1
+        return replicatorEpoch
+    }
+
+    private func endSettling(_ epoch: UInt64) {
+        settling[epoch, default: 1] -= 1
+        if settling[epoch] == 0 { settling[epoch] = nil }
+        let waiters = settleWaiters
+        settleWaiters = []
+        for waiter in waiters { waiter.resume() }
     }
 
     /// Becomes primary. A former secondary starts a new generation at once (DRBD's rule for a
@@ -532,6 +560,8 @@ public actor LocalVolume {
         try check(offset: offset, length: length)
         guard length > 0 else { return false }
         var unreplicated = false
+        let epoch = origin == .guest ? beginSettling() : nil
+        defer { if let epoch { endSettling(epoch) } }
         await lockRange(offset, offset + length)
         defer { unlockRange(offset, offset + length) }
         let chunk = UInt64(max(1, activityLog.configuration.hotExtentLimit / 4)) * activityLog.configuration.extentSize
