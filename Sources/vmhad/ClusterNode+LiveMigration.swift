@@ -51,7 +51,9 @@ extension ClusterNode {
         guard module.status.state == .second else {
             return "\(name) moved to \(peer.name) but did not demote here: \(module.lastError ?? "state \(module.status)")"
         }
-        for _ in 0..<5 {
+        // Until its heartbeat says PRIM: the guest's writes wait for this datagram.
+        let promoteBy = ContinuousClock.now + .seconds(10)
+        while peerSummaries[name]?.state != .prim && ContinuousClock.now < promoteBy {
             sendPeerCommand(.liveArrived, vm: name)
             try? await Task.sleep(for: .milliseconds(100))
         }
@@ -107,6 +109,7 @@ extension ClusterNode {
     /// domain uses, replicate to the peer, then answer the held guest changes.
     func adoptMigratedDomain(_ module: VMModule) async throws {
         guard let exports = module.incomingExports else { throw VMHAClusterError("no incoming live migration of \(module.config.name)") }
+        let started = ContinuousClock.now
         module.incomingExports = nil
         module.role = .primary
         await restartReplicaServer()  // without these volumes: the peer is no longer primary
@@ -115,7 +118,11 @@ extension ClusterNode {
             await volume.setUnreplicatedWritePolicy(writePolicy)
         }
         startPrimaryTask(module, servers: [], exports: exports)
-        for volume in module.volumes { await volume.setGuestChangeGate(.open) }
-        record("\(module.config.name): arrived by live migration from \(peer.name); primary here")
+        var held = 0
+        for volume in module.volumes {
+            held += await volume.heldWriteCount
+            await volume.setGuestChangeGate(.open)
+        }
+        record("\(module.config.name): arrived by live migration from \(peer.name); primary here after \(started.duration(to: .now)), \(held) held guest writes released")
     }
 }

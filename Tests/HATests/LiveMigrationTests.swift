@@ -85,6 +85,10 @@ struct LiveMigrationTests {
         let gap = acks.longestGap(since: started)
         print("LIVE MIGRATION \(from.name) -> \(to.name): vmha exited 0 after \(took); longest gap between ACKs \(gap); redundant again after \(started.duration(to: .now))")
         #expect(ha.serial.verifySummaries().count == 1, "the guest was not rebooted")
+        // How long the source took to demote and the target to promote under the running domain.
+        for event in (ha.status(source)?.events ?? []) + (ha.status(target)?.events ?? []) where event.contains("live migration") {
+            print("  \(event)")
+        }
     }
 }
 
