@@ -104,7 +104,7 @@ let package = Package(
         .executableTarget(
             name: "vmha-perf",
             dependencies: [
-                "Uring",
+                "Uring", "Harness", "Libvirt", "Cluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

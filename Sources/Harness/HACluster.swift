@@ -7,14 +7,43 @@ import Glibc
 #endif
 
 /// A complete vmha cluster on simulated hosts: `vmhad --config` on hosts A and B (the first two
-/// of a 3-host `TestCluster`), the witness (`vmha witness`) on host C, and one VM (`vm1`, the
-/// test guest with the `records` workload on one 64 MiB replicated disk) preferring A.
-/// Used by the HA tests and by `vmha demo`.
+/// of a 3-host `TestCluster`), the witness (`vmha witness`) on host C, and the test guest's VMs,
+/// each with its own replicated disk. By default one VM (`vm1`, the `records` workload on one
+/// 64 MiB disk) preferring A. Used by the HA tests, `vmha demo` and perf/.
 public final class HACluster: @unchecked Sendable {
+    /// One configured VM: a ``TestGuest`` domain with one replicated disk.
+    public struct VM: Sendable {
+        public var name: String
+        public var priority: Int
+        /// 0 (host A) or 1 (host B).
+        public var preferredHost: Int
+        public var workload: GuestDomain.Workload
+        public var diskBytes: UInt64
+        /// The test guest does not boot with 64 MiB or less (the cloud kernel's decompression).
+        public var memoryMiB: Int
+        /// `manual` or `automatic`.
+        public var failback: String
+
+        public init(
+            name: String, priority: Int = 0, preferredHost: Int = 0, workload: GuestDomain.Workload = .idle,
+            diskBytes: UInt64 = 4 << 20, memoryMiB: Int = 72, failback: String = "manual"
+        ) {
+            self.name = name
+            self.priority = priority
+            self.preferredHost = preferredHost
+            self.workload = workload
+            self.diskBytes = diskBytes
+            self.memoryMiB = memoryMiB
+            self.failback = failback
+        }
+    }
+
     public let cluster: TestCluster
     public let vmhad: String
     public let vmha: String
-    public let serial: SerialLog
+    public let vms: [VM]
+    /// Each VM's serial console, by VM name.
+    public let serials: [String: SerialLog]
     public let configPaths: [String]
     public let controlSockets: [String]
     public let witnessIP: String
@@ -26,22 +55,39 @@ public final class HACluster: @unchecked Sendable {
     public var scratch: String { cluster.scratch }
     public var hostA: SimulatedHost { cluster.hosts[0] }
     public var hostB: SimulatedHost { cluster.hosts[1] }
+    /// The first VM's serial console.
+    public var serial: SerialLog { serials[vms[0].name]! }
 
-    /// Writes the key, the domain XML and one configuration per host (the hosts share /tmp, so
-    /// their files differ only in paths); starts nothing.
-    /// - Parameters:
-    ///   - failback: vm1's `failback` policy (`manual` or `automatic`).
-    ///   - ownCapacity: a `capacity` override written only into that host's own configuration
-    ///     (index 0 = A, 1 = B), so the other host learns it from heartbeats.
-    ///   - detectionMs: `timeouts.detection_ms` (nil: the default).
-    public init(
+    /// One `records` VM (`vm1`) preferring A, with the `failback` policy given.
+    public convenience init(
         cluster: TestCluster, guest: TestGuest, vmhad: String, vmha: String, diskBytes: UInt64 = 64 << 20,
         failback: String = "manual", ownCapacity: [Int: (vcpus: Int, memoryMiB: Int)] = [:], detectionMs: Int? = nil
     ) throws {
+        try self.init(
+            cluster: cluster, guest: guest, vmhad: vmhad, vmha: vmha,
+            vms: [VM(name: "vm1", workload: .records, diskBytes: diskBytes, memoryMiB: 192, failback: failback)],
+            ownCapacity: ownCapacity, detectionMs: detectionMs)
+    }
+
+    /// Writes the key, the domain XMLs and one configuration per host (the hosts share /tmp, so
+    /// their files differ only in paths); starts nothing.
+    /// - Parameters:
+    ///   - capacity: host i's `[hosts.capacity]` in both configurations (nil: what libvirt reports).
+    ///   - ownCapacity: a `capacity` override written only into that host's own configuration
+    ///     (index 0 = A, 1 = B), so the other host learns it from heartbeats.
+    ///   - concurrentStarts: `limits.concurrent_starts` (nil: the default).
+    ///   - detectionMs: `timeouts.detection_ms` (nil: the default).
+    public init(
+        cluster: TestCluster, guest: TestGuest, vmhad: String, vmha: String, vms: [VM],
+        capacity: [Resources?] = [nil, nil], ownCapacity: [Int: (vcpus: Int, memoryMiB: Int)] = [:],
+        concurrentStarts: Int? = nil, detectionMs: Int? = nil
+    ) throws {
         precondition(cluster.hosts.count >= 3, "hosts A, B and the witness host C")
+        precondition(!vms.isEmpty && capacity.count == 2)
         self.cluster = cluster
         self.vmhad = vmhad
         self.vmha = vmha
+        self.vms = vms
         let (a, b, c) = (cluster.hosts[0], cluster.hosts[1], cluster.hosts[2])
         let scratch = cluster.scratch
         // The witness on host C at one address both hosts route to over their own link to C.
@@ -53,29 +99,52 @@ public final class HACluster: @unchecked Sendable {
         try Data((0..<32).map { _ in UInt8.random(in: 0...255) }).write(to: URL(fileURLWithPath: key))
         chmod(key, 0o600)
 
-        // The VM names a file disk; vmhad rewrites it to its NBD export on whichever host runs it.
-        serial = SerialLog(path: "\(scratch)/vm1.serial.log")
-        var domain = GuestDomain(name: "vm1", workload: .records, disks: [.file(path: "\(scratch)/vm1-original.img")], serialLog: serial.path)
-        domain.interval = 0.1
-        try domain.xml(guest: guest).write(toFile: "\(scratch)/vm1.xml", atomically: true, encoding: .utf8)
+        // Each VM names a file disk; vmhad rewrites it to its NBD export on whichever host runs it.
+        var serials: [String: SerialLog] = [:]
+        for vm in vms {
+            let serial = SerialLog(path: "\(scratch)/\(vm.name).serial.log")
+            serials[vm.name] = serial
+            var domain = GuestDomain(
+                name: vm.name, workload: vm.workload, disks: [.file(path: "\(scratch)/\(vm.name)-original.img")], serialLog: serial.path)
+            domain.interval = 0.1
+            domain.memoryMiB = vm.memoryMiB
+            try domain.xml(guest: guest).write(toFile: "\(scratch)/\(vm.name).xml", atomically: true, encoding: .utf8)
+        }
+        self.serials = serials
 
         var configPaths: [String] = [], sockets: [String] = []
         for (i, host) in [a, b].enumerated() {
             let dir = "\(scratch)/\(host.name)"
             try FileManager.default.createDirectory(atPath: "\(dir)/nbd", withIntermediateDirectories: true)
-            try QemuNBD.createImage(at: "\(dir)/vm1.img", bytes: diskBytes)
+            for vm in vms { try QemuNBD.createImage(at: "\(dir)/\(vm.name).img", bytes: vm.diskBytes) }
             let hostsTOML = [a, b].enumerated().map { j, h in
                 let address = cluster.address(of: j, toward: 1 - j)
-                let capacity = j == i ? ownCapacity[j].map { "\n[hosts.capacity]\nvcpus = \($0.vcpus)\nmemory_mib = \($0.memoryMiB)" } ?? "" : ""
+                let own = j == i ? ownCapacity[j].map { Resources(vcpus: $0.vcpus, memoryMiB: $0.memoryMiB) } : nil
+                let capacityTOML = (own ?? capacity[j]).map { "\n[hosts.capacity]\nvcpus = \($0.vcpus)\nmemory_mib = \($0.memoryMiB)" } ?? ""
                 return """
                     [[hosts]]
                     name = "\(h.name)"
                     replication_address = "\(address):7789"
                     heartbeat_addresses = ["\(address):7788"]
                     libvirt_uri = "\(h.uri)"
-                    domain_type = "qemu"\(capacity)
+                    domain_type = "qemu"\(capacityTOML)
                     """
             }.joined(separator: "\n")
+            let vmsTOML = vms.map { vm in
+                """
+                [[vms]]
+                name = "\(vm.name)"
+                domain_xml = "\(scratch)/\(vm.name).xml"
+                priority = \(vm.priority)
+                preferred_host = "\(cluster.hosts[vm.preferredHost].name)"
+                failback = "\(vm.failback)"
+                [[vms.disks]]
+                target = "vda"
+                image = "\(dir)/\(vm.name).img"
+                metadata = "\(dir)/\(vm.name).meta"
+                """
+            }.joined(separator: "\n")
+            let limitsTOML = concurrentStarts.map { "[limits]\nconcurrent_starts = \($0)\n" } ?? ""
             let toml = """
                 [cluster]
                 name = "vmha-demo"
@@ -84,19 +153,11 @@ public final class HACluster: @unchecked Sendable {
                 \(hostsTOML)
                 [witness]
                 address = "\(witnessIP):7790"
-                [nbd]
+                \(limitsTOML)[nbd]
                 socket_directory = "\(dir)/nbd"
                 socket_mode = "0666"
                 \(detectionMs.map { "[timeouts]\ndetection_ms = \($0)" } ?? "")
-                [[vms]]
-                name = "vm1"
-                domain_xml = "\(scratch)/vm1.xml"
-                preferred_host = "\(a.name)"
-                failback = "\(failback)"
-                [[vms.disks]]
-                target = "vda"
-                image = "\(dir)/vm1.img"
-                metadata = "\(dir)/vm1.meta"
+                \(vmsTOML)
                 """
             let path = "\(dir)/vmha.toml"
             try toml.write(toFile: path, atomically: true, encoding: .utf8)
@@ -112,7 +173,10 @@ public final class HACluster: @unchecked Sendable {
         witness?.kill()
     }
 
-    public func imagePath(host: Int) -> String { "\(scratch)/\(cluster.hosts[host].name)/vm1.img" }
+    /// A VM's image on one host (the first VM's by default).
+    public func imagePath(host: Int, vm: String? = nil) -> String {
+        "\(scratch)/\(cluster.hosts[host].name)/\(vm ?? vms[0].name).img"
+    }
 
     public func startWitness() throws {
         witness = try NamespacedDaemon(
@@ -147,7 +211,10 @@ public final class HACluster: @unchecked Sendable {
         return try? JSONDecoder().decode(ClusterStatusReport.self, from: Data(result.output.utf8))
     }
 
-    public func vm(_ host: Int) -> VMStatusReport? { status(host)?.vms.first }
+    /// One VM's status on one host (the first VM's by default).
+    public func vm(_ host: Int, named name: String? = nil) -> VMStatusReport? {
+        status(host)?.vms.first { $0.name == name ?? vms[0].name }
+    }
 
     /// Runs `vmha` against one host's control socket.
     public func vmhaCommand(_ host: Int, _ arguments: [String]) throws -> (status: Int32, output: String) {
@@ -181,6 +248,20 @@ public final class HACluster: @unchecked Sendable {
     public func logs() -> String {
         let daemonLogs = daemons.compactMap { $0 }.map { "\($0.logPath):\n\($0.log.suffix(4000))" }
         return (daemonLogs + [witness.map { "witness:\n\($0.log.suffix(2000))" } ?? ""]).joined(separator: "\n")
+    }
+
+    /// Runs `body`, then stops vmhad and the witness on every path out of it; on failure their logs
+    /// go to stderr first.
+    public func run<T: Sendable>(_ body: (HACluster) async throws -> T) async throws -> T {
+        do {
+            let result = try await body(self)
+            await stopAll()
+            return result
+        } catch {
+            FileHandle.standardError.write(Data("\(error)\n\(logs())\n".utf8))
+            await stopAll()
+            throw error
+        }
     }
 
     public func stopAll() async {

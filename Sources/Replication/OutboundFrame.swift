@@ -1,12 +1,26 @@
 /// One encoded frame owned until it is on the wire (an aligned buffer, so the data of a WRITE or
-/// RESYNC_DATA is copied exactly once: from the guest's buffer into the frame).
+/// RESYNC_DATA is copied at most once: from the guest's buffer into the frame).
 final class OutboundFrame: @unchecked Sendable {
+    /// The frame's bytes.
     let bytes: UnsafeMutableRawBufferPointer
+    /// The allocation `bytes` lies in, and the pool it goes back to (nil: deallocated).
+    private let storage: UnsafeMutableRawBufferPointer
+    private let pool: FrameBufferPool?
 
     init(count: Int) {
         // Page-aligned: a secondary writes replicated data from these buffers, and only an
         // aligned buffer can go to the image with O_DIRECT instead of through the page cache.
-        bytes = .allocate(byteCount: count, alignment: 4096)
+        storage = .allocate(byteCount: count, alignment: 4096)
+        bytes = storage
+        pool = nil
+    }
+
+    /// The frame at `range` of a buffer taken from `pool` (built in place: no copy), which gets
+    /// the buffer back once the frame is gone.
+    init(pooled buffer: UnsafeMutableRawBufferPointer, range: Range<Int>, pool: FrameBufferPool) {
+        storage = buffer
+        bytes = UnsafeMutableRawBufferPointer(rebasing: buffer[range])
+        self.pool = pool
     }
 
     convenience init(_ encoded: [UInt8]) {
@@ -23,5 +37,7 @@ final class OutboundFrame: @unchecked Sendable {
         }
     }
 
-    deinit { bytes.deallocate() }
+    deinit {
+        if let pool { pool.recycle(storage) } else { storage.deallocate() }
+    }
 }

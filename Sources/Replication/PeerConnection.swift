@@ -91,6 +91,13 @@ public final class PeerConnection: Sendable {
     /// Reads frames until the stream ends, the peer misbehaves, or the task is cancelled;
     /// `handle` sees each decoded message in order.
     public func receiveMessages(_ handle: (PeerMessage) async throws -> Void) async throws {
+        try await receiveMessages(blocks: nil, handle)
+    }
+
+    /// ``receiveMessages(_:)``; with `blocks`, the data of RESYNC_DATA frames up to `blocks.bufferSize - blockHeadroom`
+    /// bytes is received straight into a page-aligned buffer of that pool, at `blockHeadroom`
+    /// (``PeerResyncData/Content/block(_:)``), instead of being copied out of the receive buffer.
+    func receiveMessages(blocks: FrameBufferPool?, _ handle: (PeerMessage) async throws -> Void) async throws {
         var decoder = PeerFrameDecoder()
         decoder.receive(initialBytes)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.receiveBufferSize, alignment: 4096)
@@ -99,10 +106,43 @@ public final class PeerConnection: Sendable {
             while let frame = try decoder.next() {
                 try await handle(try PeerMessage(frame: frame))
             }
+            if let blocks, let (header, received) = decoder.takeIncompletePayload(if: { Self.receivesAsBlock($0, pool: blocks) }) {
+                try await handle(.resyncData(try await receiveBlock(header, received: received, pool: blocks)))
+                continue
+            }
             let n = try await ring.recv(.file(socket), into: buffer)
             if n == 0 { throw PeerLinkError.closedByPeer }
             decoder.receive(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
         }
+    }
+
+    /// Room in front of a block's data: the data lands page-aligned, the offset field before it.
+    static let blockHeadroom = 4096
+
+    private static func receivesAsBlock(_ header: PeerFrameHeader, pool: FrameBufferPool) -> Bool {
+        header.type == .resyncData && !header.flags.contains(.zeroes)
+            && Int(header.payloadLength) - 8 <= pool.bufferSize - blockHeadroom
+    }
+
+    /// Receives the rest of a RESYNC_DATA payload (offset u64, data) into a buffer of `pool`.
+    private func receiveBlock(
+        _ header: PeerFrameHeader, received: [UInt8], pool: FrameBufferPool
+    ) async throws -> PeerResyncData {
+        let storage = pool.take()
+        var owned = true
+        defer { if owned { pool.recycle(storage) } }
+        let start = Self.blockHeadroom - 8, end = start + Int(header.payloadLength)
+        UnsafeMutableRawBufferPointer(rebasing: storage[start..<(start + received.count)]).copyBytes(from: received)
+        var filled = start + received.count
+        while filled < end {
+            let n = try await ring.recv(.file(socket), into: UnsafeMutableRawBufferPointer(rebasing: storage[filled..<end]))
+            if n == 0 { throw PeerLinkError.closedByPeer }
+            filled += n
+        }
+        let offset = UInt64(bigEndian: storage.loadUnaligned(fromByteOffset: start, as: UInt64.self))
+        owned = false
+        let block = ReceivedBlock(storage: storage, data: Self.blockHeadroom..<end, pool: pool)
+        return try PeerResyncData(header: header, offset: offset, block: block)
     }
 
     /// Sends raw frame bytes (the caller keeps frames whole and ordered).

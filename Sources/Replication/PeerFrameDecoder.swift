@@ -90,6 +90,20 @@ public struct PeerFrameDecoder: Sendable {
         }
     }
 
+    /// Hands over a frame whose payload is still arriving, if `accept` wants its header: returns
+    /// the header and the payload bytes received so far, and expects the next header after the
+    /// rest of that payload, which the caller receives itself (e.g. straight into an aligned
+    /// buffer). Nothing else is buffered then: an incomplete payload takes every byte received.
+    public mutating func takeIncompletePayload(
+        if accept: (PeerFrameHeader) -> Bool
+    ) -> (header: PeerFrameHeader, received: [UInt8])? {
+        guard case .payload(let header) = state, payload.count < Int(header.payloadLength), accept(header) else { return nil }
+        precondition(readIndex == buffer.count, "bytes buffered behind an incomplete payload")
+        state = .header
+        defer { payload = [] }
+        return (header, payload)
+    }
+
     /// The next whole frame, or `nil` if more bytes are needed.
     public mutating func next() throws(PeerProtocolError) -> PeerFrame? {
         while true {

@@ -11,11 +11,14 @@ public struct PeerResyncData: PeerMessageCodable {
     public enum Content: Sendable, Hashable {
         /// A slice of the received frame's payload (no copy).
         case data(ArraySlice<UInt8>)
+        /// Data received straight into an aligned buffer (same wire format as `data`).
+        case block(ReceivedBlock)
         case zeroes(length: UInt32)
 
         public var length: Int {
             switch self {
             case .data(let d): return d.count
+            case .block(let b): return b.bytes.count
             case .zeroes(let l): return Int(l)
             }
         }
@@ -40,6 +43,9 @@ public struct PeerResyncData: PeerMessageCodable {
     public var headerStreamID: UInt32 { volumeID }
     public var headerSequence: UInt64 { requestID }
 
+    /// Bytes in front of the data: header (32) + offset (8).
+    public static let prefixSize = PeerProtocol.headerSize + 8
+
     /// Header and offset of a RESYNC_DATA frame carrying `dataLength` bytes, for a sender that
     /// appends the data itself (one copy, straight from the read buffer).
     public static func encodePrefix(into out: inout [UInt8], version: UInt16 = PeerProtocol.currentVersion,
@@ -54,6 +60,7 @@ public struct PeerResyncData: PeerMessageCodable {
         out.appendBigEndian(offset)
         switch content {
         case .data(let d): out.append(contentsOf: d)
+        case .block(let b): out.append(contentsOf: b.bytes)
         case .zeroes(let l): out.appendBigEndian(l)
         }
     }
@@ -74,5 +81,17 @@ public struct PeerResyncData: PeerMessageCodable {
             try checkRange(Self.frameType, offset: offset, length: UInt64(data.count))
             content = .data(data)
         }
+    }
+
+    /// A RESYNC_DATA frame whose payload (`offset`, then the data) was received into `block`
+    /// instead of through ``PeerFrameDecoder``; validated as ``init(header:payload:)`` does.
+    init(header: PeerFrameHeader, offset: UInt64, block: ReceivedBlock) throws(PeerProtocolError) {
+        try header.requireType(Self.frameType)
+        precondition(!header.flags.contains(.zeroes), "a ZEROES frame carries no data")
+        volumeID = header.streamID
+        requestID = header.sequence
+        self.offset = offset
+        try checkRange(Self.frameType, offset: offset, length: UInt64(block.bytes.count))
+        content = .block(block)
     }
 }

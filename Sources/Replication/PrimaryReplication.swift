@@ -247,6 +247,10 @@ public final class PrimaryReplication: Sendable {
         try? await volume.persistBitmap()
     }
 
+    /// Room in front of a resync block's data for its frame prefix; a page, so the data stays
+    /// page-aligned for the O_DIRECT read.
+    static let resyncHeadroom = 4096
+
     /// Sends every dirty grain, pipelined, while guest writes continue (each block is read under
     /// its range lock, so it is queued before any overlapping guest write — the peer applies them
     /// in that order). Holes travel as a marker. Progress clears bits as the peer acknowledges.
@@ -267,10 +271,14 @@ public final class PrimaryReplication: Sendable {
             $0.resyncMethod = method.rawValue
         }
         logger.info("resync started", metadata: ["volume": "\(volume.configuration.name)", "bytes": "\(total)", "method": "\(method.rawValue)"])
-        let window = AsyncSemaphore(options.resyncWindow)
         let chunk = UInt64(options.resyncChunkBytes)
+        // The window counts bytes (in units of a sixteenth of a block), not blocks: an incremental
+        // resync of scattered grains keeps as much in flight as a full one of whole blocks.
+        let unit = max(1, chunk / 16)
+        let window = AsyncSemaphore(options.resyncWindow * 16)
         let volume = self.volume, statusBox = self.statusBox
         let zero = ZeroBlock.shared
+        let buffers = FrameBufferPool(bufferSize: Self.resyncHeadroom + Int(chunk), capacity: options.resyncWindow)
         let failed = Locked(false)
         var sinceCheckpoint: UInt64 = 0
         let rateStart = ContinuousClock.now
@@ -281,7 +289,8 @@ public final class PrimaryReplication: Sendable {
                 while offset < run.offset + run.length {
                     if session.failure != nil || failed.withLock({ $0 }) { return }
                     let length = min(chunk - offset % chunk, run.offset + run.length - offset)
-                    await window.acquire()
+                    let units = Int((length + unit - 1) / unit)
+                    for _ in 0..<units { await window.acquire() }
                     if let maxRate = options.resyncMaxRate {
                         // Keep the average at or under the maximum: sleep while ahead of it.
                         let allowed = Double(maxRate) * (ContinuousClock.now - rateStart).seconds
@@ -292,7 +301,7 @@ public final class PrimaryReplication: Sendable {
                     queued += length
                     let pieceOffset = offset
                     group.addTask(executorPreference: volume.ring) {
-                        defer { window.release() }
+                        defer { for _ in 0..<units { window.release() } }
                         do {
                             var sent = 0
                             if method != .data {
@@ -327,7 +336,13 @@ public final class PrimaryReplication: Sendable {
                                     throw PeerLinkError.refused("peer failed a checksum request: errno \(status)")
                                 }
                             }
-                            let (ticket, dataSent) = try await volume.readForResync(offset: pieceOffset, length: Int(length)) { bytes in
+                            // The block is read straight into a pooled frame, behind room for its
+                            // prefix, and goes to the socket from there: no copy, no fresh pages.
+                            let frame = OutboundFrame(
+                                pooled: buffers.take(),
+                                range: (Self.resyncHeadroom - PeerResyncData.prefixSize)..<(Self.resyncHeadroom + Int(length)), pool: buffers)
+                            let data = UnsafeMutableRawBufferPointer(rebasing: frame.bytes[PeerResyncData.prefixSize...])
+                            let (ticket, holes) = try await volume.readForResync(offset: pieceOffset, into: data) { bytes in
                                 let holes = zero.isZero(bytes)
                                 let ticket = session.request { sequence in
                                     if holes {
@@ -340,10 +355,12 @@ public final class PrimaryReplication: Sendable {
                                     var prefix: [UInt8] = []
                                     PeerResyncData.encodePrefix(
                                         into: &prefix, volumeID: session.volumeID, requestID: sequence, offset: pieceOffset, dataLength: bytes.count)
-                                    return OutboundFrame(prefix: prefix, data: bytes)
+                                    UnsafeMutableRawBufferPointer(rebasing: frame.bytes[0..<PeerResyncData.prefixSize]).copyBytes(from: prefix)
+                                    return frame
                                 }
-                                return (ticket, holes ? 16 : bytes.count)
+                                return (ticket, holes)
                             }
+                            let dataSent = holes ? 16 : Int(length)
                             guard let ticket, await ticket.wait() else { throw PeerLinkError.closedByPeer }
                             sent += dataSent
                             await volume.clearDirty(offset: pieceOffset, length: length)

@@ -91,10 +91,16 @@ public final class ReplicaServer: Sendable {
         }
     }
 
+    /// Received resync blocks kept for reuse: the primary's window, and a few more.
+    static let idleBlockBuffers = 32
+
     private func apply(session: ReplicationSession, attached: Locked<String?>) async throws {
         let inFlight = InFlightTracker(limit: options.applyWindow)
         var volume: LocalVolume?
         var sourceCurrent: UInt64 = 0
+        // Resync blocks arrive straight into these (the default block size; larger ones are copied).
+        let blocks = FrameBufferPool(
+            bufferSize: PeerConnection.blockHeadroom + ReplicationOptions.defaultResyncChunkBytes, capacity: Self.idleBlockBuffers)
         try await withThrowingDiscardingTaskGroup { group in
             defer { group.cancelAll() }
             /// Applies a change concurrently (bounded by the window) and acknowledges it with its
@@ -107,7 +113,7 @@ public final class ReplicaServer: Sendable {
                     session.post(PeerAck(volumeID: session.volumeID, sequence: sequence, status: status).encoded())
                 }
             }
-            try await session.connection.receiveMessages { message in
+            try await session.connection.receiveMessages(blocks: blocks) { message in
                 session.frameReceived()
                 switch message {
                 case .volumeState(let peerState):
@@ -140,20 +146,19 @@ public final class ReplicaServer: Sendable {
                     }
                 case .resyncData(let block):
                     guard let volume else { throw PeerLinkError.unexpected("RESYNC_DATA before VOLUME_STATE") }
-                    let data: OutboundFrame?
-                    if case .data(let bytes) = block.content {
-                        data = OutboundFrame(count: bytes.count)
-                        data!.bytes.copyBytes(from: bytes)
-                    } else {
-                        data = nil
-                    }
-                    let length = UInt64(block.content.length)
+                    let content = block.content
                     await applyThenAcknowledge(block.requestID) { () async throws(VolumeError) in
-                        if let data {
+                        switch content {
+                        case .block(let data):
+                            try await volume.write(data.bytes, at: block.offset, fua: false, origin: .peer)
+                        case .data(let bytes):
+                            // Larger than a pooled block: copied once into an aligned buffer for O_DIRECT.
+                            let data = OutboundFrame(count: bytes.count)
+                            data.bytes.copyBytes(from: bytes)
                             try await volume.write(UnsafeRawBufferPointer(data.bytes), at: block.offset, fua: false, origin: .peer)
-                        } else {
+                        case .zeroes(let length):
                             // A hole on the source stays a hole here.
-                            try await volume.trim(offset: block.offset, length: length, origin: .peer)
+                            try await volume.trim(offset: block.offset, length: UInt64(length), origin: .peer)
                         }
                     }
                 case .resyncChecksum(let request):

@@ -6,7 +6,8 @@ public struct ReplicationOptions: Sendable {
     public var handshake: PeerHandshake.Configuration
     public var timing = ReplicationSession.Timing()
     /// Resync block size: large reads and frames keep a 10 Gb/s link full.
-    public var resyncChunkBytes = 4 << 20
+    public var resyncChunkBytes = defaultResyncChunkBytes
+    public static let defaultResyncChunkBytes = 4 << 20
     /// Resync blocks in flight (read, on the wire, or being written by the peer).
     public var resyncWindow = 16
     /// Upper bound on resync bandwidth in bytes per second (nil: the link's speed).

@@ -483,11 +483,19 @@ public actor LocalVolume {
     public func readForResync<T: Sendable>(
         offset: UInt64, length: Int, deliver: @Sendable (UnsafeRawBufferPointer) -> T
     ) async throws(VolumeError) -> T {
-        try check(offset: offset, length: UInt64(length))
-        await lockRange(offset, offset + UInt64(length))
-        defer { unlockRange(offset, offset + UInt64(length)) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 4096)
         defer { buffer.deallocate() }
+        return try await readForResync(offset: offset, into: buffer, deliver: deliver)
+    }
+
+    /// ``readForResync(offset:length:deliver:)`` into the caller's buffer (page-aligned for
+    /// O_DIRECT), e.g. one that already has room for a frame header in front.
+    public func readForResync<T: Sendable>(
+        offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, deliver: @Sendable (UnsafeRawBufferPointer) -> T
+    ) async throws(VolumeError) -> T {
+        try check(offset: offset, length: UInt64(buffer.count))
+        await lockRange(offset, offset + UInt64(buffer.count))
+        defer { unlockRange(offset, offset + UInt64(buffer.count)) }
         try await read(into: buffer, at: offset)
         return deliver(UnsafeRawBufferPointer(buffer))
     }

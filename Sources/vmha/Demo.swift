@@ -57,15 +57,8 @@ struct Demo: AsyncParsableCommand {
         let guest = try TestGuest.prepare(logger: logger)
         say("starting three simulated hosts: hostA and hostB (own libvirtd, network namespace, veth links) and hostC for the witness")
         let result = try await TestCluster.with(.init(hosts: 3), logger: logger) { cluster -> Result in
-            let ha = try HACluster(cluster: cluster, guest: guest, vmhad: vmhad, vmha: vmha)
-            do {
-                let result = try await Self.scenario(ha, say: say, logger: logger)
-                await ha.stopAll()
-                return result
-            } catch {
-                FileHandle.standardError.write(Data("demo failed: \(error)\n\(ha.logs())\n".utf8))
-                await ha.stopAll()
-                throw error
+            try await HACluster(cluster: cluster, guest: guest, vmhad: vmhad, vmha: vmha).run { ha in
+                try await Self.scenario(ha, say: say, logger: logger)
             }
         }
         say("done; everything was torn down")

@@ -3,7 +3,6 @@ import Foundation
 import Harness
 import Logging
 import Testing
-import Uring
 
 #if canImport(Glibc)
 import Glibc
@@ -34,14 +33,7 @@ struct RestartAndFailbackTests {
                 detectionMs: 6000)
             let (a, b) = (ha.hostA, ha.hostB)
             let serial = ha.serial
-            let dual = Locked(false)
-            let watcher = Task.detached {
-                while !Task.isCancelled {
-                    if a.qemuPID(domain: "vm1") != nil && b.qemuPID(domain: "vm1") != nil { dual.withLock { $0 = true } }
-                    try? await Task.sleep(for: .milliseconds(50))
-                }
-            }
-            defer { watcher.cancel() }
+            let watch = try await DualRunWatch.start(hosts: [a, b], logger: logger)
             do {
                 // Start-up: A (preferred) runs it, B full-syncs and becomes UpToDate.
                 try await ha.startAndWaitUntilRedundant()
@@ -87,6 +79,7 @@ struct RestartAndFailbackTests {
                 // 4. Host A dies, B takes over; A returns and vm1 fails back by itself.
                 ha.daemons[0]?.kill()
                 try a.crash()
+                await watch.hostCrashed(0)
                 try await HACluster.waitUntil("vm1 ALONE on B", timeout: .seconds(30)) { ha.vm(1)?.state == "ALONE" }
                 try await serial.waitFor("VERIFY after failover", timeout: .seconds(60)) { _ in serial.verifySummaries().count == 3 }
                 #expect(serial.verifySummaries()[2].bad == 0)
@@ -101,8 +94,11 @@ struct RestartAndFailbackTests {
                 print("FAILBACK: vm1 verified on A \(backAt.duration(to: .now)) after A's vmhad came back")
                 #expect(serial.verifySummaries()[3].bad == 0)
                 #expect(ha.status(1)?.events.contains { $0.contains("failback: vm1 returns to \(a.name)") } == true)
-                #expect(!dual.withLock { $0 }, "vm1 never ran on both hosts at once")
+                let violations = await watch.violations
+                #expect(violations.isEmpty, "vm1 never ran on both hosts at once: \(violations)")
+                await watch.stop()
             } catch {
+                await watch.stop()
                 print(ha.logs())
                 await ha.stopAll()
                 throw error

@@ -49,7 +49,8 @@ import Glibc
         let json = try #require(try JSONSerialization.jsonObject(with: outData) as? [String: Any], "stdout is not one JSON object")
         for key in ["link", "image_bytes", "iperf3_bits_per_second", "full_resync_bits_per_second", "full_resync_to_line_ratio",
                     "full_resync_seconds", "incremental_resync_seconds", "incremental_dirty_fraction",
-                    "checksum_resync_bytes_sent", "rsync_bits_per_second", "replicas_identical"] {
+                    "checksum_resync_bytes_sent", "rsync_bits_per_second", "replicas_identical",
+                    "disk_copy_bits_per_second", "full_resync_to_disk_ratio"] {
             #expect(json[key] != nil, "missing \(key)")
         }
         #expect(json["link"] as? String == "none")
@@ -58,6 +59,8 @@ import Glibc
         let full = try #require((json["full_resync_seconds"] as? NSNumber)?.doubleValue)
         let incremental = try #require((json["incremental_resync_seconds"] as? NSNumber)?.doubleValue)
         #expect(incremental < full, "incremental \(incremental) s, full \(full) s")
+        let disk = try #require((json["disk_copy_bits_per_second"] as? NSNumber)?.doubleValue)
+        #expect(disk > 0)
         let fraction = try #require((json["incremental_dirty_fraction"] as? NSNumber)?.doubleValue)
         #expect(fraction > 0 && fraction < 0.05)
         #expect((json["iperf3_bits_per_second"] as? NSNumber)?.doubleValue ?? 0 > 0)

@@ -41,6 +41,26 @@ import Volume
         #expect(sequences == Array(0..<100))
     }
 
+    @Test func anIncompletePayloadIsHandedOverAndTheNextFrameStillDecodes() throws {
+        let data = (0..<10000).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        let block = PeerResyncData(volumeID: 2, requestID: 5, offset: 1 << 20, content: .data(data[...])).encoded()
+        let ack = PeerAck(volumeID: 2, sequence: 6).encoded()
+        var decoder = PeerFrameDecoder()
+        decoder.receive(block[0..<100])
+        #expect(try decoder.next() == nil)
+        let refused = decoder.takeIncompletePayload(if: { $0.type == .write })
+        #expect(refused == nil)
+        let taken = decoder.takeIncompletePayload(if: { $0.type == .resyncData })
+        let (header, received) = try #require(taken)
+        #expect(header.type == .resyncData && header.sequence == 5 && header.payloadLength == UInt32(8 + data.count))
+        #expect(received == Array(block[32..<100]))
+        // The caller received the rest of the payload itself; the decoder goes on with the next header.
+        decoder.receive(ack)
+        let frame = try #require(try decoder.next())
+        #expect(try PeerMessage(frame: frame) == .ack(PeerAck(volumeID: 2, sequence: 6)))
+        #expect(decoder.bufferedByteCount == 0)
+    }
+
     @Test func writeDataIsASliceOfTheFramePayload() throws {
         let data = (0..<65536).map { UInt8(truncatingIfNeeded: $0) }
         var decoder = PeerFrameDecoder()
