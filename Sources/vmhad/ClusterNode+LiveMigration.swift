@@ -118,6 +118,13 @@ extension ClusterNode {
             await volume.setUnreplicatedWritePolicy(writePolicy)
         }
         startPrimaryTask(module, servers: [], exports: exports)
+        // Released changes should find the replication attached: one that starts while the link
+        // attaches can miss both the peer and the connect's resync, and would then wait (policy
+        // `hold`) for the next resync. Without the peer within 10 s they are released anyway.
+        let attachBy = ContinuousClock.now + .seconds(10)
+        for volume in module.volumes {
+            while !(await volume.isReplicating) && ContinuousClock.now < attachBy { try? await Task.sleep(for: .milliseconds(10)) }
+        }
         var held = 0
         for volume in module.volumes {
             held += await volume.heldWriteCount
