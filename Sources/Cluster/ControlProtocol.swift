@@ -6,6 +6,8 @@ public struct ControlRequest: Codable, Sendable {
     public var vm: String?
     public var to: String?
     public var force: Bool?
+    /// migrate: libvirt live migration instead of a switchover with a guest reboot.
+    public var live: Bool?
     public var full: Bool?
     /// resync: `incremental` (default), `full`, `checksum` or `verify`.
     public var mode: String?
@@ -20,7 +22,7 @@ public struct ControlRequest: Codable, Sendable {
     public var stop: Bool?
 
     public init(
-        command: String, vm: String? = nil, to: String? = nil, force: Bool? = nil, full: Bool? = nil, mode: String? = nil,
+        command: String, vm: String? = nil, to: String? = nil, force: Bool? = nil, live: Bool? = nil, full: Bool? = nil, mode: String? = nil,
         dryRun: Bool? = nil, vms: [String]? = nil, on: String? = nil, vmTOML: String? = nil, stop: Bool? = nil
     ) {
         self.vmTOML = vmTOML
@@ -32,6 +34,7 @@ public struct ControlRequest: Codable, Sendable {
         self.vm = vm
         self.to = to
         self.force = force
+        self.live = live
         self.full = full
         self.dryRun = dryRun
     }

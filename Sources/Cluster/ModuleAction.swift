@@ -5,6 +5,9 @@ public enum ModuleAction: Sendable, Hashable, CustomStringConvertible {
     /// Make the local volume writable (primary) for the NBD export.
     case promoteVolume
     case demoteVolume
+    /// Promote the volume in place under the exports an incoming live migration's domain already
+    /// uses, then answer the guest changes they held.
+    case adoptMigratedDomain
     case startResync
     /// Freeze guest I/O at the NBD export immediately (no write reaches the disk afterwards).
     case suspendIO
@@ -17,6 +20,7 @@ public enum ModuleAction: Sendable, Hashable, CustomStringConvertible {
         case .stopDomain: "stopDomain"
         case .promoteVolume: "promoteVolume"
         case .demoteVolume: "demoteVolume"
+        case .adoptMigratedDomain: "adoptMigratedDomain"
         case .startResync: "startResync"
         case .suspendIO: "suspendIO"
         case .requestWitnessVote: "requestWitnessVote"

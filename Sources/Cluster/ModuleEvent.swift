@@ -7,6 +7,12 @@ public enum ModuleEvent: Sendable, Hashable, CustomStringConvertible {
     case promoteRequested
     /// Hand the VM to the peer: clean shutdown here, then the peer is promoted.
     case switchoverRequested
+    /// Source of a live migration: the domain now runs on the peer (libvirt reported success);
+    /// this side's guest I/O ended when its QEMU inactivated its disks.
+    case liveMigrationCompleted
+    /// Target of a live migration: the source demoted after the domain arrived here; take the
+    /// volumes over under the running domain.
+    case liveMigrationArrived
     /// The heartbeat/replication handshake reported the peer's view of this VM.
     case peerConnected(peerRole: PeerRole, peerReplica: ReplicaState)
     /// No heartbeat from the peer on any network for the detection timeout.
@@ -24,7 +30,7 @@ public enum ModuleEvent: Sendable, Hashable, CustomStringConvertible {
 
     /// One event per distinct behaviour, for the documented transition table.
     public static let representatives: [ModuleEvent] =
-        [.startRequested, .stopRequested, .promoteRequested, .switchoverRequested]
+        [.startRequested, .stopRequested, .promoteRequested, .switchoverRequested, .liveMigrationCompleted, .liveMigrationArrived]
         + PeerRole.allCases.flatMap { role in
             [ReplicaState.upToDate, .outdated].map { ModuleEvent.peerConnected(peerRole: role, peerReplica: $0) }
         }
@@ -38,6 +44,8 @@ public enum ModuleEvent: Sendable, Hashable, CustomStringConvertible {
         case .stopRequested: "stopRequested"
         case .promoteRequested: "promoteRequested"
         case .switchoverRequested: "switchoverRequested"
+        case .liveMigrationCompleted: "liveMigrationCompleted"
+        case .liveMigrationArrived: "liveMigrationArrived"
         case .peerConnected(let role, let replica): "peerConnected(\(role.rawValue), \(replica.rawValue))"
         case .peerLost: "peerLost"
         case .witnessVoteGranted: "witnessVoteGranted"

@@ -69,7 +69,8 @@ public enum ModuleStateMachine {
         case (.wait, .resyncFinished): return try finishResync(status, event)
         case (.wait, .localVolumeFailed):
             return to(.stop, [.reportError("local volume failed")], replica: failedReplica)
-        case (.wait, .switchoverRequested): throw illegal(status, event, "not running the VM")
+        case (.wait, .switchoverRequested), (.wait, .liveMigrationCompleted): throw illegal(status, event, "not running the VM")
+        case (.wait, .liveMigrationArrived): throw illegal(status, event, "not the peer's secondary")
         case (.wait, .domainCrashed): throw illegal(status, event, "no domain runs here")
 
         // MARK: PRIM
@@ -79,6 +80,12 @@ public enum ModuleStateMachine {
             // Mid-resync the peer's copy is inconsistent: handing over would leave nobody able to run it.
             guard replica == .upToDate else { throw illegal(status, event, "resync running: the peer's replica is not up to date yet") }
             return to(.second, [.stopDomain, .demoteVolume])
+        case (.prim, .liveMigrationCompleted):
+            // The domain left with every write replicated (protocol C) and its disks inactivated:
+            // nothing to stop, and the peer's copy is as new as ours.
+            guard replica == .upToDate else { throw illegal(status, event, "resync running: the peer's replica is not up to date yet") }
+            return to(.second, [.demoteVolume])
+        case (.prim, .liveMigrationArrived): throw illegal(status, event, "already primary")
         case (.prim, .peerConnected(.primary, _)):
             throw illegal(status, event, "split brain: the peer is primary too; suspend and ask an operator")
         case (.prim, .peerConnected): return same
@@ -113,13 +120,17 @@ public enum ModuleStateMachine {
         case (.second, .resyncStarted(.source)): throw illegal(status, event, "a secondary is never a sync source")
         case (.second, .resyncFinished): return try finishResync(status, event)
         case (.second, .localVolumeFailed): return to(.stop, [.reportError("local volume failed")], replica: failedReplica)
-        case (.second, .switchoverRequested): throw illegal(status, event, "not running the VM")
+        case (.second, .switchoverRequested), (.second, .liveMigrationCompleted): throw illegal(status, event, "not running the VM")
+        case (.second, .liveMigrationArrived):
+            guard replica == .upToDate else { throw illegal(status, event, "replica is \(replica), not up to date") }
+            return to(.prim, [.adoptMigratedDomain])
         case (.second, .domainCrashed): throw illegal(status, event, "no domain runs here")
 
         // MARK: ALONE
         case (.alone, .startRequested), (.alone, .promoteRequested): throw illegal(status, event, "already running")
         case (.alone, .stopRequested): return to(.stop, [.stopDomain, .demoteVolume])
-        case (.alone, .switchoverRequested): throw illegal(status, event, "no peer to switch over to")
+        case (.alone, .switchoverRequested), (.alone, .liveMigrationCompleted): throw illegal(status, event, "no peer to switch over to")
+        case (.alone, .liveMigrationArrived): throw illegal(status, event, "already running")
         case (.alone, .peerConnected(.primary, _)):
             throw illegal(status, event, "split brain: the peer is primary too; suspend and ask an operator")
         case (.alone, .peerConnected): return to(.prim, [.startResync])

@@ -34,13 +34,17 @@ public struct Domain: Sendable, Hashable, CustomStringConvertible {
         /// Where the destination QEMU listens for the migration stream, e.g. `tcp://10.77.0.2`.
         /// Needed whenever the destination's hostname does not resolve from the source.
         public var migrateURI: String?
+        /// The domain XML the destination starts with (`VIR_MIGRATE_PARAM_DEST_XML`), e.g. with
+        /// disk sources that exist only there; from ``xmlDescription(inactive:migratable:)``.
+        public var destinationXML: String?
         public var live = true
         public var persistent = true
         public var undefineSource = true
 
-        public init(destinationURI: String, migrateURI: String? = nil) {
+        public init(destinationURI: String, migrateURI: String? = nil, destinationXML: String? = nil) {
             self.destinationURI = destinationURI
             self.migrateURI = migrateURI
+            self.destinationXML = destinationXML
         }
     }
 
@@ -128,10 +132,11 @@ public struct Domain: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// `virDomainGetXMLDesc`; `inactive` returns the persistent definition instead of the live one.
-    public func xmlDescription(inactive: Bool = false) async throws -> String {
+    /// `virDomainGetXMLDesc`; `inactive` returns the persistent definition instead of the live one,
+    /// `migratable` the form a migration's destination XML must be derived from.
+    public func xmlDescription(inactive: Bool = false, migratable: Bool = false) async throws -> String {
         try await withDomain("virDomainGetXMLDesc") { dom throws(LibvirtError) in
-            let flags = inactive ? VIR_DOMAIN_XML_INACTIVE.rawValue : 0
+            let flags = (inactive ? VIR_DOMAIN_XML_INACTIVE.rawValue : 0) | (migratable ? VIR_DOMAIN_XML_MIGRATABLE.rawValue : 0)
             guard let xml = virDomainGetXMLDesc(dom, flags) else {
                 throw LibvirtError.last(operation: "virDomainGetXMLDesc")
             }
@@ -162,10 +167,9 @@ public struct Domain: Sendable, Hashable, CustomStringConvertible {
             var count: Int32 = 0
             var capacity: Int32 = 0
             defer { virTypedParamsFree(params, count) }
-            if let migrateURI = options.migrateURI {
-                try check(
-                    virTypedParamsAddString(&params, &count, &capacity, VIR_MIGRATE_PARAM_URI, migrateURI),
-                    "virTypedParamsAddString")
+            for (name, value) in [(VIR_MIGRATE_PARAM_URI, options.migrateURI), (VIR_MIGRATE_PARAM_DEST_XML, options.destinationXML)] {
+                guard let value else { continue }
+                try check(virTypedParamsAddString(&params, &count, &capacity, name, value), "virTypedParamsAddString")
             }
             try check(
                 virDomainMigrateToURI3(dom, options.destinationURI, params, UInt32(count), flags),

@@ -85,6 +85,7 @@ public actor LocalVolume {
     private var unreplicatedPolicy = UnreplicatedWritePolicy.complete
     private var peerDurablyOutOfSync = false
     private var heldWrites: [CheckedContinuation<Void, Never>] = []
+    private var guestChanges = GuestChangeGate.open
     private var rangeLocks = RangeLocks()
     /// Whether this volume already started its own generation since it last replicated (DRBD's
     /// rule: the first change the peer does not get starts a new current generation, so two
@@ -93,6 +94,11 @@ public actor LocalVolume {
 
     /// Who asked for a change: the guest (replicated, tracked) or the peer (applied as is).
     public enum Origin: Sendable { case guest, peer }
+
+    /// Whether guest changes (write, trim, zero-range, flush) may run. A secondary exported to an
+    /// incoming live migration's QEMU holds them — not applied, not answered — until it is
+    /// promoted (`.open`) or the migration is abandoned (`.refused`: they fail with EIO).
+    public enum GuestChangeGate: Sendable { case open, held, refused }
 
     public var dirtyBytes: UInt64 { bitmap.dirtyByteCount }
     public var generations: GenerationIdentifiers { metadata.generations }
@@ -381,6 +387,7 @@ public actor LocalVolume {
 
     /// Makes every completed write durable (NBD FLUSH), on the peer too while replicating.
     public func flush(origin: Origin = .guest) async throws(VolumeError) {
+        if origin == .guest { try await passGuestChangeGate() }
         let ticket = origin == .guest ? replicator?.submit(.flush) : nil
         do {
             try await ring.fsync(.file(directFD), dataOnly: true)
@@ -546,6 +553,7 @@ public actor LocalVolume {
         change: (UInt64, UInt64) -> ReplicatedChange,
         body: (UInt64, UInt64) async throws(Errno) -> Void
     ) async throws(VolumeError) {
+        if origin == .guest { try await passGuestChangeGate() }
         let unreplicated = try await modifyInRangeLock(offset: offset, length: length, origin: origin, change: change, body: body)
         // Outside the range lock: the resync that will carry this range to the peer takes it.
         if unreplicated { try await waitUntilReplicatedOrAllowed(offset: offset, length: length) }
@@ -636,8 +644,22 @@ public actor LocalVolume {
         if value { wakeHeldWrites() }
     }
 
-    /// Writes waiting for the peer or for the vote.
+    /// Writes waiting for the peer, for the vote or at the guest-change gate.
     public var heldWriteCount: Int { heldWrites.count }
+
+    public func setGuestChangeGate(_ gate: GuestChangeGate) {
+        guestChanges = gate
+        wakeHeldWrites()
+    }
+
+    private func passGuestChangeGate() async throws(VolumeError) {
+        while guestChanges == .held && !closed { await withCheckedContinuation { heldWrites.append($0) } }
+        switch guestChanges {
+        case .open: return
+        case .held: throw .closed(name: configuration.name)
+        case .refused: throw .io(path: configuration.imagePath, .ioError)
+        }
+    }
 
     private func wakeHeldWrites() {
         let waiters = heldWrites

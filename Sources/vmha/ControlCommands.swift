@@ -112,14 +112,16 @@ struct Status: ParsableCommand {
 }
 
 struct Migrate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Planned switchover: clean shutdown, wait for the target's replica, role swap, start on the target.")
+    static let configuration = CommandConfiguration(
+        abstract: "Planned switchover: clean shutdown, wait for the target's replica, role swap, start on the target; with --live, libvirt live migration (no reboot).")
     @OptionGroup var control: ControlOptions
     @Argument(help: "The VM.") var vm: String
     @Option(help: "The host to run it on.") var to: String
     @Flag(help: "Wait for an Inconsistent/resyncing target to become UpToDate instead of refusing.") var force = false
+    @Flag(help: "Live migration: the guest keeps running, its disks change primary under it.") var live = false
 
     func run() throws {
-        let response = try control.send(ControlRequest(command: "migrate", vm: vm, to: to, force: force))
+        let response = try control.send(ControlRequest(command: "migrate", vm: vm, to: to, force: force, live: live))
         try failIfRefused(response)
         print(response.message ?? "ok")
     }

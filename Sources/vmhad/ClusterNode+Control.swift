@@ -13,7 +13,7 @@ extension ClusterNode {
         case "migrate":
             guard let vm = request.vm, let module = modules[vm] else { return ControlResponse(ok: false, error: "no such VM: \(request.vm ?? "")") }
             guard let to = request.to, to == me.name || to == peer.name else { return ControlResponse(ok: false, error: "--to must be \(me.name) or \(peer.name)") }
-            return await migrate(module, to: to, force: request.force ?? false)
+            return await migrate(module, to: to, force: request.force ?? false, live: request.live ?? false)
         case "resync":
             guard let vm = request.vm, let module = modules[vm] else { return ControlResponse(ok: false, error: "no such VM: \(request.vm ?? "")") }
             guard module.role == .primary else {
@@ -78,7 +78,8 @@ extension ClusterNode {
 
     /// Planned switchover: clean shutdown where it runs, the target's replica must be UpToDate
     /// (with `force`, wait for its resync instead of refusing), role swap, start on the target.
-    func migrate(_ module: VMModule, to target: String, force: Bool) async -> ControlResponse {
+    /// `live`: libvirt live migration instead of shutdown and start (ClusterNode+LiveMigration.swift).
+    func migrate(_ module: VMModule, to target: String, force: Bool, live: Bool = false) async -> ControlResponse {
         let name = module.config.name
         if target == me.name {
             if [.prim, .alone].contains(module.status.state) { return ControlResponse(ok: true, message: "\(name) already runs on \(me.name)") }
@@ -87,10 +88,13 @@ extension ClusterNode {
                 guard force else { return ControlResponse(ok: false, error: "replica of \(name) on \(me.name) is \(module.status.replica.rawValue), not UpToDate (use --force to wait for the resync)") }
                 if !(await waitLocalUpToDate(module, timeout: .seconds(600))) { return ControlResponse(ok: false, error: "replica of \(name) did not become UpToDate") }
             }
-            sendPeerCommand(.handOver, vm: name)
+            module.liveReply = nil
+            sendPeerCommand(live ? .handOverLive : .handOver, vm: name)
             let deadline = ContinuousClock.now + .seconds(120)
             while ContinuousClock.now < deadline {
                 if [.prim, .alone].contains(module.status.state) { return ControlResponse(ok: true, message: "\(name) now runs on \(me.name)") }
+                // The runner reports a failed live migration back.
+                if live, let reply = module.liveReply, reply.kind == .liveRefused { return ControlResponse(ok: false, error: reply.detail) }
                 try? await Task.sleep(for: .milliseconds(200))
             }
             return ControlResponse(ok: false, error: "\(name) did not start on \(me.name) within 120 s (last error: \(module.lastError ?? "none"))")
@@ -105,7 +109,7 @@ extension ClusterNode {
             if !(await waitForPeerUpToDate(name, timeout: .seconds(600))) { return ControlResponse(ok: false, error: "replica on \(peer.name) did not become UpToDate") }
         }
         await operations.acquire()
-        let problem = await switchover(module)
+        let problem = live ? await migrateLive(module) : await switchover(module)
         operations.release()
         if let problem { return ControlResponse(ok: false, error: problem) }
         let deadline = ContinuousClock.now + .seconds(120)

@@ -39,6 +39,11 @@ final class VMModule {
     var crashRestarts: [ContinuousClock.Instant] = []
     /// While vmhad itself shuts the domain down (switchover), its shutdown event is expected.
     var stoppingDomain = false
+    /// Target of a live migration: the exports of this secondary's volumes the incoming domain
+    /// uses, guest changes held (ClusterNode+LiveMigration.swift).
+    var incomingExports: Task<Void, Never>?
+    /// Source of a live migration: the target's answer to `prepareLive`.
+    var liveReply: PeerCommand?
 
     init(config: VMConfiguration, domainXML: DomainXML) {
         self.config = config
@@ -477,6 +482,8 @@ actor ClusterNode {
                     await closeVolumes(module)
                     try await openVolumes(module, as: .secondary)
                     await restartReplicaServer()
+                case .adoptMigratedDomain:
+                    try await adoptMigratedDomain(module)
                 case .startDomain:
                     try await startDomain(module)
                 case .stopDomain:
@@ -501,7 +508,8 @@ actor ClusterNode {
         }
         if module.status.state == .second || module.status.state == .wait || module.status.state == .stop {
             // A module that does not run the VM here must not have a live domain here.
-            if [.second].contains(module.status.state) { await destroyStrayDomain(module) }
+            // (Except the one a live migration is bringing in.)
+            if module.status.state == .second && module.incomingExports == nil { await destroyStrayDomain(module) }
         }
         if module.status.state == .prim || module.status.state == .alone {
             module.notStartedReason = nil
@@ -580,31 +588,51 @@ actor ClusterNode {
         module.volumes = volumes
         module.role = role
         guard role == .primary else { return }
-        let peerAddress = TCPSocket.Address("\(peer.replicationAddress.host):\(peer.replicationAddress.port)")!
+        let servers = try makeNBDServers(module)
+        startPrimaryTask(module, servers: servers)
+        await waitUntilListening(servers)
+    }
+
+    func makeNBDServers(_ module: VMModule) throws -> [NBDServer] {
         let mode = mode_t(config.nbd.socketMode)
-        let servers = try volumes.map { volume in
+        return try module.volumes.map { volume in
             try NBDServer(volume: volume, socket: .init(path: socketPath(volume.configuration.name), mode: mode, group: socketGroup), logger: logger)
         }
-        let replications = volumes.map { PrimaryReplication(volume: $0, peer: peerAddress, options: replicationOptions, logger: logger) }
-        module.replications = replications
-        let ring = self.ring
-        module.primaryTask = Task(executorPreference: ring) {
-            await withDiscardingTaskGroup { group in
-                for server in servers {
-                    group.addTask(executorPreference: ring) { try? await server.run() }
-                }
-                for replication in replications {
-                    group.addTask(executorPreference: ring) { await replication.run() }
-                }
-            }
-        }
-        // Wait until QEMU can connect.
+    }
+
+    /// Waits until QEMU can connect.
+    func waitUntilListening(_ servers: [NBDServer]) async {
         for server in servers {
             for _ in 0..<100 where access(server.socket.path, F_OK) != 0 { try? await Task.sleep(for: .milliseconds(10)) }
         }
     }
 
+    /// What a primary runs, in one task on the ring's executor: its NBD servers (or `exports`,
+    /// those an incoming live migration's domain already uses) and a replication per volume.
+    func startPrimaryTask(_ module: VMModule, servers: [NBDServer], exports: Task<Void, Never>? = nil) {
+        let peerAddress = TCPSocket.Address("\(peer.replicationAddress.host):\(peer.replicationAddress.port)")!
+        let replications = module.volumes.map { PrimaryReplication(volume: $0, peer: peerAddress, options: replicationOptions, logger: logger) }
+        module.replications = replications
+        let ring = self.ring
+        module.primaryTask = Task(executorPreference: ring) {
+            await withTaskCancellationHandler {
+                await withDiscardingTaskGroup { group in
+                    for server in servers {
+                        group.addTask(executorPreference: ring) { try? await server.run() }
+                    }
+                    for replication in replications {
+                        group.addTask(executorPreference: ring) { await replication.run() }
+                    }
+                    if let exports { group.addTask { await exports.value } }
+                }
+            } onCancel: {
+                exports?.cancel()
+            }
+        }
+    }
+
     func closeVolumes(_ module: VMModule) async {
+        await closeIncomingExports(module)
         if let task = module.primaryTask {
             // Cancelling the replication is a planned stop, not a lost link: PrimaryReplication
             // keeps the generation the peer already has, so the peer's promotion is an ordinary
@@ -785,6 +813,10 @@ actor ClusterNode {
 
     func peerCommand(_ command: PeerCommand) async {
         guard let module = modules[command.vm] else { return }
+        if [.livePrepared, .liveRefused].contains(command.kind) {
+            module.liveReply = command  // the runner waits for it while holding `operations`
+            return
+        }
         await operations.acquire()
         defer { operations.release() }
         switch command.kind {
@@ -793,11 +825,25 @@ actor ClusterNode {
             await feed(module, .promoteRequested)
         case .handOver:
             _ = await switchover(module)
+        case .handOverLive:
+            if let problem = await migrateLive(module) {
+                record("\(module.config.name): \(problem)")
+                sendPeerCommand(.liveRefused, vm: module.config.name, detail: problem)
+            }
+        case .prepareLive:
+            await prepareIncomingMigration(module)
+        case .liveArrived:
+            guard module.incomingExports != nil else { return }
+            await feed(module, .liveMigrationArrived)
+        case .abortLive:
+            await closeIncomingExports(module)
+        case .livePrepared, .liveRefused:
+            break
         }
     }
 
-    func sendPeerCommand(_ kind: PeerCommand.Kind, vm: String) {
-        let bytes = PeerCommand(kind: kind, sender: me.name, target: peer.name, vm: vm, nonce: .random(in: 1...UInt64.max)).encode(key: key)
+    func sendPeerCommand(_ kind: PeerCommand.Kind, vm: String, detail: String = "") {
+        let bytes = PeerCommand(kind: kind, sender: me.name, target: peer.name, vm: vm, detail: detail, nonce: .random(in: 1...UInt64.max)).encode(key: key)
         for (index, socket) in heartbeatSockets.enumerated() {
             let target = peer.heartbeatAddresses[index]
             if let address = TCPSocket.Address("\(target.host):\(target.port)") { socket.send(bytes, to: address) }

@@ -50,10 +50,11 @@ import Testing
             guard case .success(let transition) = result else { continue }
             let wasRunning = status.state == .prim || status.state == .alone
             let isRunning = transition.status.state == .prim || transition.status.state == .alone
-            if wasRunning && !isRunning {
+            // A live migration is the one exception: the domain itself moves, from one primary to the next.
+            if wasRunning && !isRunning && event != .liveMigrationCompleted {
                 #expect(transition.actions.contains(.stopDomain), "\(status) + \(event)")
             }
-            if !wasRunning && isRunning {
+            if !wasRunning && isRunning && event != .liveMigrationArrived {
                 #expect(transition.actions.starts(with: [.promoteVolume, .startDomain]), "\(status) + \(event)")
             }
         }
@@ -110,6 +111,21 @@ import Testing
         _ = try step(.resyncFinished)
         #expect(try step(.switchoverRequested) == [.stopDomain, .demoteVolume])
         #expect(status.state == .second)
+    }
+
+    /// Live migration: the source gives the volume up without stopping a domain only when both
+    /// copies are up to date, and the target takes it over only as an up-to-date secondary.
+    @Test func liveMigrationMovesTheRoleNotTheDomain() throws {
+        let source = try ModuleStateMachine.transition(from: ModuleStatus(.prim, .upToDate), on: .liveMigrationCompleted)
+        #expect(source.status == ModuleStatus(.second, .upToDate) && source.actions == [.demoteVolume])
+        let target = try ModuleStateMachine.transition(from: ModuleStatus(.second, .upToDate), on: .liveMigrationArrived)
+        #expect(target.status == ModuleStatus(.prim, .upToDate) && target.actions == [.adoptMigratedDomain])
+        for (status, event, result) in Self.outcomes() where [.liveMigrationCompleted, .liveMigrationArrived].contains(event) {
+            guard case .success = result else { continue }
+            #expect(status.replica == .upToDate, "\(status) + \(event)")
+        }
+        #expect(throws: ModuleTransitionError.self) { try ModuleStateMachine.transition(from: ModuleStatus(.second, .syncTarget), on: .liveMigrationArrived) }
+        #expect(throws: ModuleTransitionError.self) { try ModuleStateMachine.transition(from: ModuleStatus(.alone, .upToDate), on: .liveMigrationCompleted) }
     }
 
     @Test func documentedTableMatchesCode() throws {

@@ -53,4 +53,40 @@ struct NBDExportTests {
             #expect(written)
         }
     }
+
+    /// An incoming live migration's export: guest writes wait unapplied and unanswered at the gate
+    /// while reads are served; opened, they run; refused, they fail and change nothing.
+    @Test(.timeLimit(.minutes(1))) func guestChangeGateHoldsThenReleasesOrRefuses() async throws {
+        let fixture = try ExportFixture(size: 16 << 20)
+        try await fixture.serve { volume in
+            let target = "nbd+unix:///\(fixture.name)?socket=\(fixture.socketPath)"
+            func image(at offset: UInt64) throws -> UInt8 {
+                let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: fixture.imagePath))
+                defer { try? handle.close() }
+                try handle.seek(toOffset: offset)
+                return try handle.read(upToCount: 1)?.first ?? 0
+            }
+            func heldCount(_ n: Int) async throws {
+                for _ in 0..<200 where await volume.heldWriteCount != n { try await Task.sleep(for: .milliseconds(10)) }
+                #expect(await volume.heldWriteCount == n)
+            }
+
+            await volume.setGuestChangeGate(.held)
+            async let released = runDetached("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 0x5a 0 64k", target])
+            try await heldCount(1)
+            _ = try await runDetached("/usr/bin/qemu-io", ["-r", "-f", "raw", "-c", "read -P 0 0 64k", target])  // read-only: no flush at exit
+            #expect(try image(at: 0) == 0, "a held write is not applied")
+            await volume.setGuestChangeGate(.open)
+            _ = try await released
+            #expect(try image(at: 0) == 0x5a)
+
+            await volume.setGuestChangeGate(.held)
+            async let refused = runDetached("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 0x77 1M 64k", target])
+            try await heldCount(1)
+            await volume.setGuestChangeGate(.refused)
+            let output = (try? await refused) ?? "failed"
+            #expect(!output.contains("wrote"), "the refused write failed: \(output)")
+            #expect(try image(at: 1 << 20) == 0, "a refused write changed nothing")
+        }
+    }
 }
