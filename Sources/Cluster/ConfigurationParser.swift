@@ -64,6 +64,7 @@ struct ConfigurationParser {
                 heartbeats.append(try address(text, key: "\(table.keyPath("heartbeat_addresses"))[\(index)]"))
             }
             let uri = try table.optionalString("libvirt_uri") ?? "qemu:///system"
+            let migrationURI = try table.optionalString("migration_uri")
             let typeText = try table.optionalString("domain_type") ?? "kvm"
             guard let domainType = HostConfiguration.DomainType(rawValue: typeText) else {
                 throw ConfigurationError(
@@ -87,7 +88,7 @@ struct ConfigurationParser {
             hosts.append(
                 HostConfiguration(
                     name: name, replicationAddress: replication, heartbeatAddresses: heartbeats, libvirtURI: uri,
-                    domainType: domainType, capacity: capacity))
+                    migrationURI: migrationURI, domainType: domainType, capacity: capacity))
         }
         // The heartbeat codec pairs networks by index, so both hosts need the same number of them.
         if hosts[0].heartbeatAddresses.count != hosts[1].heartbeatAddresses.count {

@@ -21,13 +21,18 @@ public struct HostConfiguration: Sendable, Equatable {
     /// One address per heartbeat network; the peer is lost only when all of them are silent.
     public var heartbeatAddresses: [EndpointAddress]
     public var libvirtURI: String
+    /// How the *other* host's libvirtd reaches this host's for a live migration (e.g.
+    /// `qemu+ssh://hostB/system`); nil: `libvirtURI`, which only works when it is not local-only.
+    public var migrationURI: String?
     public var domainType: DomainType
     public var capacity: Capacity
 
     public init(
         name: String, replicationAddress: EndpointAddress, heartbeatAddresses: [EndpointAddress],
-        libvirtURI: String = "qemu:///system", domainType: DomainType = .kvm, capacity: Capacity = Capacity()
+        libvirtURI: String = "qemu:///system", migrationURI: String? = nil, domainType: DomainType = .kvm,
+        capacity: Capacity = Capacity()
     ) {
+        self.migrationURI = migrationURI
         self.name = name
         self.replicationAddress = replicationAddress
         self.heartbeatAddresses = heartbeatAddresses

@@ -40,7 +40,7 @@ extension ClusterNode {
                 xml = xml.replacingOccurrences(of: socketPath(volume), with: "\(reply.detail)/\(volume).sock")
             }
             try await domain.migrate(.init(
-                destinationURI: peer.libvirtURI, migrateURI: "tcp://\(peer.replicationAddress.host)", destinationXML: xml))
+                destinationURI: peer.migrationURI ?? peer.libvirtURI, migrateURI: "tcp://\(peer.replicationAddress.host)", destinationXML: xml))
         } catch {
             for _ in 0..<3 { sendPeerCommand(.abortLive, vm: name) }
             let reason = "\(error)".split(whereSeparator: \.isNewline).joined(separator: " ")

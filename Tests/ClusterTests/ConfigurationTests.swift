@@ -58,6 +58,7 @@ import Volume
         #expect(config.hosts[0].capacity == HostConfiguration.Capacity(vcpus: 32, memoryMiB: 126976))
         #expect(config.hosts[1].capacity == HostConfiguration.Capacity())
         #expect(config.hosts[1].domainType == .kvm)
+        #expect(config.hosts[0].migrationURI == "qemu+ssh://10.0.1.1/system" && config.hosts[1].migrationURI == nil)
         #expect(config.witness?.address == EndpointAddress(host: "10.0.9.9", port: 7790))
         #expect(config.vms.map(\.name) == ["web1", "db1"])
         #expect(config.vms[0].failback == .automatic && config.vms[1].failback == .manual)
