@@ -18,7 +18,7 @@ extension ClusterNode {
         guard module.status.state == .prim, module.status.replica == .upToDate else {
             return "\(name) is \(module.status) on \(me.name), not PRIM/upToDate"
         }
-        guard await waitForPeerUpToDate(name, timeout: .seconds(1)), peerSummaries[name]?.state == .second else {
+        guard await waitForPeerUpToDate(name, timeout: .seconds(10)), peerSummaries[name]?.state == .second else {
             return "the replica of \(name) on \(peer.name) is not an UpToDate secondary"
         }
         guard let domain = await localDomain(module) else { return "no domain of \(name) on \(me.name)" }

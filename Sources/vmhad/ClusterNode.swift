@@ -853,17 +853,30 @@ actor ClusterNode {
     /// Clean shutdown here, wait for the peer's replica, role swap, then the peer starts it.
     func switchover(_ module: VMModule) async -> String? {
         guard module.status.state == .prim else { return "\(module.config.name) is \(module.status.state.rawValue) here, not PRIM" }
-        guard await waitForPeerUpToDate(module.config.name, timeout: .seconds(1)) else { return "the peer's replica is not UpToDate" }
+        guard await waitForPeerUpToDate(module.config.name, timeout: .seconds(10)) else { return "the peer's replica is not UpToDate" }
         await feed(module, .switchoverRequested)
         guard module.status.state == .second else { return module.lastError ?? "switchover failed" }
         for _ in 0..<5 { sendPeerCommand(.promote, vm: module.config.name); try? await Task.sleep(for: .milliseconds(200)) }
         return nil
     }
 
+    /// Where this host runs the VM, its own view decides: a secondary calls itself UpToDate from
+    /// its metadata until the connect's decision has made it a sync target, so the peer's summary
+    /// alone may say UpToDate just before a resync toward it starts. Every link must be attached
+    /// with nothing left to send.
+    func replicasInSync(_ vm: String) async -> Bool {
+        guard let module = modules[vm], module.role == .primary else { return true }
+        guard module.replications.count == module.volumes.count else { return false }
+        for (replication, volume) in zip(module.replications, module.volumes) {
+            guard replication.status.link == .connected, await volume.dirtyBytes == 0 else { return false }
+        }
+        return true
+    }
+
     func waitForPeerUpToDate(_ vm: String, timeout: Duration) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         repeat {
-            if peerState == .alive, let summary = peerSummaries[vm], summary.replica == .upToDate { return true }
+            if peerState == .alive, let summary = peerSummaries[vm], summary.replica == .upToDate, await replicasInSync(vm) { return true }
             try? await Task.sleep(for: .milliseconds(200))
         } while ContinuousClock.now < deadline
         return false
