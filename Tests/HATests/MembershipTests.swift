@@ -23,7 +23,7 @@ struct MembershipTests {
             let scratch = ha.scratch
             func vm2(_ host: Int) -> VMStatusReport? { ha.status(host)?.vms.first { $0.name == "vm2" } }
             func config(_ host: Int) throws -> String { try String(contentsOfFile: ha.configPaths[host], encoding: .utf8) }
-            do {
+            try await ha.run { ha in
                 try await ha.startAndWaitUntilRedundant()
                 let domain = GuestDomain(name: "vm2", workload: .idle, disks: [.file(path: "\(scratch)/vm2-original.img")], serialLog: "\(scratch)/vm2.serial.log")
                 try domain.xml(guest: guest).write(toFile: "\(scratch)/vm2.xml", atomically: true, encoding: .utf8)
@@ -89,12 +89,7 @@ struct MembershipTests {
                 try await ha.serial.waitForLine(containing: "ACK \(last + 3)", timeout: .seconds(30))
                 #expect(ha.serial.verifySummaries().count == 1, "vm1 was not rebooted")
                 #expect(ha.vm(0)?.state == "PRIM")
-            } catch {
-                print(ha.logs())
-                await ha.stopAll()
-                throw error
             }
-            await ha.stopAll()
         }
     }
 }
