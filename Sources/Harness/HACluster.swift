@@ -244,20 +244,36 @@ public final class HACluster: @unchecked Sendable {
         throw HAClusterError("timed out after \(timeout) waiting for \(what)")
     }
 
-    /// vmhad's and the witness's logs, for a failure report.
+    /// vmhad's and the witness's logs and each guest's console state, for a failure report.
     public func logs() -> String {
         let daemonLogs = daemons.compactMap { $0 }.map { "\($0.logPath):\n\($0.log.suffix(4000))" }
-        return (daemonLogs + [witness.map { "witness:\n\($0.log.suffix(2000))" } ?? ""]).joined(separator: "\n")
+        let domains = [hostA, hostB].map { host in
+            "\(host.name) domains:\n" + ((try? Shell.run(["virsh", "-q", "-c", host.uri, "list", "--all"])) ?? "(libvirtd not answering)")
+        }
+        return (daemonLogs + [witness.map { "witness:\n\($0.log.suffix(2000))" } ?? ""] + domains + ["guests:\n" + guestsReport()])
+            .joined(separator: "\n")
     }
 
-    /// Runs `body`, then stops vmhad and the witness on every path out of it; on failure their logs
-    /// go to stderr first.
-    public func run<T: Sendable>(_ body: (HACluster) async throws -> T) async throws -> T {
+    /// One line per VM: how often its guest came up and the last line of its console, so a
+    /// failure report shows which guest was stuck where.
+    public func guestsReport() -> String {
+        vms.map { vm in
+            let lines = serials[vm.name]!.lines()
+            let ready = lines.filter { $0.contains("VMHA-READY") }.count
+            return "\(vm.name): VMHA-READY ×\(ready), last: \(lines.last.map { String($0.prefix(120)) } ?? "-")"
+        }.joined(separator: "\n")
+    }
+
+    /// Runs `body`, then stops vmhad, the witness and `watch` on every path out of it; on failure
+    /// their logs go to stderr first.
+    public func run<T: Sendable>(watching watch: DualRunWatch? = nil, _ body: (HACluster) async throws -> T) async throws -> T {
         do {
             let result = try await body(self)
+            await watch?.stop()
             await stopAll()
             return result
         } catch {
+            await watch?.stop()
             FileHandle.standardError.write(Data("\(error)\n\(logs())\n".utf8))
             await stopAll()
             throw error

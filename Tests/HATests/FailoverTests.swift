@@ -70,7 +70,7 @@ struct FailoverTests {
             let ha = try HACluster(cluster: cluster, guest: guest, vmhad: vmhad, vmha: vmha)
             let (a, b) = (ha.hostA, ha.hostB)
             let serial = ha.serial
-            do {
+            try await ha.run { ha in
                 // Start-up: A (preferred) runs it, B full-syncs and becomes UpToDate.
                 try await ha.startAndWaitUntilRedundant()
 
@@ -131,12 +131,7 @@ struct FailoverTests {
                 let active = try await connB.domains().asyncContains { (try? await $0.state().isActive) == true }
                 await connB.close()
                 #expect(!active, "no domain runs on B without the witness's vote")
-            } catch {
-                print(ha.logs())
-                await ha.stopAll()
-                throw error
             }
-            await ha.stopAll()
         }
     }
 }

@@ -25,7 +25,7 @@ struct LiveMigrationTests {
             let serial = ha.serial
             let acks = ACKTimeline(serial)
             defer { acks.stop() }
-            do {
+            try await ha.run { ha in
                 try await ha.startAndWaitUntilRedundant()
 
                 try await liveMigrate(ha, source: 0, target: 1, commandOn: 0, acks: acks)
@@ -53,12 +53,7 @@ struct LiveMigrationTests {
                 }
                 try Shell.run(["virsh", "-q", "-c", b.uri, "undefine", "vm1"])
                 #expect(!serial.lines().contains { $0.hasPrefix("VERIFY-BAD") || $0.hasPrefix("WRITE-ERR") })
-            } catch {
-                print(ha.logs())
-                await ha.stopAll()
-                throw error
             }
-            await ha.stopAll()
         }
     }
 

@@ -38,7 +38,7 @@ struct ManyVMFailoverTests {
                 cluster: cluster, guest: guest, vmhad: vmhad, vmha: vmha, vms: vms,
                 capacity: [capacity, capacity], concurrentStarts: concurrentStarts)
             let watch = try await DualRunWatch.start(hosts: [ha.hostA, ha.hostB], logger: logger)
-            do {
+            try await ha.run(watching: watch) { ha in
                 try ha.startWitness()
                 try ha.startDaemon(0)
                 try ha.startDaemon(1)
@@ -69,7 +69,7 @@ struct ManyVMFailoverTests {
                         && b.events.contains { $0.hasPrefix("failover done") }
                 }
                 let allStarted = killedAt.duration(to: .now)
-                try await HACluster.waitUntil("A's guests up on B", timeout: .seconds(120)) {
+                try await HACluster.waitUntil("A's guests up on B", timeout: .seconds(240)) {
                     expectedStarts.allSatisfy { name in ha.serials[name]!.lines().filter { $0.contains("VMHA-READY") }.count >= 2 }
                 }
                 let allReady = killedAt.duration(to: .now)
@@ -117,14 +117,7 @@ struct ManyVMFailoverTests {
                 let violations = await watch.violations
                 #expect(violations.isEmpty, "a VM ran on both hosts: \(violations)")
                 print("25 VMS: test took \(testStart.duration(to: .now))")
-            } catch {
-                print(ha.logs())
-                await watch.stop()
-                await ha.stopAll()
-                throw error
             }
-            await watch.stop()
-            await ha.stopAll()
         }
     }
 }

@@ -27,7 +27,7 @@ struct PartitionTests {
             let (a, b) = (ha.hostA, ha.hostB)
             let serial = ha.serial
             let watch = try await DualRunWatch.start(hosts: [a, b], logger: logger)
-            do {
+            try await ha.run(watching: watch) { ha in
                 try await ha.startAndWaitUntilRedundant()
                 let partitionedAt = ContinuousClock.now
 
@@ -60,14 +60,7 @@ struct PartitionTests {
                 // Never both running, from both libvirtds' lifecycle events.
                 let violations = await watch.violations
                 #expect(violations.isEmpty, "vm1 ran on both hosts: \(violations)")
-                await watch.stop()
-            } catch {
-                await watch.stop()
-                print(ha.logs())
-                await ha.stopAll()
-                throw error
             }
-            await ha.stopAll()
         }
     }
 }

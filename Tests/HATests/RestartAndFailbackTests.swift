@@ -34,7 +34,7 @@ struct RestartAndFailbackTests {
             let (a, b) = (ha.hostA, ha.hostB)
             let serial = ha.serial
             let watch = try await DualRunWatch.start(hosts: [a, b], logger: logger)
-            do {
+            try await ha.run(watching: watch) { ha in
                 // Start-up: A (preferred) runs it, B full-syncs and becomes UpToDate.
                 try await ha.startAndWaitUntilRedundant()
 
@@ -96,14 +96,7 @@ struct RestartAndFailbackTests {
                 #expect(ha.status(1)?.events.contains { $0.contains("failback: vm1 returns to \(a.name)") } == true)
                 let violations = await watch.violations
                 #expect(violations.isEmpty, "vm1 never ran on both hosts at once: \(violations)")
-                await watch.stop()
-            } catch {
-                await watch.stop()
-                print(ha.logs())
-                await ha.stopAll()
-                throw error
             }
-            await ha.stopAll()
         }
     }
 }
