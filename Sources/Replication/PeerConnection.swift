@@ -94,7 +94,7 @@ public final class PeerConnection: Sendable {
         try await receiveMessages(blocks: nil, handle)
     }
 
-    /// ``receiveMessages(_:)``; with `blocks`, the data of RESYNC_DATA frames up to `blocks.bufferSize - blockHeadroom`
+    /// ``receiveMessages(_:)``; with `blocks`, the data of RESYNC_DATA frames up to `blocks.largestBufferSize - blockHeadroom`
     /// bytes is received straight into a page-aligned buffer of that pool, at `blockHeadroom`
     /// (``PeerResyncData/Content/block(_:)``), instead of being copied out of the receive buffer.
     func receiveMessages(blocks: FrameBufferPool?, _ handle: (PeerMessage) async throws -> Void) async throws {
@@ -121,14 +121,14 @@ public final class PeerConnection: Sendable {
 
     private static func receivesAsBlock(_ header: PeerFrameHeader, pool: FrameBufferPool) -> Bool {
         header.type == .resyncData && !header.flags.contains(.zeroes)
-            && Int(header.payloadLength) - 8 <= pool.bufferSize - blockHeadroom
+            && Int(header.payloadLength) - 8 <= pool.largestBufferSize - blockHeadroom
     }
 
     /// Receives the rest of a RESYNC_DATA payload (offset u64, data) into a buffer of `pool`.
     private func receiveBlock(
         _ header: PeerFrameHeader, received: [UInt8], pool: FrameBufferPool
     ) async throws -> PeerResyncData {
-        let storage = pool.take()
+        let storage = pool.take(atLeast: Self.blockHeadroom + Int(header.payloadLength) - 8)
         var owned = true
         defer { if owned { pool.recycle(storage) } }
         let start = Self.blockHeadroom - 8, end = start + Int(header.payloadLength)

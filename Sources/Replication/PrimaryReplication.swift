@@ -278,7 +278,10 @@ public final class PrimaryReplication: Sendable {
         let window = AsyncSemaphore(options.resyncWindow * 16)
         let volume = self.volume, statusBox = self.statusBox
         let zero = ZeroBlock.shared
-        let buffers = FrameBufferPool(bufferSize: Self.resyncHeadroom + Int(chunk), capacity: options.resyncWindow)
+        let buffers = FrameBufferPool([
+            .init(bufferSize: Self.resyncHeadroom + Int(unit), idle: options.resyncWindow * 16),
+            .init(bufferSize: Self.resyncHeadroom + Int(chunk), idle: options.resyncWindow),
+        ])
         let failed = Locked(false)
         var sinceCheckpoint: UInt64 = 0
         let rateStart = ContinuousClock.now
@@ -339,7 +342,7 @@ public final class PrimaryReplication: Sendable {
                             // The block is read straight into a pooled frame, behind room for its
                             // prefix, and goes to the socket from there: no copy, no fresh pages.
                             let frame = OutboundFrame(
-                                pooled: buffers.take(),
+                                pooled: buffers.take(atLeast: Self.resyncHeadroom + Int(length)),
                                 range: (Self.resyncHeadroom - PeerResyncData.prefixSize)..<(Self.resyncHeadroom + Int(length)), pool: buffers)
                             let data = UnsafeMutableRawBufferPointer(rebasing: frame.bytes[PeerResyncData.prefixSize...])
                             let (ticket, holes) = try await volume.readForResync(offset: pieceOffset, into: data) { bytes in

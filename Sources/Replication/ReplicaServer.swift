@@ -99,8 +99,11 @@ public final class ReplicaServer: Sendable {
         var volume: LocalVolume?
         var sourceCurrent: UInt64 = 0
         // Resync blocks arrive straight into these (the default block size; larger ones are copied).
-        let blocks = FrameBufferPool(
-            bufferSize: PeerConnection.blockHeadroom + ReplicationOptions.defaultResyncChunkBytes, capacity: Self.idleBlockBuffers)
+        let chunk = ReplicationOptions.defaultResyncChunkBytes
+        let blocks = FrameBufferPool([
+            .init(bufferSize: PeerConnection.blockHeadroom + chunk / 16, idle: options.applyWindow),
+            .init(bufferSize: PeerConnection.blockHeadroom + chunk, idle: Self.idleBlockBuffers),
+        ])
         try await withThrowingDiscardingTaskGroup { group in
             defer { group.cancelAll() }
             /// Applies a change concurrently (bounded by the window) and acknowledges it with its
