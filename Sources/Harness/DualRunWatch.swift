@@ -5,7 +5,8 @@ import Logging
 /// Follows the lifecycle events of every host's libvirtd and records each moment a domain starts
 /// or resumes on one host while it still runs on another: the one thing an HA cluster must never
 /// allow. A paused domain does not count as running (its I/O is frozen, as when a fenced host
-/// suspends its guests).
+/// suspends its guests); nor does the incoming domain of a live migration (`started(migrated)`)
+/// until it resumes, which QEMU does only after the source has stopped the guest.
 ///
 /// A hard-crashed host's libvirtd cannot report its QEMUs' deaths, so the caller says when they
 /// are gone (``hostCrashed(_:)``, after ``SimulatedHost/crash()`` returned).
@@ -45,6 +46,8 @@ public actor DualRunWatch {
     private func observe(_ event: LibvirtConnection.Event, host: Int) {
         guard case .domain(let domain) = event else { return }
         switch domain.kind {
+        case .started(.migrated):
+            starts.append(Start(host: host, domain: domain.domainName, at: .now))
         case .started, .resumed:
             for other in running.indices where other != host && running[other].contains(domain.domainName) {
                 violations.append("\(domain.domainName) \(domain.kind) on host \(host) while running on host \(other)")

@@ -184,21 +184,23 @@ public final class HACluster: @unchecked Sendable {
             arguments: ["witness", "--listen", "\(witnessIP):7790", "--key-file", key], logPath: "\(scratch)/witness.log")
     }
 
-    /// Starts (or restarts) vmhad on host 0 (A) or 1 (B).
-    public func startDaemon(_ host: Int) throws {
+    /// Starts (or restarts) vmhad on host 0 (A) or 1 (B); `environment` e.g. sets failpoints.
+    public func startDaemon(_ host: Int, environment: [String: String] = [:]) throws {
         logIndex += 1
         let name = cluster.hosts[host].name
         daemons[host] = try NamespacedDaemon(
             namespace: cluster.hosts[host].netns, executable: vmhad,
-            arguments: ["--config", configPaths[host], "--host", name], logPath: "\(scratch)/vmhad-\(name)-\(logIndex).log")
+            arguments: ["--config", configPaths[host], "--host", name], environment: environment,
+            logPath: "\(scratch)/vmhad-\(name)-\(logIndex).log")
     }
 
     /// Starts the witness and both vmhad and waits until vm1 runs on A (its preferred host), B's
     /// replica is UpToDate (after the initial full sync) and the guest has acknowledged 5 records.
-    public func startAndWaitUntilRedundant() async throws {
+    /// `environment` goes to both vmhad.
+    public func startAndWaitUntilRedundant(environment: [String: String] = [:]) async throws {
         try startWitness()
-        try startDaemon(0)
-        try startDaemon(1)
+        try startDaemon(0, environment: environment)
+        try startDaemon(1, environment: environment)
         try await Self.waitUntil("vm1 PRIM on A, B UpToDate", timeout: .seconds(90)) {
             vm(0)?.state == "PRIM" && vm(1)?.state == "SECOND" && vm(1)?.replica == "upToDate"
         }

@@ -62,7 +62,8 @@ public final class NamespacedDaemon: @unchecked Sendable {
     public let process = Process()
     public let logPath: String
 
-    public init(namespace: String, executable: String, arguments: [String], logPath: String) throws {
+    /// `environment` is added to this process's own.
+    public init(namespace: String, executable: String, arguments: [String], environment: [String: String] = [:], logPath: String) throws {
         self.logPath = logPath
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
@@ -71,6 +72,7 @@ public final class NamespacedDaemon: @unchecked Sendable {
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         try process.run()
         try? log.close()
     }

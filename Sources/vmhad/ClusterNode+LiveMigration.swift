@@ -47,6 +47,7 @@ extension ClusterNode {
             return "live migration of \(name) to \(peer.name) failed: \(reason); it keeps running on \(me.name)"
         }
         let migrated = started.duration(to: .now)
+        await Failpoint.liveMigrationMoved.pause(logger: logger)
         await feed(module, .liveMigrationCompleted)
         guard module.status.state == .second else {
             return "\(name) moved to \(peer.name) but did not demote here: \(module.lastError ?? "state \(module.status)")"
