@@ -39,6 +39,7 @@ public final class HACluster: @unchecked Sendable {
     }
 
     public let cluster: TestCluster
+    public let guest: TestGuest
     public let vmhad: String
     public let vmha: String
     public let vms: [VM]
@@ -85,6 +86,7 @@ public final class HACluster: @unchecked Sendable {
         precondition(cluster.hosts.count >= 3, "hosts A, B and the witness host C")
         precondition(!vms.isEmpty && capacity.count == 2)
         self.cluster = cluster
+        self.guest = guest
         self.vmhad = vmhad
         self.vmha = vmha
         self.vms = vms
@@ -279,6 +281,30 @@ public final class HACluster: @unchecked Sendable {
             FileHandle.standardError.write(Data("\(error)\n\(logs())\n".utf8))
             await stopAll()
             throw error
+        }
+    }
+
+    /// An HA test from start to end: the test guest, three simulated hosts (A, B and the witness's
+    /// C), the cluster `make` writes on them (default: vm1 preferring A), a ``DualRunWatch`` on A
+    /// and B, and `body` under ``run(watching:_:)``. Afterwards the watch must have seen no VM run
+    /// on both hosts at once (a test that crashes a host says so with ``DualRunWatch/hostCrashed(_:)``).
+    public static func test(
+        logger: Logger,
+        make: (_ cluster: TestCluster, _ guest: TestGuest, _ vmhad: String, _ vmha: String) throws -> HACluster = {
+            try HACluster(cluster: $0, guest: $1, vmhad: $2, vmha: $3)
+        },
+        _ body: (HACluster, DualRunWatch) async throws -> Void
+    ) async throws {
+        let guest = try TestGuest.prepare(logger: logger)
+        let vmhad = try builtProduct("vmhad"), vmha = try builtProduct("vmha")
+        try await TestCluster.with(.init(hosts: 3), logger: logger) { cluster in
+            let ha = try make(cluster, guest, vmhad, vmha)
+            let watch = try await DualRunWatch.start(hosts: [ha.hostA, ha.hostB], logger: logger)
+            try await ha.run(watching: watch) { ha in
+                try await body(ha, watch)
+                let violations = await watch.violations
+                guard violations.isEmpty else { throw HAClusterError("a VM ran on both hosts at once: \(violations)") }
+            }
         }
     }
 

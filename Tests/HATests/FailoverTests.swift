@@ -64,74 +64,71 @@ struct FailoverTests {
     /// c: witness unreachable from B, A dies again → B does not start the VM.
     @Test(.enabled(if: hostsAvailable), .timeLimit(.minutes(10)))
     func failoverResyncSwitchoverAndNoVoteNoStart() async throws {
-        let guest = try TestGuest.prepare(logger: logger)
-        let vmhad = try builtProduct("vmhad"), vmha = try builtProduct("vmha")
-        try await TestCluster.with(.init(hosts: 3), logger: logger) { cluster in
-            let ha = try HACluster(cluster: cluster, guest: guest, vmhad: vmhad, vmha: vmha)
+        try await HACluster.test(logger: logger) { ha, watch in
             let (a, b) = (ha.hostA, ha.hostB)
             let serial = ha.serial
-            try await ha.run { ha in
-                // Start-up: A (preferred) runs it, B full-syncs and becomes UpToDate.
-                try await ha.startAndWaitUntilRedundant()
+            // Start-up: A (preferred) runs it, B full-syncs and becomes UpToDate.
+            try await ha.startAndWaitUntilRedundant()
 
-                // (b) A dies hard: vmhad, libvirtd, QEMU killed, links down.
-                ha.daemons[0]?.kill()
-                try a.crash()
-                let killedAt = ContinuousClock.now
-                let acked = try #require(serial.lastACK())
-                try await HACluster.waitUntil("vm1 ALONE on B", timeout: .seconds(30)) { ha.vm(1)?.state == "ALONE" }
-                let takeover = killedAt.duration(to: .now)
-                try await serial.waitFor("VERIFY after failover", timeout: .seconds(60)) { _ in serial.verifySummaries().count == 2 }
-                let verified = killedAt.duration(to: .now)
-                let summary = serial.verifySummaries()[1]
-                print("FAILOVER: takeover (B runs vm1) \(takeover) after the kill; guest verified \(verified) after; VERIFY ok=\(summary.ok) bad=\(summary.bad) last=\(summary.last), last ACK before kill \(acked)")
-                #expect(summary.bad == 0)
-                #expect(summary.last >= acked, "every acknowledged record survived")
-                try await serial.waitForLine(containing: "ACK \(summary.last + 3)", timeout: .seconds(30))
+            // (b) A dies hard: vmhad, libvirtd, QEMU killed, links down.
+            ha.daemons[0]?.kill()
+            try a.crash()
+            await watch.hostCrashed(0)
+            let killedAt = ContinuousClock.now
+            let acked = try #require(serial.lastACK())
+            try await HACluster.waitUntil("vm1 ALONE on B", timeout: .seconds(30)) { ha.vm(1)?.state == "ALONE" }
+            let takeover = killedAt.duration(to: .now)
+            try await serial.waitFor("VERIFY after failover", timeout: .seconds(60)) { _ in serial.verifySummaries().count == 2 }
+            let verified = killedAt.duration(to: .now)
+            let summary = serial.verifySummaries()[1]
+            print("FAILOVER: takeover (B runs vm1) \(takeover) after the kill; guest verified \(verified) after; VERIFY ok=\(summary.ok) bad=\(summary.bad) last=\(summary.last), last ACK before kill \(acked)")
+            #expect(summary.bad == 0)
+            #expect(summary.last >= acked, "every acknowledged record survived")
+            try await serial.waitForLine(containing: "ACK \(summary.last + 3)", timeout: .seconds(30))
 
-                // (d) A comes back: libvirtd, links, vmhad → SECOND, incremental resync, both UpToDate.
-                try a.startLibvirtdInExistingNamespaces()
-                try a.linksUp()
-                let backAt = ContinuousClock.now
-                try ha.startDaemon(0)
-                try await HACluster.waitUntil("A SECOND/upToDate, B PRIM", timeout: .seconds(60)) {
-                    ha.vm(0)?.state == "SECOND" && ha.vm(0)?.replica == "upToDate" && ha.vm(1)?.state == "PRIM"
-                        && ha.vm(1)?.peerReplica == "upToDate"
-                }
-                let resynced = try #require(ha.vm(1)?.volumes.first)
-                print("RESYNC: redundant again \(backAt.duration(to: .now)) after A's vmhad restart; resync \(resynced.resyncTotalBytes) bytes in \(resynced.resyncSeconds) s (of a \(64 << 20)-byte disk)")
-                #expect(resynced.resyncTotalBytes < 64 << 20, "incremental, not full")
-                print(try ha.vmhaCommand(1, ["status"]).output)
-
-                // (e) Switchover back to A with `vmha migrate`.
-                let migrateStart = ContinuousClock.now
-                let migrate = try ha.vmhaCommand(1, ["migrate", "vm1", "--to", a.name])
-                print("MIGRATE: exit \(migrate.status) in \(migrateStart.duration(to: .now)): \(migrate.output)")
-                #expect(migrate.status == 0)
-                try await HACluster.waitUntil("vm1 PRIM on A", timeout: .seconds(60)) { ha.vm(0)?.state == "PRIM" && ha.vm(1)?.state == "SECOND" }
-                try await serial.waitFor("VERIFY after switchover", timeout: .seconds(60)) { _ in serial.verifySummaries().count == 3 }
-                let third = serial.verifySummaries()[2]
-                #expect(third.bad == 0)
-                try await serial.waitForLine(containing: "ACK \(third.last + 3)", timeout: .seconds(30))
-                try await HACluster.waitUntil("B UpToDate after switchover", timeout: .seconds(30)) { ha.vm(1)?.replica == "upToDate" }
-
-                // (c) The witness is unreachable from B, then A dies: B must not start vm1.
-                for interface in b.linkInterfaces where !a.linkInterfaces.contains(interface) {
-                    // B's end of the B–C link (interface names carry both host indices).
-                    _ = try? Shell.run(["ip", "-n", b.netns, "link", "set", "dev", interface, "down"])
-                }
-                try Shell.run(["ip", "-n", b.netns, "route", "flush", "\(ha.witnessIP)/32"])
-                ha.daemons[0]?.kill()
-                try a.crash()
-                try await Task.sleep(for: .seconds(12))
-                let onB = ha.vm(1)
-                print("NO VOTE: 12 s after A died, B's module: \(onB?.state ?? "?")/\(onB?.replica ?? "?"), lease: \(ha.status(1)?.lease ?? "?")")
-                #expect(onB?.state == "WAIT")
-                let connB = try await LibvirtConnection.open(uri: b.uri, logger: logger)
-                let active = try await connB.domains().asyncContains { (try? await $0.state().isActive) == true }
-                await connB.close()
-                #expect(!active, "no domain runs on B without the witness's vote")
+            // (d) A comes back: libvirtd, links, vmhad → SECOND, incremental resync, both UpToDate.
+            try a.startLibvirtdInExistingNamespaces()
+            try a.linksUp()
+            let backAt = ContinuousClock.now
+            try ha.startDaemon(0)
+            try await HACluster.waitUntil("A SECOND/upToDate, B PRIM", timeout: .seconds(60)) {
+                ha.vm(0)?.state == "SECOND" && ha.vm(0)?.replica == "upToDate" && ha.vm(1)?.state == "PRIM"
+                    && ha.vm(1)?.peerReplica == "upToDate"
             }
+            let resynced = try #require(ha.vm(1)?.volumes.first)
+            print("RESYNC: redundant again \(backAt.duration(to: .now)) after A's vmhad restart; resync \(resynced.resyncTotalBytes) bytes in \(resynced.resyncSeconds) s (of a \(64 << 20)-byte disk)")
+            #expect(resynced.resyncTotalBytes < 64 << 20, "incremental, not full")
+            print(try ha.vmhaCommand(1, ["status"]).output)
+
+            // (e) Switchover back to A with `vmha migrate`.
+            let migrateStart = ContinuousClock.now
+            let migrate = try ha.vmhaCommand(1, ["migrate", "vm1", "--to", a.name])
+            print("MIGRATE: exit \(migrate.status) in \(migrateStart.duration(to: .now)): \(migrate.output)")
+            #expect(migrate.status == 0)
+            try await HACluster.waitUntil("vm1 PRIM on A", timeout: .seconds(60)) { ha.vm(0)?.state == "PRIM" && ha.vm(1)?.state == "SECOND" }
+            try await serial.waitFor("VERIFY after switchover", timeout: .seconds(60)) { _ in serial.verifySummaries().count == 3 }
+            let third = serial.verifySummaries()[2]
+            #expect(third.bad == 0)
+            try await serial.waitForLine(containing: "ACK \(third.last + 3)", timeout: .seconds(30))
+            try await HACluster.waitUntil("B UpToDate after switchover", timeout: .seconds(30)) { ha.vm(1)?.replica == "upToDate" }
+
+            // (c) The witness is unreachable from B, then A dies: B must not start vm1.
+            for interface in b.linkInterfaces where !a.linkInterfaces.contains(interface) {
+                // B's end of the B–C link (interface names carry both host indices).
+                _ = try? Shell.run(["ip", "-n", b.netns, "link", "set", "dev", interface, "down"])
+            }
+            try Shell.run(["ip", "-n", b.netns, "route", "flush", "\(ha.witnessIP)/32"])
+            ha.daemons[0]?.kill()
+            try a.crash()
+            await watch.hostCrashed(0)
+            try await Task.sleep(for: .seconds(12))
+            let onB = ha.vm(1)
+            print("NO VOTE: 12 s after A died, B's module: \(onB?.state ?? "?")/\(onB?.replica ?? "?"), lease: \(ha.status(1)?.lease ?? "?")")
+            #expect(onB?.state == "WAIT")
+            let connB = try await LibvirtConnection.open(uri: b.uri, logger: logger)
+            let active = try await connB.domains().asyncContains { (try? await $0.state().isActive) == true }
+            await connB.close()
+            #expect(!active, "no domain runs on B without the witness's vote")
         }
     }
 }

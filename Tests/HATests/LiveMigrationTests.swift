@@ -17,43 +17,38 @@ struct LiveMigrationTests {
     ///    one clear line, exit 1, vm1 keeps running on A, B's prepared exports are closed.
     @Test(.enabled(if: hostsAvailable), .timeLimit(.minutes(10)))
     func liveMigrationThereAndBackAndARefusedOne() async throws {
-        let guest = try TestGuest.prepare(logger: logger)
-        let vmhad = try builtProduct("vmhad"), vmha = try builtProduct("vmha")
-        try await TestCluster.with(.init(hosts: 3), logger: logger) { cluster in
-            let ha = try HACluster(cluster: cluster, guest: guest, vmhad: vmhad, vmha: vmha)
+        try await HACluster.test(logger: logger) { ha, watch in
             let (a, b) = (ha.hostA, ha.hostB)
             let serial = ha.serial
             let acks = ACKTimeline(serial)
             defer { acks.stop() }
-            try await ha.run { ha in
-                try await ha.startAndWaitUntilRedundant()
+            try await ha.startAndWaitUntilRedundant()
 
-                try await liveMigrate(ha, source: 0, target: 1, commandOn: 0, acks: acks)
-                try await liveMigrate(ha, source: 1, target: 0, commandOn: 0, acks: acks)
+            try await liveMigrate(ha, source: 0, target: 1, commandOn: 0, acks: acks)
+            try await liveMigrate(ha, source: 1, target: 0, commandOn: 0, acks: acks)
 
-                // 3. B's libvirtd cannot take it: another domain named vm1 (other UUID) is defined there.
-                let stale = "\(ha.scratch)/vm1-stale.xml"
-                try """
-                    <domain type='qemu'><name>vm1</name><uuid>\(UUID().uuidString.lowercased())</uuid>\
-                    <memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os></domain>
-                    """.write(toFile: stale, atomically: true, encoding: .utf8)
-                try Shell.run(["virsh", "-q", "-c", b.uri, "define", stale])
-                let before = try #require(serial.lastACK())
-                let failed = try ha.vmhaCommand(0, ["migrate", "vm1", "--to", b.name, "--live"])
-                print("REFUSED LIVE MIGRATION: exit \(failed.status): \(failed.output)")
-                #expect(failed.status == 1)
-                #expect(failed.output.split(separator: "\n").count == 1, "one line: \(failed.output)")
-                #expect(failed.output.contains("live migration of vm1 to \(b.name) failed") && failed.output.contains("keeps running on \(a.name)"))
-                #expect(ha.vm(0)?.state == "PRIM" && ha.vm(1)?.state == "SECOND")
-                #expect(a.qemuPID(domain: "vm1") != nil)
-                try await serial.waitForACK(after: before + 5)
-                #expect(serial.verifySummaries().count == 1, "the guest was not rebooted")
-                try await HACluster.waitUntil("B's prepared export closed", timeout: .seconds(10)) {
-                    !FileManager.default.fileExists(atPath: "\(ha.scratch)/\(b.name)/nbd/vm1-disk0.sock")
-                }
-                try Shell.run(["virsh", "-q", "-c", b.uri, "undefine", "vm1"])
-                #expect(!serial.lines().contains { $0.hasPrefix("VERIFY-BAD") || $0.hasPrefix("WRITE-ERR") })
+            // 3. B's libvirtd cannot take it: another domain named vm1 (other UUID) is defined there.
+            let stale = "\(ha.scratch)/vm1-stale.xml"
+            try """
+                <domain type='qemu'><name>vm1</name><uuid>\(UUID().uuidString.lowercased())</uuid>\
+                <memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os></domain>
+                """.write(toFile: stale, atomically: true, encoding: .utf8)
+            try Shell.run(["virsh", "-q", "-c", b.uri, "define", stale])
+            let before = try #require(serial.lastACK())
+            let failed = try ha.vmhaCommand(0, ["migrate", "vm1", "--to", b.name, "--live"])
+            print("REFUSED LIVE MIGRATION: exit \(failed.status): \(failed.output)")
+            #expect(failed.status == 1)
+            #expect(failed.output.split(separator: "\n").count == 1, "one line: \(failed.output)")
+            #expect(failed.output.contains("live migration of vm1 to \(b.name) failed") && failed.output.contains("keeps running on \(a.name)"))
+            #expect(ha.vm(0)?.state == "PRIM" && ha.vm(1)?.state == "SECOND")
+            #expect(a.qemuPID(domain: "vm1") != nil)
+            try await serial.waitForACK(after: before + 5)
+            #expect(serial.verifySummaries().count == 1, "the guest was not rebooted")
+            try await HACluster.waitUntil("B's prepared export closed", timeout: .seconds(10)) {
+                !FileManager.default.fileExists(atPath: "\(ha.scratch)/\(b.name)/nbd/vm1-disk0.sock")
             }
+            try Shell.run(["virsh", "-q", "-c", b.uri, "undefine", "vm1"])
+            #expect(!serial.lines().contains { $0.hasPrefix("VERIFY-BAD") || $0.hasPrefix("WRITE-ERR") })
         }
     }
 
@@ -64,51 +59,43 @@ struct LiveMigrationTests {
     /// A returns as a SECOND and is resynced from B; vm1 never runs on both hosts.
     @Test(.enabled(if: hostsAvailable), .timeLimit(.minutes(10)))
     func sourceDiesAfterTheDomainMoved() async throws {
-        let guest = try TestGuest.prepare(logger: logger)
-        let vmhad = try builtProduct("vmhad"), vmha = try builtProduct("vmha")
-        try await TestCluster.with(.init(hosts: 3), logger: logger) { cluster in
-            let ha = try HACluster(cluster: cluster, guest: guest, vmhad: vmhad, vmha: vmha)
+        try await HACluster.test(logger: logger) { ha, watch in
             let (a, b) = (ha.hostA, ha.hostB)
             let serial = ha.serial
-            let watch = try await DualRunWatch.start(hosts: [a, b], logger: logger)
-            try await ha.run(watching: watch) { ha in
-                try await ha.startAndWaitUntilRedundant(environment: ["VMHAD_FAILPOINTS": "live-migration-moved=30000"])
-                let command = Task.detached { try? ha.vmhaCommand(0, ["migrate", "vm1", "--to", b.name, "--live"]) }
-                try await ha.daemons[0]!.waitForLog("failpoint live-migration-moved", timeout: .seconds(60))
-                #expect(b.qemuPID(domain: "vm1") != nil && a.qemuPID(domain: "vm1") == nil, "libvirt moved the domain")
-                let acked = try #require(serial.lastACK())
-                ha.daemons[0]?.kill()
-                try a.crash()
-                let crashedAt = ContinuousClock.now
-                await watch.hostCrashed(0)
-                let result = await command.value
-                #expect(result?.status != 0, "vmha lost its vmhad: \(result?.output ?? "-")")
+            try await ha.startAndWaitUntilRedundant(environment: ["VMHAD_FAILPOINTS": "live-migration-moved=30000"])
+            let command = Task.detached { try? ha.vmhaCommand(0, ["migrate", "vm1", "--to", b.name, "--live"]) }
+            try await ha.daemons[0]!.waitForLog("failpoint live-migration-moved", timeout: .seconds(60))
+            #expect(b.qemuPID(domain: "vm1") != nil && a.qemuPID(domain: "vm1") == nil, "libvirt moved the domain")
+            let acked = try #require(serial.lastACK())
+            ha.daemons[0]?.kill()
+            try a.crash()
+            let crashedAt = ContinuousClock.now
+            await watch.hostCrashed(0)
+            let result = await command.value
+            #expect(result?.status != 0, "vmha lost its vmhad: \(result?.output ?? "-")")
 
-                try await HACluster.waitUntil("vm1 ALONE on B", timeout: .seconds(30)) { ha.vm(1)?.state == "ALONE" }
-                try await serial.waitForACK(after: acked + 3, timeout: .seconds(60))
-                print("SOURCE DIED AFTER THE MOVE: guest on B writing again \(crashedAt.duration(to: .now)) after the crash; last ACK before \(acked)")
-                #expect(serial.verifySummaries().count == 1, "the guest was not rebooted")
-                #expect(!serial.lines().contains { $0.hasPrefix("VERIFY-BAD") || $0.hasPrefix("WRITE-ERR") })
-                #expect(ha.status(1)?.events.contains { $0.contains("failover") } == true, "\(ha.status(1)?.events ?? [])")
+            try await HACluster.waitUntil("vm1 ALONE on B", timeout: .seconds(30)) { ha.vm(1)?.state == "ALONE" }
+            try await serial.waitForACK(after: acked + 3, timeout: .seconds(60))
+            print("SOURCE DIED AFTER THE MOVE: guest on B writing again \(crashedAt.duration(to: .now)) after the crash; last ACK before \(acked)")
+            #expect(serial.verifySummaries().count == 1, "the guest was not rebooted")
+            #expect(!serial.lines().contains { $0.hasPrefix("VERIFY-BAD") || $0.hasPrefix("WRITE-ERR") })
+            #expect(ha.status(1)?.events.contains { $0.contains("failover") } == true, "\(ha.status(1)?.events ?? [])")
 
-                // Every acknowledged record is on B's replica: the restarted guest verifies them.
-                let before = try #require(serial.lastACK())
-                kill(try #require(b.qemuPID(domain: "vm1")), SIGKILL)
-                try await serial.waitFor("VERIFY after the crash restart on B", timeout: .seconds(90)) { _ in serial.verifySummaries().count == 2 }
-                let verify = serial.verifySummaries()[1]
-                #expect(verify.bad == 0 && verify.last >= before, "ok=\(verify.ok) bad=\(verify.bad) last=\(verify.last), last ACK \(before)")
+            // Every acknowledged record is on B's replica: the restarted guest verifies them.
+            let before = try #require(serial.lastACK())
+            kill(try #require(b.qemuPID(domain: "vm1")), SIGKILL)
+            try await serial.waitFor("VERIFY after the crash restart on B", timeout: .seconds(90)) { _ in serial.verifySummaries().count == 2 }
+            let verify = serial.verifySummaries()[1]
+            #expect(verify.bad == 0 && verify.last >= before, "ok=\(verify.ok) bad=\(verify.bad) last=\(verify.last), last ACK \(before)")
 
-                // A returns: B keeps vm1, A is resynced and becomes its UpToDate secondary.
-                try a.startLibvirtdInExistingNamespaces()
-                try a.linksUp()
-                try ha.startDaemon(0)
-                try await HACluster.waitUntil("A SECOND and UpToDate, B PRIM", timeout: .seconds(120)) {
-                    ha.vm(0)?.state == "SECOND" && ha.vm(0)?.replica == "upToDate" && ha.vm(1)?.state == "PRIM"
-                }
-                #expect(a.qemuPID(domain: "vm1") == nil)
-                let violations = await watch.violations
-                #expect(violations.isEmpty, "vm1 ran on both hosts: \(violations)")
+            // A returns: B keeps vm1, A is resynced and becomes its UpToDate secondary.
+            try a.startLibvirtdInExistingNamespaces()
+            try a.linksUp()
+            try ha.startDaemon(0)
+            try await HACluster.waitUntil("A SECOND and UpToDate, B PRIM", timeout: .seconds(120)) {
+                ha.vm(0)?.state == "SECOND" && ha.vm(0)?.replica == "upToDate" && ha.vm(1)?.state == "PRIM"
             }
+            #expect(a.qemuPID(domain: "vm1") == nil)
         }
     }
 
