@@ -24,6 +24,14 @@ public enum Syscall {
         }
     }
 
+    /// Runs `body`, a call that returns an error number instead of setting `errno`
+    /// (`posix_fadvise`, `posix_fallocate`), and throws it.
+    @inlinable
+    public static func callReturningErrorNumber(_ body: () -> Int32) throws(Errno) {
+        let result = body()
+        if result != 0 { throw Errno(rawValue: result) }
+    }
+
     /// Maps an io_uring completion (`res`: a count, or `-errno`) to a typed result.
     @inlinable
     public static func completion(_ res: Int32) throws(Errno) -> Int {

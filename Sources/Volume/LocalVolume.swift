@@ -144,6 +144,11 @@ public actor LocalVolume {
             guard size > 0, size % 512 == 0 else {
                 throw VolumeError.imageUnusable(path: image, reason: "size \(size) is not a positive multiple of 512")
             }
+            // Pages of the image still cached (from whatever wrote it last, e.g. `qemu-img convert`)
+            // would push every O_DIRECT write over them to io_uring's worker threads: the kernel
+            // must drop them first and cannot without blocking. Write them back and drop them once.
+            try Syscall.call { fdatasync(buffered.rawValue) }
+            try Syscall.callReturningErrorNumber { posix_fadvise(buffered.rawValue, 0, 0, POSIX_FADV_DONTNEED) }
             let (metadataFD, metadata, bitmap, activityLog, report) = try await openMetadata(
                 configuration, size: size, ring: ring, logger: logger)
             return LocalVolume(
