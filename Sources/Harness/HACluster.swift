@@ -258,6 +258,20 @@ public final class HACluster: @unchecked Sendable {
             .joined(separator: "\n")
     }
 
+    /// Copies every log of the run (vmhad, witness, guest consoles) out of the scratch directory,
+    /// which the teardown removes, to /var/tmp/vmha-test-failures/; returns a line naming it.
+    public func keepLogs() -> String {
+        let target = "/var/tmp/vmha-test-failures/\(cluster.runID)"
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: scratch)) ?? []).filter { $0.hasSuffix(".log") }
+        do {
+            try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+            for file in files { try FileManager.default.copyItem(atPath: "\(scratch)/\(file)", toPath: "\(target)/\(file)") }
+            return "all logs of this run kept in \(target)"
+        } catch {
+            return "could not keep the logs in \(target): \(error)"
+        }
+    }
+
     /// One line per VM: how often its guest came up and the last line of its console, so a
     /// failure report shows which guest was stuck where.
     public func guestsReport() -> String {
@@ -278,7 +292,7 @@ public final class HACluster: @unchecked Sendable {
             return result
         } catch {
             await watch?.stop()
-            FileHandle.standardError.write(Data("\(error)\n\(logs())\n".utf8))
+            FileHandle.standardError.write(Data("\(error)\n\(logs())\n\(keepLogs())\n".utf8))
             await stopAll()
             throw error
         }

@@ -16,6 +16,17 @@ struct NBDConnection: Sendable {
     static let receiveBufferSize = 256 << 10
     /// Requests of one client in flight at once; reading stops until one completes.
     static let maximumInFlight = 128
+    /// A request unanswered this long is logged once (a held write waits for the peer or the vote).
+    static let slowRequest = Duration.seconds(20)
+    static let slowRequestCheck: UInt64 = 5_000_000_000
+
+    struct PendingRequest: Sendable {
+        var command: NBD.Command
+        var offset: UInt64
+        var length: UInt32
+        var since: ContinuousClock.Instant
+        var reported = false
+    }
 
     let socket: FileDescriptor
     let volume: LocalVolume
@@ -82,14 +93,45 @@ struct NBDConnection: Sendable {
         decoder.receive(initial)
         let replies = SerializedSender(ring: ring, socket: socket)
         let slots = AsyncSemaphore(Self.maximumInFlight)
+        // A guest waits on every request: one unanswered for long is worth a line in the log,
+        // which also tells whether vmhad ever received it.
+        let pending = Locked<[UInt64: PendingRequest]>([:])
+        let watchdog = Task(executorPreference: ring) { [ring, logger, export] in
+            while !Task.isCancelled {
+                try? await ring.sleep(nanoseconds: Self.slowRequestCheck)
+                let now = ContinuousClock.now
+                let slow = pending.withLock { requests -> [PendingRequest] in
+                    var slow: [PendingRequest] = []
+                    for (cookie, request) in requests where !request.reported && request.since.duration(to: now) > Self.slowRequest {
+                        requests[cookie]?.reported = true
+                        slow.append(request)
+                    }
+                    return slow
+                }
+                for request in slow {
+                    logger.warning(
+                        "NBD request unanswered",
+                        metadata: ["export": "\(export.name)", "command": "\(request.command)", "offset": "\(request.offset)",
+                                   "length": "\(request.length)", "seconds": "\(request.since.duration(to: now).components.seconds)"])
+                }
+            }
+        }
+        defer { watchdog.cancel() }
         try await withThrowingDiscardingTaskGroup { group in
             while true {
                 while let action = try decoder.next() {
                     switch action {
                     case .request(let request):
                         await slots.acquire()
+                        let cookie = request.cookie
+                        pending.withLock {
+                            $0[cookie] = PendingRequest(command: request.command, offset: request.offset, length: request.length, since: .now)
+                        }
                         group.addTask(executorPreference: ring) {
-                            defer { slots.release() }
+                            defer {
+                                pending.withLock { _ = $0.removeValue(forKey: cookie) }
+                                slots.release()
+                            }
                             await volume.serve(request, replies: replies, export: export, logger: logger)
                         }
                     case .reject(let cookie, let error, let reason):
