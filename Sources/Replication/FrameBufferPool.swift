@@ -33,6 +33,15 @@ final class FrameBufferPool: @unchecked Sendable {  // the free lists are only t
         }
     }
 
+    /// Resync blocks of up to `chunk` bytes behind `headroom`: whole ones, and scattered grains of
+    /// up to one window unit (``ReplicationOptions/resyncUnitsPerBlock``).
+    static func forResync(headroom: Int, chunk: Int, idleBlocks: Int, idleUnits: Int) -> FrameBufferPool {
+        FrameBufferPool([
+            .init(bufferSize: headroom + max(1, chunk / ReplicationOptions.resyncUnitsPerBlock), idle: idleUnits),
+            .init(bufferSize: headroom + chunk, idle: idleBlocks),
+        ])
+    }
+
     /// The largest request ``take(atLeast:)`` serves.
     var largestBufferSize: Int { classes[classes.count - 1].bufferSize }
 

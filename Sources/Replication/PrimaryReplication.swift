@@ -272,16 +272,14 @@ public final class PrimaryReplication: Sendable {
         }
         logger.info("resync started", metadata: ["volume": "\(volume.configuration.name)", "bytes": "\(total)", "method": "\(method.rawValue)"])
         let chunk = UInt64(options.resyncChunkBytes)
-        // The window counts bytes (in units of a sixteenth of a block), not blocks: an incremental
-        // resync of scattered grains keeps as much in flight as a full one of whole blocks.
-        let unit = max(1, chunk / 16)
-        let window = AsyncSemaphore(options.resyncWindow * 16)
+        // The window counts bytes (in units of a fraction of a block), not blocks.
+        let unitsPerBlock = ReplicationOptions.resyncUnitsPerBlock
+        let unit = max(1, chunk / UInt64(unitsPerBlock))
+        let window = AsyncSemaphore(options.resyncWindow * unitsPerBlock)
         let volume = self.volume, statusBox = self.statusBox
         let zero = ZeroBlock.shared
-        let buffers = FrameBufferPool([
-            .init(bufferSize: Self.resyncHeadroom + Int(unit), idle: options.resyncWindow * 16),
-            .init(bufferSize: Self.resyncHeadroom + Int(chunk), idle: options.resyncWindow),
-        ])
+        let buffers = FrameBufferPool.forResync(
+            headroom: Self.resyncHeadroom, chunk: Int(chunk), idleBlocks: options.resyncWindow, idleUnits: options.resyncWindow * unitsPerBlock)
         let failed = Locked(false)
         var sinceCheckpoint: UInt64 = 0
         let rateStart = ContinuousClock.now

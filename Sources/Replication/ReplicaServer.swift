@@ -99,11 +99,9 @@ public final class ReplicaServer: Sendable {
         var volume: LocalVolume?
         var sourceCurrent: UInt64 = 0
         // Resync blocks arrive straight into these (the default block size; larger ones are copied).
-        let chunk = ReplicationOptions.defaultResyncChunkBytes
-        let blocks = FrameBufferPool([
-            .init(bufferSize: PeerConnection.blockHeadroom + chunk / 16, idle: options.applyWindow),
-            .init(bufferSize: PeerConnection.blockHeadroom + chunk, idle: Self.idleBlockBuffers),
-        ])
+        let blocks = FrameBufferPool.forResync(
+            headroom: PeerConnection.blockHeadroom, chunk: ReplicationOptions.defaultResyncChunkBytes,
+            idleBlocks: Self.idleBlockBuffers, idleUnits: options.applyWindow)
         try await withThrowingDiscardingTaskGroup { group in
             defer { group.cancelAll() }
             /// Applies a change concurrently (bounded by the window) and acknowledges it with its

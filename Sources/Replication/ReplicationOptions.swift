@@ -8,6 +8,9 @@ public struct ReplicationOptions: Sendable {
     /// Resync block size: large reads and frames keep a 10 Gb/s link full.
     public var resyncChunkBytes = defaultResyncChunkBytes
     public static let defaultResyncChunkBytes = 4 << 20
+    /// The resync window and the small buffers count in units of this fraction of a block: an
+    /// incremental resync of scattered grains keeps as much in flight as a full one of whole blocks.
+    public static let resyncUnitsPerBlock = 16
     /// Resync blocks in flight (read, on the wire, or being written by the peer).
     public var resyncWindow = 16
     /// Upper bound on resync bandwidth in bytes per second (nil: the link's speed).
