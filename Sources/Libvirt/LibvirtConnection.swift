@@ -153,6 +153,20 @@ public final class LibvirtConnection: Sendable {
         }
     }
 
+    /// `virConnectGetDomainCapabilities` for the default emulator: needs libvirt's QEMU
+    /// capabilities, so its time shows whether libvirtd re-probes QEMU at every call.
+    public func domainCapabilities() async throws -> String {
+        try await Blocking.run {
+            try self.withConnection("virConnectGetDomainCapabilities") { conn throws(LibvirtError) in
+                guard let xml = virConnectGetDomainCapabilities(conn, nil, nil, nil, nil, 0) else {
+                    throw LibvirtError.last(operation: "virConnectGetDomainCapabilities")
+                }
+                defer { free(xml) }
+                return String(cString: xml)
+            }
+        }
+    }
+
     // MARK: - Domains
 
     /// `virDomainDefineXML`: makes a persistent definition (replacing one with the same name/UUID).
