@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "Volume", targets: ["Volume"]),
         .library(name: "Replication", targets: ["Replication"]),
         .library(name: "Cluster", targets: ["Cluster"]),
+        .library(name: "HAService", targets: ["HAService"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -75,6 +76,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
+        // One host's HA service: the cluster node (module state machines, heartbeats, witness,
+        // volumes, domains) and its control API. vmhad is its wiring (arguments, service group).
+        .target(
+            name: "HAService",
+            dependencies: [
+                "Uring", "Volume", "Replication", "Cluster", "Libvirt",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]),
+
         // Simulated hypervisor hosts and the test guest (used by tests, `vmha demo` and perf/).
         .target(
             name: "Harness",
@@ -86,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "vmhad",
             dependencies: [
-                "Uring", "Volume", "Replication", "Cluster", "Libvirt",
+                "Uring", "Volume", "Replication", "Cluster", "HAService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -124,6 +137,12 @@ let package = Package(
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "Uring", "Harness"]),
         .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Volume", "Uring", "Harness"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
+        .testTarget(
+            name: "HAServiceTests",
+            dependencies: [
+                "HAService", "Cluster", "Volume", "Replication", "Uring", "Harness",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         // The HA service end to end: vmhad --config on simulated hosts, real guests, a witness.
         .testTarget(
             name: "HATests",

@@ -214,6 +214,7 @@ public final class PrimaryReplication: Sendable {
             $0.peerHost = session.connection.peerHost
             $0.link = .connected
             $0.lastError = nil
+            $0.attachments += 1
         }
         await volume.setReplicator(session)
         attached.withLock { $0 = true }

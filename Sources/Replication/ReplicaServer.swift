@@ -17,27 +17,80 @@ public final class ReplicaServer: Sendable {
     public let listenAddress: TCPSocket.Address
     public let ring: IOUring
     public let options: ReplicationOptions
-    let volumes: [String: LocalVolume]
     let logger: Logger
-    private let statuses: Locked<[String: ReplicationStatus]>
-    private let activeSessions = Locked<[String: ReplicationSession]>([:])
+    private let registry: Locked<Registry>
+
+    /// What the server serves, changed while it runs: a host's role changes add and remove
+    /// volumes here without touching any other volume's link (one listener for the daemon's life).
+    private struct Registry {
+        var volumes: [String: LocalVolume] = [:]
+        var statuses: [String: ReplicationStatus] = [:]
+        /// The session attached to each volume.
+        var sessions: [String: ReplicationSession] = [:]
+        /// Sessions still being served, and who waits for their end (`remove`).
+        var running: Set<ObjectIdentifier> = []
+        var endWaiters: [ObjectIdentifier: [CheckedContinuation<Void, Never>]] = [:]
+    }
 
     public init(
-        listen: TCPSocket.Address, volumes: [LocalVolume], ring: IOUring, options: ReplicationOptions, logger: Logger
+        listen: TCPSocket.Address, volumes: [LocalVolume] = [], ring: IOUring, options: ReplicationOptions, logger: Logger
     ) {
         self.listenAddress = listen
         self.ring = ring
         self.options = options
-        self.volumes = Dictionary(uniqueKeysWithValues: volumes.map { ($0.configuration.name, $0) })
         self.logger = logger
-        self.statuses = Locked(Dictionary(uniqueKeysWithValues: volumes.map { ($0.configuration.name, ReplicationStatus()) }))
+        var registry = Registry()
+        for volume in volumes {
+            registry.volumes[volume.configuration.name] = volume
+            registry.statuses[volume.configuration.name] = ReplicationStatus()
+        }
+        self.registry = Locked(registry)
     }
 
-    public func status(of volume: String) -> ReplicationStatus? { statuses.withLock { $0[volume] } }
+    public func status(of volume: String) -> ReplicationStatus? { registry.withLock { $0.statuses[volume] } }
 
-    /// Accepts connections until cancelled.
+    /// The volumes served now, by name.
+    public var volumeNames: Set<String> { registry.withLock { Set($0.volumes.keys) } }
+
+    /// Serves `volume` from now on (a peer offering it attaches); a volume of the same name is
+    /// replaced.
+    public func add(_ volume: LocalVolume) {
+        registry.withLock {
+            $0.volumes[volume.configuration.name] = volume
+            $0.statuses[volume.configuration.name] = ReplicationStatus()
+        }
+    }
+
+    /// Stops serving the volume: its link (if any) is ended with a reason, and this returns once
+    /// nothing more is applied to it, so that the caller may close or promote it. Other volumes'
+    /// links are not touched.
+    public func remove(_ name: String) async {
+        let session = registry.withLock { r -> ReplicationSession? in
+            r.volumes[name] = nil
+            r.statuses[name] = nil
+            return r.sessions.removeValue(forKey: name)
+        }
+        guard let session else { return }
+        session.fail(.refused("volume \(name) is no longer served by this host's replica server"))
+        let id = ObjectIdentifier(session)
+        await withCheckedContinuation { continuation in
+            let ended = registry.withLock { r -> Bool in
+                guard r.running.contains(id) else { return true }
+                r.endWaiters[id, default: []].append(continuation)
+                return false
+            }
+            if ended { continuation.resume() }
+        }
+    }
+
+    /// Binds the listening socket (SO_REUSEADDR) and accepts connections until cancelled.
     public func run() async throws {
         let listener = try TCPSocket.listen(listenAddress)
+        await run(listener: listener)
+    }
+
+    /// Accepts connections on `listener` (closed at the end) until cancelled.
+    public func run(listener: FileDescriptor) async {
         defer { try? listener.close() }
         logger.info("replication listening", metadata: ["address": "\(listenAddress)"])
         await withDiscardingTaskGroup { group in
@@ -69,6 +122,8 @@ public final class ReplicaServer: Sendable {
             return
         }
         let session = ReplicationSession(connection: connection, timing: options.timing, logger: logger)
+        let id = ObjectIdentifier(session)
+        registry.withLock { _ = $0.running.insert(id) }
         let attached = Locked<String?>(nil)
         await withTaskGroup(of: Void.self) { group in
             group.addTask(executorPreference: ring) { await session.runSender() }
@@ -82,13 +137,31 @@ public final class ReplicaServer: Sendable {
             }
             await group.waitForAll()
         }
-        if let name = attached.withLock({ $0 }) {
-            activeSessions.withLock { if $0[name] === session { $0[name] = nil } }
-            statuses.withLock {
-                $0[name]?.link = .standalone
-                $0[name]?.lastError = session.failure.map { "\($0)" }
+        let name = attached.withLock { $0 }
+        let waiters = registry.withLock { r -> [CheckedContinuation<Void, Never>] in
+            r.running.remove(id)
+            // Only the volume's current session reports its end (a replaced or removed one does not).
+            if let name, r.sessions[name] === session {
+                r.sessions[name] = nil
+                r.statuses[name]?.link = .standalone
+                r.statuses[name]?.lastError = session.failure.map { "\($0)" }
             }
+            return r.endWaiters.removeValue(forKey: id) ?? []
         }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Attaches `session` to the volume the peer offers, replacing an older session of that
+    /// volume; nil when the volume is not served here.
+    private func claim(_ name: String, session: ReplicationSession) -> LocalVolume? {
+        let (volume, replaced) = registry.withLock { r -> (LocalVolume?, ReplicationSession?) in
+            guard let volume = r.volumes[name] else { return (nil, nil) }
+            let replaced = r.sessions[name]
+            r.sessions[name] = session
+            return (volume, replaced)
+        }
+        replaced?.fail(.refused("replaced by a new connection"))
+        return volume
     }
 
     /// Received resync blocks kept for reuse: the primary's window, and a few more.
@@ -119,13 +192,13 @@ public final class ReplicaServer: Sendable {
                 switch message {
                 case .volumeState(let peerState):
                     guard volume == nil else { throw PeerLinkError.unexpected("second VOLUME_STATE") }
-                    guard let local = volumes[peerState.name] else {
+                    guard let local = self.claim(peerState.name, session: session) else {
                         session.post(PeerGoodbye(reason: 1, message: "no volume \(peerState.name) here").encoded())
                         throw PeerLinkError.refused("the peer offered unknown volume \(peerState.name)")
                     }
+                    attached.withLock { $0 = peerState.name }
                     try await self.accept(peerState, volume: local, session: session)
                     volume = local
-                    attached.withLock { $0 = peerState.name }
                     sourceCurrent = peerState.generations.current
                 case .write(let write):
                     guard let volume else { throw PeerLinkError.unexpected("WRITE before VOLUME_STATE") }
@@ -197,9 +270,9 @@ public final class ReplicaServer: Sendable {
                         $0.generations.resyncFinishedAsTarget(sourceCurrent: sourceCurrent)
                     }
                     if let name = attached.withLock({ $0 }) {
-                        statuses.withLock {
-                            $0[name]?.link = .connected
-                            $0[name]?.resyncsCompleted += 1
+                        registry.withLock {
+                            $0.statuses[name]?.link = .connected
+                            $0.statuses[name]?.resyncsCompleted += 1
                         }
                     }
                     logger.info("resync target finished: replica is consistent", metadata: ["volume": "\(volume.configuration.name)"])
@@ -254,7 +327,7 @@ public final class ReplicaServer: Sendable {
                 grainSize: metadata.grainSize, victim: options.handshake.hostName, survivor: session.connection.peerHost,
                 incremental: incremental)
             discard.log("split brain resolved by policy: discarding this host's changes", to: logger)
-            statuses.withLock { $0[peerState.name]?.splitBrainResolved = discard.summary }
+            registry.withLock { $0.statuses[peerState.name]?.splitBrainResolved = discard.summary }
         }
         if target {
             // Inconsistent from now until RESYNC_DONE, carrying the source's generation: if the
@@ -270,14 +343,12 @@ public final class ReplicaServer: Sendable {
                 }
             }
         }
-        activeSessions.withLock { sessions in
-            sessions[peerState.name]?.fail(.refused("replaced by a new connection"))
-            sessions[peerState.name] = session
-        }
-        statuses.withLock {
-            $0[peerState.name]?.link = target ? .syncTarget : .connected
-            $0[peerState.name]?.peerHost = session.connection.peerHost
-            $0[peerState.name]?.lastError = nil
+        registry.withLock {
+            guard $0.sessions[peerState.name] === session else { return }
+            $0.statuses[peerState.name]?.link = target ? .syncTarget : .connected
+            $0.statuses[peerState.name]?.peerHost = session.connection.peerHost
+            $0.statuses[peerState.name]?.lastError = nil
+            $0.statuses[peerState.name]?.attachments += 1
         }
         let updated = await volume.metadataSnapshot
         session.post(

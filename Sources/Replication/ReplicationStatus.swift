@@ -17,6 +17,9 @@ public struct ReplicationStatus: Sendable, Codable, Equatable {
     /// Bytes an online verify found different on the peer (now marked dirty).
     public var verifyMismatchBytes: UInt64 = 0
     public var resyncsCompleted: Int = 0
+    /// Times the link was attached (handshake and state exchange done): more than one means it
+    /// went down and came back.
+    public var attachments: Int = 0
     public var lastError: String?
     /// The last split brain a policy settled: which side's changes were discarded (kept until
     /// the next one, so an operator sees it after the resync finished).

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Crypto
+import HAService
 import Logging
 import Replication
 import ServiceLifecycle

@@ -9,12 +9,18 @@ import Glibc
 #endif
 
 /// `vmhad --config FILE --host NAME`: the HA service of one host, until graceful shutdown.
-struct ClusterService: Service {
+public struct ClusterService: Service {
     let node: ClusterNode
     let controlPath: String
     let logger: Logger
 
-    func run() async throws {
+    public init(node: ClusterNode, controlPath: String, logger: Logger) {
+        self.node = node
+        self.controlPath = controlPath
+        self.logger = logger
+    }
+
+    public func run() async throws {
         try await node.start()
         let control = try ControlServer(path: controlPath, node: node, logger: logger)
         control.start()
@@ -44,13 +50,13 @@ extension ClusterNode {
 
 /// Loads what `--config` mode needs; any problem is one line and exit status 78 (EX_CONFIG),
 /// before anything is started.
-struct ClusterSetup {
-    var configuration: ClusterConfiguration
-    var host: String
-    var key: [UInt8]
-    var socketGroup: gid_t?
+public struct ClusterSetup: Sendable {
+    public var configuration: ClusterConfiguration
+    public var host: String
+    public var key: [UInt8]
+    public var socketGroup: gid_t?
 
-    static func load(path: String, host: String?) -> Result<ClusterSetup, ConfigProblem> {
+    public static func load(path: String, host: String?) -> Result<ClusterSetup, ConfigProblem> {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
@@ -91,7 +97,7 @@ struct ClusterSetup {
     }
 }
 
-struct ConfigProblem: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+public struct ConfigProblem: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }

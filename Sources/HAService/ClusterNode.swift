@@ -4,6 +4,7 @@ import Foundation
 import Libvirt
 import Logging
 import Replication
+import SystemPackage
 import Uring
 import Volume
 
@@ -58,7 +59,7 @@ final class VMModule {
 
 /// The HA service of one host: heartbeats, witness lease, per-VM module state machines and the
 /// actions they ask for (volumes, replication, libvirt domains).
-actor ClusterNode {
+public actor ClusterNode {
     /// Changes only through `vmha add`/`vmha remove`, which rewrite `configPath` first.
     var config: ClusterConfiguration
     let configPath: String
@@ -102,8 +103,9 @@ actor ClusterNode {
     /// What primaries do with writes their peer misses; see `applyWritePolicy`.
     var writePolicy = UnreplicatedWritePolicy.complete
 
-    // Secondary volumes are all served by one replica server, restarted when the set changes.
-    var replicaServer: ReplicaServer?
+    /// Serves every secondary volume of this host to the peer, for the daemon's whole life:
+    /// role changes add and remove volumes without touching the other volumes' links.
+    let replicaServer: ReplicaServer
     var replicaServerTask: Task<Void, Never>?
 
     /// Serialises state-machine steps and operator commands.
@@ -111,7 +113,7 @@ actor ClusterNode {
     var failoverLog: [String] = []
     var stopping = false
 
-    init(
+    public init(
         config: ClusterConfiguration, configPath: String, hostName: String, key: [UInt8], ring: IOUring, socketGroup: gid_t?,
         logger: Logger
     ) throws {
@@ -129,6 +131,8 @@ actor ClusterNode {
         options.timing.keepaliveInterval = config.timeouts.heartbeatInterval
         options.splitBrainPolicy = config.splitBrainPolicy
         self.replicationOptions = options
+        replicaServer = ReplicaServer(
+            listen: TCPSocket.Address("0.0.0.0:\(me.replicationAddress.port)")!, ring: ring, options: options, logger: logger)
         // Incarnation: strictly increasing across restarts, persisted in the state directory.
         let path = "\(config.stateDirectory)/incarnation"
         let previous = (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
@@ -152,12 +156,7 @@ actor ClusterNode {
         if let info = try? await libvirt?.nodeInfo() {
             localCapacity = Resources(vcpus: info.cpus, memoryMiB: Int(info.memoryBytes >> 20))
         }
-        if let v = me.capacity.vcpus { localCapacity.vcpus = v }
-        if let m = me.capacity.memoryMiB { localCapacity.memoryMiB = m }
-        // Every module starts in WAIT with its volumes open as secondaries (served to the peer, if
-        // it is primary); the peer's heartbeats or the witness decide who runs what.
-        for vm in config.vms { try await addModule(vm) }
-        await restartReplicaServer()
+        try await openModules()
         for (index, address) in me.heartbeatAddresses.enumerated() {
             let socket = try UDPSocket(bind: TCPSocket.Address("\(address.host):\(address.port)") ?? TCPSocket.Address("0.0.0.0:\(address.port)")!)
             heartbeatSockets.append(socket)
@@ -170,6 +169,24 @@ actor ClusterNode {
             startReceiver(socket: socket, network: -1)
         }
         logger.info("cluster node started", metadata: ["host": "\(me.name)", "peer": "\(peer.name)", "incarnation": "\(incarnation)", "vms": "\(order.count)"])
+    }
+
+    /// The replica listener and every configured VM's module: each starts in WAIT with its
+    /// volumes open as secondaries (served to the peer, if it is primary); the peer's heartbeats
+    /// or the witness decide who runs what. Needs no libvirt (tests drive a node from here).
+    func openModules() async throws {
+        if let v = me.capacity.vcpus { localCapacity.vcpus = v }
+        if let m = me.capacity.memoryMiB { localCapacity.memoryMiB = m }
+        // The listener first: a port taken by someone else is a clear error at start.
+        let listener: FileDescriptor
+        do {
+            listener = try TCPSocket.listen(replicaServer.listenAddress)
+        } catch {
+            throw VMHAClusterError("replication listener on \(replicaServer.listenAddress): \(error)")
+        }
+        let server = replicaServer
+        replicaServerTask = Task(executorPreference: ring) { await server.run(listener: listener) }
+        for vm in config.vms { try await addModule(vm) }
     }
 
     /// Graceful shutdown: running domains stay as they are (their NBD disks pause them until the
@@ -477,11 +494,9 @@ actor ClusterNode {
                 case .promoteVolume:
                     await closeVolumes(module)
                     try await openVolumes(module, as: .primary)
-                    await restartReplicaServer()
                 case .demoteVolume:
                     await closeVolumes(module)
                     try await openVolumes(module, as: .secondary)
-                    await restartReplicaServer()
                 case .adoptMigratedDomain:
                     try await adoptMigratedDomain(module)
                 case .startDomain:
@@ -557,7 +572,7 @@ actor ClusterNode {
             if module.role == .primary, index < module.replications.count, module.replications[index].status.link == .syncSource {
                 state = .syncSource
             }
-            if module.role == .secondary, replicaServer?.status(of: module.volumeNames[index])?.link == .syncTarget {
+            if module.role == .secondary, replicaServer.status(of: module.volumeNames[index])?.link == .syncTarget {
                 state = .syncTarget
             }
             if rank(state) > rank(worst) { worst = state }
@@ -587,7 +602,10 @@ actor ClusterNode {
         }
         module.volumes = volumes
         module.role = role
-        guard role == .primary else { return }
+        guard role == .primary else {
+            for volume in volumes { replicaServer.add(volume) }
+            return
+        }
         let servers = try makeNBDServers(module)
         startPrimaryTask(module, servers: servers)
         await waitUntilListening(servers)
@@ -646,36 +664,15 @@ actor ClusterNode {
         module.volumes = []
         module.replications = []
         module.role = .closed
-        if wasSecondary { await restartReplicaServer() }
+        // Nothing more from the peer is applied to them once this returns.
+        if wasSecondary { await withdrawFromReplicaServer(module) }
         for volume in volumes {
             do { try await volume.close() } catch { logger.error("closing \(volume.configuration.name): \(error)") }
         }
     }
 
-    func restartReplicaServer() async {
-        if stopping { return }
-        replicaServerTask?.cancel()
-        await replicaServerTask?.value
-        replicaServerTask = nil
-        replicaServer = nil
-        let volumes = order.compactMap { modules[$0] }.filter { $0.role == .secondary }.flatMap(\.volumes)
-        guard !volumes.isEmpty else { return }
-        let address = TCPSocket.Address("0.0.0.0:\(me.replicationAddress.port)")!
-        let server = ReplicaServer(listen: address, volumes: volumes, ring: ring, options: replicationOptions, logger: logger)
-        replicaServer = server
-        let logger = self.logger
-        replicaServerTask = Task(executorPreference: ring) {
-            for attempt in 0..<50 {
-                do {
-                    try await server.run()
-                    return
-                } catch {
-                    if Task.isCancelled { return }
-                    if attempt % 10 == 0 { logger.warning("replica server: \(error); retrying") }
-                    try? await Task.sleep(for: .milliseconds(100))
-                }
-            }
-        }
+    func withdrawFromReplicaServer(_ module: VMModule) async {
+        for name in module.volumeNames { await replicaServer.remove(name) }
     }
 
     // MARK: - Domains

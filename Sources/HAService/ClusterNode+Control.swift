@@ -57,7 +57,7 @@ extension ClusterNode {
             for (index, volume) in module.volumes.enumerated() {
                 let status: ReplicationStatus? = module.role == .primary
                     ? (index < module.replications.count ? module.replications[index].status : nil)
-                    : replicaServer?.status(of: module.volumeNames[index])
+                    : replicaServer.status(of: module.volumeNames[index])
                 volumes.append(VolumeReport(
                     name: module.volumeNames[index], role: module.role == .primary ? "primary" : "secondary",
                     link: status?.link.rawValue ?? "standalone", dirtyBytes: await volume.dirtyBytes,

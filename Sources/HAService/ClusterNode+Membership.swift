@@ -22,7 +22,7 @@ extension ClusterNode {
         try await openVolumes(module, as: .secondary)
         modules[vm.name] = module
         order.append(vm.name)
-        try transition(module, .startRequested)
+        _ = try transition(module, .startRequested)
         module.status.replica = await localReplicaState(module)
     }
 
@@ -55,7 +55,6 @@ extension ClusterNode {
             return ControlResponse(ok: false, error: "\(configPath): cannot write: \(error.localizedDescription)")
         }
         config = updated
-        await restartReplicaServer()
         record("\(vm.name) added (\(vm.disks.count) disk\(vm.disks.count == 1 ? "" : "s")); WAIT until \(peer.name) knows it too")
         return ControlResponse(ok: true, message: "\(vm.name) added on \(me.name); run the same `vmha add` on \(peer.name)")
     }
@@ -83,7 +82,6 @@ extension ClusterNode {
         }
         config = updated
         await retire(name)
-        await restartReplicaServer()
         record("\(name) removed; its images and metadata are kept")
         return ControlResponse(ok: true, message: "\(name) removed from \(me.name) (images and metadata kept)")
     }

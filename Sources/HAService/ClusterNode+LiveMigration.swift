@@ -113,7 +113,7 @@ extension ClusterNode {
         let started = ContinuousClock.now
         module.incomingExports = nil
         module.role = .primary
-        await restartReplicaServer()  // without these volumes: the peer is no longer primary
+        await withdrawFromReplicaServer(module)  // the peer is no longer primary
         for volume in module.volumes {
             try await volume.promote()
             await volume.setUnreplicatedWritePolicy(writePolicy)
