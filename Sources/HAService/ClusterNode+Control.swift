@@ -6,7 +6,18 @@ import Uring
 import Volume
 
 extension ClusterNode {
+    /// Answers one control request; every refusal is logged with the reason the reply carries.
     func handle(_ request: ControlRequest) async -> ControlResponse {
+        let response = await answer(request)
+        if !response.ok {
+            logger.warning("control request refused", metadata: [
+                "command": "\(request.command)", "vm": "\(request.vm ?? "-")", "reason": "\(response.error ?? "no reason given")",
+            ])
+        }
+        return response
+    }
+
+    private func answer(_ request: ControlRequest) async -> ControlResponse {
         switch request.command {
         case "status":
             return ControlResponse(ok: true, status: await statusReport())

@@ -474,19 +474,26 @@ public actor ClusterNode {
         return result.actions
     }
 
-    func feed(named name: String, _ event: ModuleEvent) async {
-        if let module = modules[name] { await feed(module, event) }
+    @discardableResult
+    func feed(named name: String, _ event: ModuleEvent) async -> String? {
+        guard let module = modules[name] else { return "no such VM: \(name)" }
+        return await feed(module, event)
     }
 
-    /// Applies an event and carries out the actions it asks for, in order.
-    func feed(_ module: VMModule, _ event: ModuleEvent) async {
+    /// Applies an event and carries out the actions it asks for, in order. Returns why the event
+    /// was refused or which actions failed (nil: all done), for a caller that answers an operator.
+    /// The machine refuses routinely (the control loop offers events that may not apply), so a
+    /// refusal is logged at debug level here; callers acting for an operator log it themselves.
+    @discardableResult
+    func feed(_ module: VMModule, _ event: ModuleEvent) async -> String? {
         let actions: [ModuleAction]
         do {
             actions = try transition(module, event)
         } catch {
             logger.debug("\(module.config.name): \(event) ignored in \(module.status): \(error)")
-            return
+            return "\(error)"
         }
+        var failures: [String] = []
         var suspended = false
         for action in actions {
             do {
@@ -518,6 +525,7 @@ public actor ClusterNode {
                 }
             } catch {
                 module.lastError = "\(action): \(error)"
+                failures.append(module.lastError!)
                 logger.error("\(module.config.name): \(action) failed: \(error)")
             }
         }
@@ -531,6 +539,7 @@ public actor ClusterNode {
         } else {
             module.arrivedByFailover = false
         }
+        return failures.isEmpty ? nil : failures.joined(separator: "; ")
     }
 
     func updateReplica(_ module: VMModule) async {
@@ -818,10 +827,17 @@ public actor ClusterNode {
         defer { operations.release() }
         switch command.kind {
         case .promote:
-            guard module.status.state == .second || module.status.state == .wait else { return }
-            await feed(module, .promoteRequested)
+            guard module.status.state == .second || module.status.state == .wait else {
+                record("\(module.config.name): \(peer.name) asked to promote it, refused: it is \(module.status) here")
+                return
+            }
+            if let problem = await feed(module, .promoteRequested) {
+                record("\(module.config.name): promotion asked by \(peer.name) failed: \(problem)")
+            }
         case .handOver:
-            _ = await switchover(module)
+            if let problem = await switchover(module) {
+                record("\(module.config.name): hand-over asked by \(peer.name) failed: \(problem)")
+            }
         case .handOverLive:
             if let problem = await migrateLive(module) {
                 record("\(module.config.name): \(problem)")
@@ -850,9 +866,14 @@ public actor ClusterNode {
     /// Clean shutdown here, wait for the peer's replica, role swap, then the peer starts it.
     func switchover(_ module: VMModule) async -> String? {
         guard module.status.state == .prim else { return "\(module.config.name) is \(module.status.state.rawValue) here, not PRIM" }
-        guard await waitForPeerUpToDate(module.config.name, timeout: .seconds(10)) else { return "the peer's replica is not UpToDate" }
-        await feed(module, .switchoverRequested)
-        guard module.status.state == .second else { return module.lastError ?? "switchover failed" }
+        guard await waitForPeerUpToDate(module.config.name, timeout: .seconds(10)) else {
+            let summary = peerSummaries[module.config.name].map { "\($0.state.rawValue)/\($0.replica.rawValue)" } ?? "unknown"
+            return "the peer's replica is not UpToDate and in sync within 10 s (peer \(peerState.rawValue), its view \(summary), links \(module.replications.map(\.status.link.rawValue)))"
+        }
+        if let problem = await feed(module, .switchoverRequested) { return "switchover refused: \(problem)" }
+        guard module.status.state == .second else {
+            return "switchover left \(module.config.name) \(module.status) here, not SECOND (last error: \(module.lastError ?? "none"))"
+        }
         for _ in 0..<5 { sendPeerCommand(.promote, vm: module.config.name); try? await Task.sleep(for: .milliseconds(200)) }
         return nil
     }

@@ -107,7 +107,7 @@ struct NodeFixture {
     let replicationPort: Int
     let configPath: String
     let key: [UInt8]
-    let logger = Logger(label: "test")
+    var logger = Logger(label: "test")
 
     init(vms: Int, preferredHost: (Int) -> String) throws {
         directory = NSTemporaryDirectory() + "vmha-node-\(UUID().uuidString.prefix(8))"

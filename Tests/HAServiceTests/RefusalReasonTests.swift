@@ -1,0 +1,95 @@
+import Cluster
+import Foundation
+import Logging
+import Testing
+import Uring
+
+@testable import HAService
+
+/// Every refusal or failure an operator can get carries its reason, in the reply and in the log.
+@Suite("Refusals carry their reason", .serialized)
+struct RefusalReasonTests {
+    /// Seen once in CI as a bare "vmha: switchover failed", with nothing in either log: the
+    /// state machine refused the switchover (a resync toward the peer had started after the
+    /// up-to-date check) and the node dropped the machine's reason.
+    @Test(.timeLimit(.minutes(1))) func aRefusedSwitchoverSaysWhy() async throws {
+        var fixture = try NodeFixture(vms: 1, preferredHost: { _ in "hostA" })
+        defer { fixture.remove() }
+        let log = LogRecorder()
+        fixture.logger = log.logger
+        let node = try fixture.makeNode()
+        try await node.openModules()
+        // The peer reports an up-to-date secondary, but a resync toward it has just started here.
+        await node.pretend(vm: "vm01", status: ModuleStatus(.prim, .syncSource), peer: .init(name: "vm01", state: .second, replica: .upToDate))
+        let problem = try #require(await node.switchoverProblem("vm01"))
+        #expect(problem.contains("resync running: the peer's replica is not up to date yet"), "reply: \(problem)")
+        #expect(await node.moduleState("vm01") == ModuleStatus(.prim, .syncSource), "a refused switchover changes nothing")
+        await node.stop()
+        await node.ring.shutdown()
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aRefusedControlRequestIsLoggedWithTheReplysReason() async throws {
+        var fixture = try NodeFixture(vms: 1, preferredHost: { _ in "hostA" })
+        defer { fixture.remove() }
+        let log = LogRecorder()
+        fixture.logger = log.logger
+        let node = try fixture.makeNode()
+        try await node.openModules()
+        let cases: [(ControlRequest, String)] = [
+            (ControlRequest(command: "migrate", vm: "vm01", to: "hostB"), "vm01 is WAIT here; nothing to hand over"),
+            (ControlRequest(command: "migrate", vm: "vm01", to: "hostA"), "peer hostB is not reachable"),
+            (ControlRequest(command: "migrate", vm: "nope", to: "hostB"), "no such VM: nope"),
+            (ControlRequest(command: "resync", vm: "vm01"), "vm01 is not primary on hostA"),
+            (ControlRequest(command: "frobnicate"), "unknown command frobnicate"),
+        ]
+        for (request, reason) in cases {
+            let response = await node.handle(request)
+            #expect(!response.ok)
+            #expect(response.error?.contains(reason) == true, "\(request.command): \(response.error ?? "no error")")
+            #expect(
+                log.lines.contains { $0.contains("control request refused") && $0.contains(reason) },
+                "\(request.command): the log does not give the reason \"\(reason)\"")
+        }
+        await node.stop()
+        await node.ring.shutdown()
+    }
+}
+
+extension ClusterNode {
+    /// Puts a module where a race would have it (tests only).
+    func pretend(vm: String, status: ModuleStatus, peer summary: Heartbeat.VMSummary) {
+        modules[vm]!.status = status
+        peerState = .alive
+        peerSummaries[vm] = summary
+    }
+
+    func switchoverProblem(_ vm: String) async -> String? { await switchover(modules[vm]!) }
+
+    func moduleState(_ vm: String) -> ModuleStatus? { modules[vm]?.status }
+}
+
+/// Collects what a logger is given, message and metadata, one line per record.
+final class LogRecorder: Sendable {
+    private let box = Locked<[String]>([])
+    var lines: [String] { box.withLock { $0 } }
+
+    var logger: Logger {
+        let box = self.box
+        return Logger(label: "test") { _ in Handler(box: box) }
+    }
+
+    struct Handler: LogHandler {
+        let box: Locked<[String]>
+        var logLevel: Logger.Level = .debug
+        var metadata: Logger.Metadata = [:]
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let fields = (event.metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            box.withLock { $0.append("\(event.level) \(event.message) \(fields)") }
+        }
+    }
+}
