@@ -92,6 +92,9 @@ public actor ClusterNode {
     /// What the peer says it offers, from its heartbeats.
     var peerCapacity: Resources?
     var heartbeatSockets: [UDPSocket] = []
+    /// Peer commands: the last sequence sent (in this incarnation) and which were received.
+    var commandSequence: UInt64 = 0
+    var commandWindow = PeerCommandReplayWindow()
 
     // Witness lease.
     var lease: LeaseClient
@@ -249,13 +252,12 @@ public actor ClusterNode {
             return
         }
         if bytes.starts(with: PeerCommand.magic) {
-            if let command = PeerCommand.decode(bytes, key: key), command.target == me.name, command.sender == peer.name {
-                Task { await self.peerCommand(command) }
-            }
+            await receivedCommand(bytes, network: network)
             return
         }
         guard let heartbeat = try? decoder.decode(bytes, receivedOn: network) else { return }
         guard heartbeat.sender == peer.name else { return }
+        commandWindow.peerAnnounced(incarnation: heartbeat.incarnation)
         var echo: MonotonicInstant?
         if let e = heartbeat.echo, e.incarnation == incarnation { echo = e.timestamp }
         liveness.received(on: network, at: now, echoedTimestamp: echo)
@@ -270,6 +272,37 @@ public actor ClusterNode {
         heardFromPeer = (heartbeat.incarnation, heartbeat.timestamp)
         if let capacity = heartbeat.capacity { peerCapacity = capacity }
         for vm in heartbeat.vms { peerSummaries[vm.name] = vm }
+    }
+
+    /// A peer command is acted on once, and only when it is authentic, meant for this host and
+    /// new (`PeerCommandReplayWindow`); anything else is logged with the reason and dropped.
+    func receivedCommand(_ bytes: [UInt8], network: Int) async {
+        let command: PeerCommand
+        do {
+            command = try PeerCommand.decode(bytes, key: key)
+        } catch {
+            // Garbage or a stranger on the heartbeat port: not worth more than debug each time.
+            logger.debug("peer command dropped", metadata: ["network": "\(network)", "reason": "\(error)"])
+            return
+        }
+        guard command.sender == peer.name, command.target == me.name else {
+            logger.warning("peer command dropped", metadata: [
+                "kind": "\(command.kind)", "reason": "from \(command.sender) to \(command.target), expected \(peer.name) to \(me.name)",
+            ])
+            return
+        }
+        let verdict = commandWindow.admit(incarnation: command.incarnation, sequence: command.sequence)
+        guard verdict == .admitted else {
+            // One copy per network is normal; anything else is worth a line.
+            if verdict != .replayed || heartbeatSockets.count < 2 {
+                logger.warning("peer command dropped", metadata: [
+                    "kind": "\(command.kind)", "vm": "\(command.vm)", "incarnation": "\(command.incarnation)",
+                    "sequence": "\(command.sequence)", "reason": "\(verdict)",
+                ])
+            }
+            return
+        }
+        await peerCommand(command)
     }
 
     /// Sends one heartbeat on every network and, while the vote is wanted, a lease request.
@@ -856,7 +889,10 @@ public actor ClusterNode {
     }
 
     func sendPeerCommand(_ kind: PeerCommand.Kind, vm: String, detail: String = "") {
-        let bytes = PeerCommand(kind: kind, sender: me.name, target: peer.name, vm: vm, detail: detail, nonce: .random(in: 1...UInt64.max)).encode(key: key)
+        commandSequence += 1
+        let bytes = PeerCommand(
+            kind: kind, sender: me.name, target: peer.name, vm: vm, detail: detail, incarnation: incarnation, sequence: commandSequence
+        ).encode(key: key)
         for (index, socket) in heartbeatSockets.enumerated() {
             let target = peer.heartbeatAddresses[index]
             if let address = TCPSocket.Address("\(target.host):\(target.port)") { socket.send(bytes, to: address) }

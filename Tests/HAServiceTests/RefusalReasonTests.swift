@@ -1,4 +1,5 @@
 import Cluster
+import Crypto
 import Foundation
 import Logging
 import Testing
@@ -91,5 +92,40 @@ final class LogRecorder: Sendable {
             let fields = (event.metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             box.withLock { $0.append("\(event.level) \(event.message) \(fields)") }
         }
+    }
+}
+
+@Suite("Peer commands are acted on once", .serialized)
+struct PeerCommandReplayTests {
+    /// A captured `promote` played again after the VM moved away must not start it again here:
+    /// before replay protection, any authentic datagram was acted on each time it arrived.
+    @Test(.timeLimit(.minutes(1))) func aReplayedPromoteIsDropped() async throws {
+        var fixture = try NodeFixture(vms: 1, preferredHost: { _ in "hostA" })
+        defer { fixture.remove() }
+        let log = LogRecorder()
+        fixture.logger = log.logger
+        let node = try fixture.makeNode()
+        try await node.openModules()
+        let peerIncarnation: UInt64 = 1_000
+        let heartbeat = try Heartbeat(
+            clusterName: "test", sender: "hostB", network: 0, incarnation: peerIncarnation, sequence: 1, timestamp: MonotonicInstant(nanoseconds: 1),
+            vms: [.init(name: "vm01", state: .second, replica: .upToDate)]
+        ).encode(key: SymmetricKey(data: fixture.key))
+        let promote = PeerCommand(kind: .promote, sender: "hostB", target: "hostA", vm: "vm01", incarnation: peerIncarnation, sequence: 1)
+            .encode(key: fixture.key)
+
+        await node.datagram(promote, network: 0, at: MonotonicInstant(nanoseconds: 2))
+        #expect(await node.moduleState("vm01")?.state == .wait, "no command is admitted before a heartbeat names the peer's incarnation")
+        await node.datagram(heartbeat, network: 0, at: MonotonicInstant(nanoseconds: 3))
+        await node.datagram(promote, network: 0, at: MonotonicInstant(nanoseconds: 4))
+        #expect(await node.moduleState("vm01")?.state == .prim, "the first copy is acted on")
+        // The VM is handed back to the peer (a switchover from here).
+        await node.feed(named: "vm01", .switchoverRequested)
+        #expect(await node.moduleState("vm01")?.state == .second)
+        await node.datagram(promote, network: 0, at: MonotonicInstant(nanoseconds: 5))
+        #expect(await node.moduleState("vm01")?.state == .second, "the replayed promote was acted on")
+        #expect(log.lines.contains { $0.contains("peer command dropped") && $0.contains("replayed") })
+        await node.stop()
+        await node.ring.shutdown()
     }
 }
