@@ -14,28 +14,19 @@ struct RefusalReasonTests {
     /// state machine refused the switchover (a resync toward the peer had started after the
     /// up-to-date check) and the node dropped the machine's reason.
     @Test(.timeLimit(.minutes(1))) func aRefusedSwitchoverSaysWhy() async throws {
-        var fixture = try NodeFixture(vms: 1, preferredHost: { _ in "hostA" })
+        let (fixture, node, log) = try await NodeFixture.oneVMNode()
         defer { fixture.remove() }
-        let log = LogRecorder()
-        fixture.logger = log.logger
-        let node = try fixture.makeNode()
-        try await node.openModules()
         // The peer reports an up-to-date secondary, but a resync toward it has just started here.
         await node.pretend(vm: "vm01", status: ModuleStatus(.prim, .syncSource), peer: .init(name: "vm01", state: .second, replica: .upToDate))
         let problem = try #require(await node.switchoverProblem("vm01"))
         #expect(problem.contains("resync running: the peer's replica is not up to date yet"), "reply: \(problem)")
         #expect(await node.moduleState("vm01") == ModuleStatus(.prim, .syncSource), "a refused switchover changes nothing")
-        await node.stop()
-        await node.ring.shutdown()
+        await node.stopAndShutDown()
     }
 
     @Test(.timeLimit(.minutes(1))) func aRefusedControlRequestIsLoggedWithTheReplysReason() async throws {
-        var fixture = try NodeFixture(vms: 1, preferredHost: { _ in "hostA" })
+        let (fixture, node, log) = try await NodeFixture.oneVMNode()
         defer { fixture.remove() }
-        let log = LogRecorder()
-        fixture.logger = log.logger
-        let node = try fixture.makeNode()
-        try await node.openModules()
         let cases: [(ControlRequest, String)] = [
             (ControlRequest(command: "migrate", vm: "vm01", to: "hostB"), "vm01 is WAIT here; nothing to hand over"),
             (ControlRequest(command: "migrate", vm: "vm01", to: "hostA"), "peer hostB is not reachable"),
@@ -51,12 +42,33 @@ struct RefusalReasonTests {
                 log.lines.contains { $0.contains("control request refused") && $0.contains(reason) },
                 "\(request.command): the log does not give the reason \"\(reason)\"")
         }
-        await node.stop()
-        await node.ring.shutdown()
+        await node.stopAndShutDown()
+    }
+}
+
+extension NodeFixture {
+    /// One VM preferring this host, its node's modules open, its log recorded.
+    static func oneVMNode() async throws -> (NodeFixture, ClusterNode, LogRecorder) {
+        var fixture = try NodeFixture(vms: 1, preferredHost: { _ in "hostA" })
+        let log = LogRecorder()
+        fixture.logger = log.logger
+        do {
+            let node = try fixture.makeNode()
+            try await node.openModules()
+            return (fixture, node, log)
+        } catch {
+            fixture.remove()
+            throw error
+        }
     }
 }
 
 extension ClusterNode {
+    func stopAndShutDown() async {
+        await stop()
+        await ring.shutdown()
+    }
+
     /// Puts a module where a race would have it (tests only).
     func pretend(vm: String, status: ModuleStatus, peer summary: Heartbeat.VMSummary) {
         modules[vm]!.status = status
@@ -100,12 +112,8 @@ struct PeerCommandReplayTests {
     /// A captured `promote` played again after the VM moved away must not start it again here:
     /// before replay protection, any authentic datagram was acted on each time it arrived.
     @Test(.timeLimit(.minutes(1))) func aReplayedPromoteIsDropped() async throws {
-        var fixture = try NodeFixture(vms: 1, preferredHost: { _ in "hostA" })
+        let (fixture, node, log) = try await NodeFixture.oneVMNode()
         defer { fixture.remove() }
-        let log = LogRecorder()
-        fixture.logger = log.logger
-        let node = try fixture.makeNode()
-        try await node.openModules()
         let peerIncarnation: UInt64 = 1_000
         let heartbeat = try Heartbeat(
             clusterName: "test", sender: "hostB", network: 0, incarnation: peerIncarnation, sequence: 1, timestamp: MonotonicInstant(nanoseconds: 1),
@@ -125,7 +133,6 @@ struct PeerCommandReplayTests {
         await node.datagram(promote, network: 0, at: MonotonicInstant(nanoseconds: 5))
         #expect(await node.moduleState("vm01")?.state == .second, "the replayed promote was acted on")
         #expect(log.lines.contains { $0.contains("peer command dropped") && $0.contains("replayed") })
-        await node.stop()
-        await node.ring.shutdown()
+        await node.stopAndShutDown()
     }
 }
