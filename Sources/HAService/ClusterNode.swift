@@ -46,6 +46,15 @@ final class VMModule {
     /// Source of a live migration: the target's answer to `prepareLive`.
     var liveReply: PeerCommand?
 
+    /// The flags' rule once the module reached its status (as `HostSnapshot.VM.settleFlags`).
+    func settleFlags() {
+        if status.state == .prim || status.state == .alone {
+            notStartedReason = nil
+        } else {
+            arrivedByFailover = false
+        }
+    }
+
     init(config: VMConfiguration, domainXML: DomainXML) {
         self.config = config
         self.domainXML = domainXML
@@ -84,7 +93,6 @@ public actor ClusterNode {
     var heardFromPeer: (incarnation: UInt64, timestamp: MonotonicInstant)?
     /// The peer incarnation that announced a graceful restart, until its successor is heard.
     var restartingIncarnation: UInt64?
-    enum PeerState: String, Codable { case unknown, alive, lost }
     var peerState: PeerState = .unknown
     var peerSummaries: [String: Heartbeat.VMSummary] = [:]
     /// What this host offers to VMs (libvirt node info, overridden by `capacity` in its config entry).
@@ -103,7 +111,7 @@ public actor ClusterNode {
     var lastLeaseOutcome = "none"
     var hadLease = false
     var fenced = false
-    /// What primaries do with writes their peer misses; see `applyWritePolicy`.
+    /// What primaries do with writes their peer misses (`HostPolicy`, `setWritePolicy`).
     var writePolicy = UnreplicatedWritePolicy.complete
 
     /// Serves every secondary volume of this host to the peer, for the daemon's whole life:
@@ -330,10 +338,7 @@ public actor ClusterNode {
     /// The vote is wanted while the peer is not heard and this host runs or may take over VMs.
     var wantsLease: Bool {
         guard config.witness != nil else { return false }
-        // ALONE runs on the vote until the peer has taken its replica back (ALONE → PRIM).
-        if modules.values.contains(where: { $0.status.state == .alone }) { return true }
-        if peerState == .alive && !liveness.status(at: monotonicNow()).mustFence { return false }
-        return modules.values.contains { [.alone, .wait, .prim].contains($0.status.state) }
+        return policySnapshot(localReplicas: [:], at: monotonicNow()).wantsLease
     }
 
     // MARK: - The control loop
@@ -354,108 +359,84 @@ public actor ClusterNode {
         }
     }
 
+    /// One tick of the control loop: the policy decides on a snapshot, the node carries out.
     func step() async {
         let now = monotonicNow()
-        let live = liveness.status(at: now)
-        // Peer liveness edges.
-        if live.peerAlive && heardFromPeer != nil && peerState != .alive {
-            logger.notice("peer \(peer.name) is \(peerState == .lost ? "back" : "up")")
-            peerState = .alive
-            for module in modules.values { module.lastPeer = nil }
-        } else if !live.peerAlive && peerState != .lost {
-            logger.warning("peer \(peer.name) lost: no heartbeat on any network for \(config.timeouts.detection)")
-            peerState = .lost
-            for name in order { await feed(modules[name]!, .peerLost) }
-        }
-        // The peer's view of each VM.
-        if peerState == .alive {
-            for name in order {
-                let module = modules[name]!
-                guard let summary = peerSummaries[name], summary != module.lastPeer else { continue }
-                module.lastPeer = summary
-                if module.status.state == .alone, [.prim, .alone].contains(summary.state), !lease.mayRunPrimary(at: now) {
-                    // We were cut off and never got the vote; the peer runs the VM, which it can only
-                    // have started with the vote after we had stopped writing (docs/witness.md). Ours
-                    // yields: what our guest wrote since is unacknowledged, and the resync from the
-                    // peer overwrites it.
-                    record("\(name): \(peer.name) took it over while we were cut off without the vote; stopping ours (its unacknowledged writes are discarded)")
-                    await feed(module, .witnessVoteDenied)
-                }
-                let role: PeerRole = switch summary.state {
-                case .prim, .alone: .primary
-                case .second: .secondary
-                case .stop, .wait: .waiting
-                }
-                await feed(module, .peerConnected(peerRole: role, peerReplica: summary.replica))
-            }
-        }
-        // Replica state changes (resync progress) become events.
-        for name in order { await updateReplica(modules[name]!) }
-        // Election: both waiting with usable replicas; the preferred host (else the first) runs it.
-        if peerState == .alive {
-            for name in order {
-                let module = modules[name]!
-                guard module.status.state == .wait, module.status.replica.canBePrimary,
-                    let summary = peerSummaries[name], summary.state == .wait || summary.state == .stop
-                else { continue }
-                let preferred = module.config.preferredHost ?? config.hosts[0].name
-                let peerUsable = summary.replica.canBePrimary
-                if preferred == me.name || !peerUsable {
-                    await feed(module, .promoteRequested)
-                }
-            }
-        }
-        // Witness lease: expiry and fencing.
-        let mayRun = lease.mayRunPrimary(at: now)
-        await applyWritePolicy(mayRun: mayRun)
-        if hadLease && !mayRun {
-            hadLease = false
-            logger.warning("witness lease ran out")
-            for name in order where modules[name]!.status.state == .alone { await feed(modules[name]!, .leaseExpired) }
-        }
-        let runsPrimaries = modules.values.contains { $0.status.state == .prim || $0.status.state == .alone }
-        if runsPrimaries && live.mustFence && !mayRun && !fenced {
-            fenced = true
-            logger.warning("fencing: the peer has not echoed our heartbeat and we hold no vote; pausing our domains")
-            await applyWritePolicy(mayRun: mayRun)
-            for name in order where [.prim, .alone].contains(modules[name]!.status.state) { await suspendDomain(modules[name]!) }
-        } else if fenced && (!live.mustFence || mayRun) {
-            fenced = false
-            await applyWritePolicy(mayRun: mayRun)
-            logger.notice("fence lifted; resuming domains")
-            for name in order where [.prim, .alone].contains(modules[name]!.status.state) { await resumeDomain(modules[name]!) }
-        }
-        // Failover: the peer is lost and we hold the vote.
-        if peerState == .lost && mayRun {
-            let waiting = order.map { modules[$0]! }.filter { $0.status.state == .wait && $0.notStartedReason == nil }
-            if !waiting.isEmpty { await failover(waiting) }
-        }
-        if peerState == .alive { await failBack() }
+        var replicas: [String: Cluster.ReplicaState] = [:]
+        for name in order { replicas[name] = await localReplicaState(modules[name]!) }
+        let snapshot = policySnapshot(localReplicas: replicas, at: now)
+        for decision in HostPolicy.decide(snapshot) { await carryOut(decision) }
     }
 
-    /// With a witness, a primary acknowledges a change its peer missed only while it holds the
-    /// vote: without it, the peer may take the VM over without that change (docs/witness.md).
-    /// Fenced, such changes fail, so that pausing the guest (which drains its I/O) can finish.
-    func applyWritePolicy(mayRun: Bool) async {
-        let policy: UnreplicatedWritePolicy = config.witness == nil || mayRun ? .complete : fenced ? .fail : .hold
-        guard policy != writePolicy else { return }
-        writePolicy = policy
-        logger.info("unreplicated writes: \(policy)")
-        for module in modules.values where module.role == .primary {
-            for volume in module.volumes { await volume.setUnreplicatedWritePolicy(policy) }
+    /// What the policy decides on, read off this node now (`localReplicas` from the volumes).
+    func policySnapshot(localReplicas: [String: Cluster.ReplicaState], at now: MonotonicInstant) -> HostSnapshot {
+        let live = liveness.status(at: now)
+        let vms = order.map { name -> HostSnapshot.VM in
+            let module = modules[name]!
+            return HostSnapshot.VM(
+                name: name, status: module.status, localReplica: localReplicas[name] ?? module.status.replica,
+                peerSummary: peerSummaries[name], lastPeer: module.lastPeer,
+                preferredHost: module.config.preferredHost ?? config.hosts[0].name, failback: module.config.failback,
+                arrivedByFailover: module.arrivedByFailover, notStartedReason: module.notStartedReason,
+                priority: module.config.priority, resources: module.resources)
+        }
+        return HostSnapshot(
+            me: me.name, peer: peer.name, vms: vms, peerState: peerState, heardFromPeer: heardFromPeer != nil,
+            peerAlive: live.peerAlive, mustFence: live.mustFence, mayRun: lease.mayRunPrimary(at: now), hadLease: hadLease,
+            fenced: fenced, witnessConfigured: config.witness != nil, writePolicy: writePolicy, localCapacity: localCapacity,
+            maxConcurrentStarts: config.limits.concurrentStarts)
+    }
+
+    func carryOut(_ decision: HostDecision) async {
+        switch decision {
+        case .peerUp(let back):
+            logger.notice("peer \(peer.name) is \(back ? "back" : "up")")
+            peerState = .alive
+            for module in modules.values { module.lastPeer = nil }
+        case .peerLost:
+            logger.warning("peer \(peer.name) lost: no heartbeat on any network for \(config.timeouts.detection)")
+            peerState = .lost
+        case .acknowledgePeer(let vm, let summary):
+            modules[vm]?.lastPeer = summary
+        case .feed(let vm, let event):
+            await feed(named: vm, event)
+        case .setReplica(let vm, let replica):
+            modules[vm]?.status.replica = replica
+        case .setWritePolicy(let policy):
+            writePolicy = policy
+            logger.info("unreplicated writes: \(policy)")
+            for module in modules.values where module.role == .primary {
+                for volume in module.volumes { await volume.setUnreplicatedWritePolicy(policy) }
+            }
+        case .leaseRanOut:
+            hadLease = false
+            logger.warning("witness lease ran out")
+        case .fence(let vms):
+            fenced = true
+            logger.warning("fencing: the peer has not echoed our heartbeat and we hold no vote; pausing our domains")
+            for name in vms { if let module = modules[name] { await suspendDomain(module) } }
+        case .unfence(let vms):
+            fenced = false
+            logger.notice("fence lifted; resuming domains")
+            for name in vms { if let module = modules[name] { await resumeDomain(module) } }
+        case .failover(let plan):
+            await failover(plan)
+        case .failBack(let vm):
+            guard let module = modules[vm] else { return }
+            module.arrivedByFailover = false
+            record("failback: \(vm) returns to \(peer.name) (failback = automatic)")
+            if let problem = await switchover(module) { record("failback of \(vm) failed: \(problem)") }
+        case .record(let line):
+            record(line)
         }
     }
 
     // MARK: - Failover
 
-    func failover(_ waiting: [VMModule]) async {
+    /// Starts the lost host's VMs wave by wave (`limits.concurrentStarts` at a time, the boot
+    /// storm limit); a wave's promotions run concurrently, the next wave waits for them.
+    func failover(_ plan: FailoverPlan) async {
         let started = ContinuousClock.now
-        let running = modules.values.filter { $0.status.state == .prim || $0.status.state == .alone }.map(\.resources)
-        let plan = FailoverPlan.make(
-            lostHostVMs: waiting.map {
-                FailoverPlan.Candidate(name: $0.config.name, priority: $0.config.priority, resources: $0.resources, replica: $0.status.replica)
-            },
-            survivorCapacity: localCapacity, alreadyRunning: running, maxConcurrentStarts: config.limits.concurrentStarts)
         for skipped in plan.notStarted {
             modules[skipped.name]?.notStartedReason = skipped.reason.description
             record("failover: \(skipped.name) not started: \(skipped.reason)")
@@ -471,22 +452,6 @@ public actor ClusterNode {
         }
         if !plan.waves.isEmpty {
             record("failover done in \(started.duration(to: .now)) (\(plan.waves.joined().count) started, \(plan.notStarted.count) not started)")
-        }
-    }
-
-    /// `failback = "automatic"`: a VM this host took over in a failover goes back to its preferred
-    /// host once that host is back and its replica is UpToDate again (the resync is done). A VM
-    /// moved here by an operator (`vmha migrate`, `vmha place`) stays.
-    func failBack() async {
-        for name in order {
-            let module = modules[name]!
-            guard module.config.failback == .automatic, module.arrivedByFailover, module.status.state == .prim,
-                module.status.replica == .upToDate, module.config.preferredHost == peer.name,
-                let summary = peerSummaries[name], summary.state == .second, summary.replica == .upToDate
-            else { continue }
-            module.arrivedByFailover = false
-            record("failback: \(name) returns to \(peer.name) (failback = automatic)")
-            if let problem = await switchover(module) { record("failback of \(name) failed: \(problem)") }
         }
     }
 
@@ -567,28 +532,8 @@ public actor ClusterNode {
             // (Except the one a live migration is bringing in.)
             if module.status.state == .second && module.incomingExports == nil { await destroyStrayDomain(module) }
         }
-        if module.status.state == .prim || module.status.state == .alone {
-            module.notStartedReason = nil
-        } else {
-            module.arrivedByFailover = false
-        }
+        module.settleFlags()
         return failures.isEmpty ? nil : failures.joined(separator: "; ")
-    }
-
-    func updateReplica(_ module: VMModule) async {
-        let derived = await localReplicaState(module)
-        let current = module.status.replica
-        guard derived != current else { return }
-        switch (current, derived) {
-        case (_, .syncSource): await feed(module, .resyncStarted(.source))
-        case (_, .syncTarget): await feed(module, .resyncStarted(.target))
-        case (.syncSource, .upToDate), (.syncTarget, .upToDate): await feed(module, .resyncFinished)
-        case (_, .upToDate) where module.status.state == .second:
-            await feed(module, .resyncStarted(.target))
-            await feed(module, .resyncFinished)
-        default:
-            if module.status.state == .wait || module.status.state == .stop { module.status.replica = derived }
-        }
     }
 
     /// The local replica's state, derived from the volumes' metadata and replication links.

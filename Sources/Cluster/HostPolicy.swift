@@ -1,0 +1,273 @@
+import Volume
+
+/// How this host sees its peer's daemon.
+public enum PeerState: String, Sendable, Codable {
+    case unknown, alive, lost
+}
+
+/// Everything one host's policy decides on: plain values, read off the node at one instant.
+public struct HostSnapshot: Sendable, Equatable {
+    public struct VM: Sendable, Equatable {
+        public var name: String
+        public var status: ModuleStatus
+        /// The local replica as its volumes show it now (metadata and replication links).
+        public var localReplica: ReplicaState
+        /// The peer's latest summary of this VM, and the one last acted on.
+        public var peerSummary: Heartbeat.VMSummary?
+        public var lastPeer: Heartbeat.VMSummary?
+        /// The configured preferred host, else the first host.
+        public var preferredHost: String
+        public var failback: VMConfiguration.Failback
+        /// Set when this host started the VM in a failover; only such a VM fails back by itself.
+        public var arrivedByFailover: Bool
+        /// Why a failover left it down (it is not retried until an operator or the peer acts).
+        public var notStartedReason: String?
+        public var priority: Int
+        public var resources: Resources
+
+        public init(
+            name: String, status: ModuleStatus, localReplica: ReplicaState, peerSummary: Heartbeat.VMSummary? = nil,
+            lastPeer: Heartbeat.VMSummary? = nil, preferredHost: String, failback: VMConfiguration.Failback = .manual,
+            arrivedByFailover: Bool = false, notStartedReason: String? = nil, priority: Int = 0, resources: Resources
+        ) {
+            self.name = name
+            self.status = status
+            self.localReplica = localReplica
+            self.peerSummary = peerSummary
+            self.lastPeer = lastPeer
+            self.preferredHost = preferredHost
+            self.failback = failback
+            self.arrivedByFailover = arrivedByFailover
+            self.notStartedReason = notStartedReason
+            self.priority = priority
+            self.resources = resources
+        }
+
+        /// What the module's flags become once it reached its status (the node keeps the same rule).
+        public mutating func settleFlags() {
+            if status.state == .prim || status.state == .alone {
+                notStartedReason = nil
+            } else {
+                arrivedByFailover = false
+            }
+        }
+    }
+
+    public var me: String
+    public var peer: String
+    /// In configuration order.
+    public var vms: [VM]
+    public var peerState: PeerState
+    /// Whether any heartbeat of the peer was ever accepted.
+    public var heardFromPeer: Bool
+    /// `PeerLiveness.status(at: now)`.
+    public var peerAlive: Bool
+    public var mustFence: Bool
+    /// `LeaseClient.mayRunPrimary(at: now)`.
+    public var mayRun: Bool
+    public var hadLease: Bool
+    public var fenced: Bool
+    public var witnessConfigured: Bool
+    public var writePolicy: UnreplicatedWritePolicy
+    public var localCapacity: Resources
+    public var maxConcurrentStarts: Int
+
+    public init(
+        me: String, peer: String, vms: [VM], peerState: PeerState, heardFromPeer: Bool, peerAlive: Bool, mustFence: Bool,
+        mayRun: Bool, hadLease: Bool, fenced: Bool, witnessConfigured: Bool, writePolicy: UnreplicatedWritePolicy,
+        localCapacity: Resources, maxConcurrentStarts: Int
+    ) {
+        self.me = me
+        self.peer = peer
+        self.vms = vms
+        self.peerState = peerState
+        self.heardFromPeer = heardFromPeer
+        self.peerAlive = peerAlive
+        self.mustFence = mustFence
+        self.mayRun = mayRun
+        self.hadLease = hadLease
+        self.fenced = fenced
+        self.witnessConfigured = witnessConfigured
+        self.writePolicy = writePolicy
+        self.localCapacity = localCapacity
+        self.maxConcurrentStarts = maxConcurrentStarts
+    }
+
+    /// Whether the witness vote is wanted: while the peer is not heard and this host runs or may
+    /// take over VMs. ALONE runs on the vote until the peer has taken its replica back.
+    public var wantsLease: Bool {
+        guard witnessConfigured else { return false }
+        if vms.contains(where: { $0.status.state == .alone }) { return true }
+        if peerState == .alive && !mustFence { return false }
+        return vms.contains { [.alone, .wait, .prim].contains($0.status.state) }
+    }
+}
+
+/// One thing the node does, in the order the policy returns them.
+public enum HostDecision: Sendable, Equatable {
+    /// The peer is heard again (`back`: after having been lost); forget what was acted on.
+    case peerUp(back: Bool)
+    /// No heartbeat on any network for the detection timeout.
+    case peerLost
+    /// The peer's summary of `vm` is the one acted on now.
+    case acknowledgePeer(vm: String, Heartbeat.VMSummary)
+    /// Apply the event to the VM's module and carry out the actions the machine returns.
+    case feed(vm: String, ModuleEvent)
+    /// The replica changed while the module neither runs nor holds the VM: no event, just the value.
+    case setReplica(vm: String, ReplicaState)
+    /// What primaries do with writes their peer misses.
+    case setWritePolicy(UnreplicatedWritePolicy)
+    /// The vote's window has ended.
+    case leaseRanOut
+    /// The peer has not echoed us and we hold no vote: pause these domains (they run here).
+    case fence([String])
+    /// Either the peer echoes us again or we hold the vote: resume these domains.
+    case unfence([String])
+    /// The peer is lost and we hold the vote: start its VMs here, wave by wave.
+    case failover(FailoverPlan)
+    /// `failback = "automatic"`: hand the VM back to its preferred host (a planned switchover).
+    case failBack(String)
+    /// A line for the operator (log and `vmha status` events).
+    case record(String)
+}
+
+/// The decisions of one host's control loop, as a pure function of what it knows: no I/O, no
+/// clock, no randomness. The node feeds it a snapshot on every tick and carries the decisions
+/// out in order; the simulator (`vmha-sim`) runs two of them against a model of the world.
+public enum HostPolicy {
+    public static func decide(_ snapshot: HostSnapshot) -> [HostDecision] {
+        var s = snapshot
+        var decisions: [HostDecision] = []
+        /// VMs whose module status changed in this tick: their `localReplica` was read before.
+        var changed: Set<String> = []
+
+        func feed(_ index: Int, _ event: ModuleEvent) {
+            decisions.append(.feed(vm: s.vms[index].name, event))
+            guard let result = try? ModuleStateMachine.transition(from: s.vms[index].status, on: event) else { return }
+            if result.status != s.vms[index].status { changed.insert(s.vms[index].name) }
+            s.vms[index].status = result.status
+            s.vms[index].settleFlags()
+        }
+
+        // Peer liveness edges.
+        if s.peerAlive && s.heardFromPeer && s.peerState != .alive {
+            decisions.append(.peerUp(back: s.peerState == .lost))
+            s.peerState = .alive
+            for i in s.vms.indices { s.vms[i].lastPeer = nil }
+        } else if !s.peerAlive && s.peerState != .lost {
+            decisions.append(.peerLost)
+            s.peerState = .lost
+            for i in s.vms.indices { feed(i, .peerLost) }
+        }
+
+        // The peer's view of each VM, when it changed.
+        if s.peerState == .alive {
+            for i in s.vms.indices {
+                guard let summary = s.vms[i].peerSummary, summary != s.vms[i].lastPeer else { continue }
+                decisions.append(.acknowledgePeer(vm: s.vms[i].name, summary))
+                s.vms[i].lastPeer = summary
+                if s.vms[i].status.state == .alone, [.prim, .alone].contains(summary.state), !s.mayRun {
+                    // We were cut off and never got the vote; the peer runs the VM, which it can only
+                    // have started with the vote after we had stopped writing (docs/witness.md). Ours
+                    // yields: what our guest wrote since is unacknowledged, and the resync from the
+                    // peer overwrites it.
+                    decisions.append(
+                        .record("\(s.vms[i].name): \(s.peer) took it over while we were cut off without the vote; stopping ours (its unacknowledged writes are discarded)"))
+                    feed(i, .witnessVoteDenied)
+                }
+                let role: PeerRole = switch summary.state {
+                case .prim, .alone: .primary
+                case .second: .secondary
+                case .stop, .wait: .waiting
+                }
+                feed(i, .peerConnected(peerRole: role, peerReplica: summary.replica))
+            }
+        }
+
+        // Replica changes (resync progress) become events.
+        for i in s.vms.indices where !changed.contains(s.vms[i].name) {
+            let derived = s.vms[i].localReplica
+            let current = s.vms[i].status.replica
+            guard derived != current else { continue }
+            switch (current, derived) {
+            case (_, .syncSource): feed(i, .resyncStarted(.source))
+            case (_, .syncTarget): feed(i, .resyncStarted(.target))
+            case (.syncSource, .upToDate), (.syncTarget, .upToDate): feed(i, .resyncFinished)
+            case (_, .upToDate) where s.vms[i].status.state == .second:
+                feed(i, .resyncStarted(.target))
+                feed(i, .resyncFinished)
+            default:
+                if s.vms[i].status.state == .wait || s.vms[i].status.state == .stop {
+                    decisions.append(.setReplica(vm: s.vms[i].name, derived))
+                    s.vms[i].status.replica = derived
+                }
+            }
+        }
+
+        // Election: both waiting with usable replicas; the preferred host (else the first) runs it.
+        if s.peerState == .alive {
+            for i in s.vms.indices {
+                let vm = s.vms[i]
+                guard vm.status.state == .wait, vm.status.replica.canBePrimary, let summary = vm.peerSummary,
+                    summary.state == .wait || summary.state == .stop
+                else { continue }
+                if vm.preferredHost == s.me || !summary.replica.canBePrimary { feed(i, .promoteRequested) }
+            }
+        }
+
+        // Witness lease: expiry and fencing. Without a witness there is no vote to wait for.
+        func writePolicy() -> UnreplicatedWritePolicy {
+            !s.witnessConfigured || s.mayRun ? .complete : s.fenced ? .fail : .hold
+        }
+        func updateWritePolicy() {
+            let policy = writePolicy()
+            guard policy != s.writePolicy else { return }
+            decisions.append(.setWritePolicy(policy))
+            s.writePolicy = policy
+        }
+        updateWritePolicy()
+        if s.hadLease && !s.mayRun {
+            decisions.append(.leaseRanOut)
+            s.hadLease = false
+            for i in s.vms.indices where s.vms[i].status.state == .alone { feed(i, .leaseExpired) }
+        }
+        let running = s.vms.filter { [.prim, .alone].contains($0.status.state) }.map(\.name)
+        if !running.isEmpty && s.mustFence && !s.mayRun && !s.fenced {
+            s.fenced = true
+            updateWritePolicy()
+            decisions.append(.fence(running))
+        } else if s.fenced && (!s.mustFence || s.mayRun) {
+            s.fenced = false
+            updateWritePolicy()
+            decisions.append(.unfence(running))
+        }
+
+        // Failover: the peer is lost and we hold the vote.
+        if s.peerState == .lost && s.mayRun {
+            let waiting = s.vms.indices.filter { s.vms[$0].status.state == .wait && s.vms[$0].notStartedReason == nil }
+            if !waiting.isEmpty {
+                let plan = FailoverPlan.make(
+                    lostHostVMs: waiting.map {
+                        FailoverPlan.Candidate(
+                            name: s.vms[$0].name, priority: s.vms[$0].priority, resources: s.vms[$0].resources, replica: s.vms[$0].status.replica)
+                    },
+                    survivorCapacity: s.localCapacity,
+                    alreadyRunning: s.vms.filter { [.prim, .alone].contains($0.status.state) }.map(\.resources),
+                    maxConcurrentStarts: s.maxConcurrentStarts)
+                decisions.append(.failover(plan))
+            }
+        }
+
+        // failback = "automatic": a VM this host took over in a failover goes back to its
+        // preferred host once that host is back and its replica is UpToDate again.
+        if s.peerState == .alive {
+            for vm in s.vms {
+                guard vm.failback == .automatic, vm.arrivedByFailover, vm.status == ModuleStatus(.prim, .upToDate),
+                    vm.preferredHost == s.peer, let summary = vm.peerSummary, summary.state == .second, summary.replica == .upToDate
+                else { continue }
+                decisions.append(.failBack(vm.name))
+            }
+        }
+        return decisions
+    }
+}

@@ -1,0 +1,77 @@
+import Testing
+
+@testable import Cluster
+
+/// The control loop's decisions, on snapshots: no daemon, no guests, no clock.
+@Suite("Host policy")
+struct HostPolicyTests {
+    func vm(_ name: String, _ state: ModuleState, _ replica: ReplicaState = .upToDate, peer: Heartbeat.VMSummary? = nil, preferred: String = "a") -> HostSnapshot.VM {
+        HostSnapshot.VM(
+            name: name, status: ModuleStatus(state, replica), localReplica: replica, peerSummary: peer, preferredHost: preferred,
+            resources: Resources(vcpus: 1, memoryMiB: 512))
+    }
+
+    func snapshot(_ vms: [HostSnapshot.VM], peerState: PeerState = .alive, peerAlive: Bool = true, mustFence: Bool = false, mayRun: Bool = false) -> HostSnapshot {
+        HostSnapshot(
+            me: "a", peer: "b", vms: vms, peerState: peerState, heardFromPeer: true, peerAlive: peerAlive, mustFence: mustFence, mayRun: mayRun,
+            hadLease: mayRun, fenced: false, witnessConfigured: true, writePolicy: mayRun ? .complete : .hold,
+            localCapacity: Resources(vcpus: 8, memoryMiB: 8192), maxConcurrentStarts: 2)
+    }
+
+    @Test func aLostPeerIsFedToEveryModuleAndTheVoteIsWanted() {
+        let s = snapshot([vm("v1", .second), vm("v2", .prim)], peerAlive: false)
+        let decisions = HostPolicy.decide(s)
+        #expect(Array(decisions.prefix(3)) == [.peerLost, .feed(vm: "v1", .peerLost), .feed(vm: "v2", .peerLost)])
+        #expect(!decisions.contains { if case .failover = $0 { true } else { false } }, "no failover without the vote")
+        #expect(!s.wantsLease, "the snapshot still says alive")
+        var lost = s
+        lost.peerState = .lost
+        #expect(lost.wantsLease)
+    }
+
+    @Test func withTheVoteTheLostPeersVMsStartInWaves() {
+        let vms = (1...5).map { vm("v\($0)", .wait, peer: nil, preferred: "b") } + [vm("v6", .wait, .outdated, preferred: "b")]
+        let decisions = HostPolicy.decide(snapshot(vms, peerState: .lost, peerAlive: false, mayRun: true))
+        guard case .failover(let plan)? = decisions.last else {
+            Issue.record("no failover in \(decisions)")
+            return
+        }
+        #expect(plan.waves == [["v1", "v2"], ["v3", "v4"], ["v5"]])
+        #expect(plan.notStarted.map(\.name) == ["v6"])
+    }
+
+    /// docs/witness.md: cut off without the vote while the peer took the VM over, ours yields
+    /// before the peer's PRIM is taken for a split brain.
+    @Test func aCutOffPrimaryWithoutTheVoteYieldsToThePeer() {
+        let s = snapshot([vm("v1", .alone, peer: .init(name: "v1", state: .alone, replica: .upToDate))], mayRun: false)
+        let decisions = HostPolicy.decide(s)
+        let feeds = decisions.compactMap { if case .feed(_, let event) = $0 { event } else { nil } }
+        #expect(Array(feeds.prefix(2)) == [.witnessVoteDenied, .peerConnected(peerRole: .primary, peerReplica: .upToDate)])
+    }
+
+    @Test func aPrimaryThePeerDoesNotEchoFencesWithoutTheVote() {
+        let decisions = HostPolicy.decide(snapshot([vm("v1", .prim, peer: .init(name: "v1", state: .second, replica: .upToDate))], mustFence: true))
+        #expect(decisions.contains(.fence(["v1"])))
+        #expect(decisions.contains(.setWritePolicy(.fail)), "fenced, writes the peer misses fail so that the pause can drain")
+        let voted = HostPolicy.decide(snapshot([vm("v1", .prim)], mustFence: true, mayRun: true))
+        #expect(!voted.contains { if case .fence = $0 { true } else { false } }, "the vote lets it run on")
+    }
+
+    @Test func bothWaitingThePreferredHostPromotes() {
+        let peer = Heartbeat.VMSummary(name: "v1", state: .wait, replica: .upToDate)
+        #expect(HostPolicy.decide(snapshot([vm("v1", .wait, peer: peer, preferred: "a")])).contains(.feed(vm: "v1", .promoteRequested)))
+        #expect(!HostPolicy.decide(snapshot([vm("v1", .wait, peer: peer, preferred: "b")])).contains(.feed(vm: "v1", .promoteRequested)))
+        // The peer's summary already acted on (peerConnected did not decide it): the only usable
+        // replica runs it, preferred or not.
+        var waiting = vm("v1", .wait, peer: Heartbeat.VMSummary(name: "v1", state: .wait, replica: .outdated), preferred: "b")
+        waiting.lastPeer = waiting.peerSummary
+        #expect(HostPolicy.decide(snapshot([waiting])) == [.feed(vm: "v1", .promoteRequested)])
+    }
+
+    @Test func aResyncBecomesEvents() {
+        var v = vm("v1", .second, .upToDate, peer: .init(name: "v1", state: .prim, replica: .upToDate))
+        v.lastPeer = v.peerSummary
+        v.localReplica = .syncTarget
+        #expect(HostPolicy.decide(snapshot([v])) == [.feed(vm: "v1", .resyncStarted(.target))])
+    }
+}
