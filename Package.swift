@@ -13,6 +13,8 @@ let package = Package(
         .library(name: "Replication", targets: ["Replication"]),
         .library(name: "Cluster", targets: ["Cluster"]),
         .library(name: "HAService", targets: ["HAService"]),
+        .library(name: "Simulation", targets: ["Simulation"]),
+        .executable(name: "vmha-sim", targets: ["vmha-sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -88,6 +90,9 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
 
+        // Two hosts' decision code (HostPolicy and what it runs on) against a model of the world.
+        .target(name: "Simulation", dependencies: ["Cluster", "Volume", "Replication"]),
+
         // Simulated hypervisor hosts and the test guest (used by tests, `vmha demo` and perf/).
         .target(
             name: "Harness",
@@ -113,6 +118,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
+        // The deterministic simulator: `swift run -c release vmha-sim --schedules N` (docs/simulator.md).
+        .executableTarget(
+            name: "vmha-sim",
+            dependencies: ["Simulation", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
         // perf/: the measuring side of the benchmark suite (perf/run drives it and the baselines).
         .executableTarget(
             name: "vmha-perf",
@@ -137,6 +147,7 @@ let package = Package(
         .testTarget(name: "VolumeTests", dependencies: ["Volume", "Uring", "Harness"]),
         .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Volume", "Uring", "Harness"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Cluster"]),
         .testTarget(
             name: "HAServiceTests",
             dependencies: [

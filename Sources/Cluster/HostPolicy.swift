@@ -60,6 +60,9 @@ public struct HostSnapshot: Sendable, Equatable {
     public var peerState: PeerState
     /// Whether any heartbeat of the peer was ever accepted.
     public var heardFromPeer: Bool
+    /// Whether the peer's latest heartbeat echoes this incarnation: its summaries were written
+    /// after it heard this daemon, so it is not taking this host's VMs over on an old silence.
+    public var peerHeardUs: Bool
     /// `PeerLiveness.status(at: now)`.
     public var peerAlive: Bool
     public var mustFence: Bool
@@ -73,7 +76,8 @@ public struct HostSnapshot: Sendable, Equatable {
     public var maxConcurrentStarts: Int
 
     public init(
-        me: String, peer: String, vms: [VM], peerState: PeerState, heardFromPeer: Bool, peerAlive: Bool, mustFence: Bool,
+        me: String, peer: String, vms: [VM], peerState: PeerState, heardFromPeer: Bool, peerHeardUs: Bool = true, peerAlive: Bool,
+        mustFence: Bool,
         mayRun: Bool, hadLease: Bool, fenced: Bool, witnessConfigured: Bool, writePolicy: UnreplicatedWritePolicy,
         localCapacity: Resources, maxConcurrentStarts: Int
     ) {
@@ -82,6 +86,7 @@ public struct HostSnapshot: Sendable, Equatable {
         self.vms = vms
         self.peerState = peerState
         self.heardFromPeer = heardFromPeer
+        self.peerHeardUs = peerHeardUs
         self.peerAlive = peerAlive
         self.mustFence = mustFence
         self.mayRun = mayRun
@@ -164,15 +169,23 @@ public enum HostPolicy {
         if s.peerState == .alive {
             for i in s.vms.indices {
                 guard let summary = s.vms[i].peerSummary, summary != s.vms[i].lastPeer else { continue }
+                // A waiting module may start the VM on the peer's word (the peer is secondary, or
+                // elects us): only once the peer has heard this incarnation. Before, its summary
+                // may predate a takeover it is making because it lost us (vmha-sim: a vmhad back
+                // within the detection timeout promoted while the peer took the VM over).
+                if s.vms[i].status.state == .wait && !s.peerHeardUs { continue }
                 decisions.append(.acknowledgePeer(vm: s.vms[i].name, summary))
                 s.vms[i].lastPeer = summary
-                if s.vms[i].status.state == .alone, [.prim, .alone].contains(summary.state), !s.mayRun {
+                let cutOff = s.vms[i].status.state == .alone || (s.vms[i].status.state == .prim && s.fenced)
+                if cutOff, [.prim, .alone].contains(summary.state), !s.mayRun {
                     // We were cut off and never got the vote; the peer runs the VM, which it can only
                     // have started with the vote after we had stopped writing (docs/witness.md). Ours
                     // yields: what our guest wrote since is unacknowledged, and the resync from the
-                    // peer overwrites it.
+                    // peer overwrites it. A fenced PRIM is cut off too: the peer's restart grace kept
+                    // it from going ALONE (vmha-sim found its domain resumed by the unfence).
                     decisions.append(
                         .record("\(s.vms[i].name): \(s.peer) took it over while we were cut off without the vote; stopping ours (its unacknowledged writes are discarded)"))
+                    if s.vms[i].status.state == .prim { feed(i, .peerLost) }
                     feed(i, .witnessVoteDenied)
                 }
                 let role: PeerRole = switch summary.state {
@@ -208,7 +221,7 @@ public enum HostPolicy {
         if s.peerState == .alive {
             for i in s.vms.indices {
                 let vm = s.vms[i]
-                guard vm.status.state == .wait, vm.status.replica.canBePrimary, let summary = vm.peerSummary,
+                guard s.peerHeardUs, vm.status.state == .wait, vm.status.replica.canBePrimary, let summary = vm.peerSummary,
                     summary.state == .wait || summary.state == .stop
                 else { continue }
                 if vm.preferredHost == s.me || !summary.replica.canBePrimary { feed(i, .promoteRequested) }

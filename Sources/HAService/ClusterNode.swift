@@ -91,6 +91,8 @@ public actor ClusterNode {
     var liveness: PeerLiveness
     var sequence: UInt64 = 0
     var heardFromPeer: (incarnation: UInt64, timestamp: MonotonicInstant)?
+    /// The peer's latest heartbeat echoed this incarnation (`HostSnapshot.peerHeardUs`).
+    var peerHeardUs = false
     /// The peer incarnation that announced a graceful restart, until its successor is heard.
     var restartingIncarnation: UInt64?
     var peerState: PeerState = .unknown
@@ -268,6 +270,7 @@ public actor ClusterNode {
         commandWindow.peerAnnounced(incarnation: heartbeat.incarnation)
         var echo: MonotonicInstant?
         if let e = heartbeat.echo, e.incarnation == incarnation { echo = e.timestamp }
+        peerHeardUs = echo != nil
         liveness.received(on: network, at: now, echoedTimestamp: echo)
         if let grace = heartbeat.restartGrace {
             if restartingIncarnation != heartbeat.incarnation { logger.notice("peer \(peer.name) is restarting its vmhad; waiting up to \(grace) before calling it lost") }
@@ -381,7 +384,7 @@ public actor ClusterNode {
                 priority: module.config.priority, resources: module.resources)
         }
         return HostSnapshot(
-            me: me.name, peer: peer.name, vms: vms, peerState: peerState, heardFromPeer: heardFromPeer != nil,
+            me: me.name, peer: peer.name, vms: vms, peerState: peerState, heardFromPeer: heardFromPeer != nil, peerHeardUs: peerHeardUs,
             peerAlive: live.peerAlive, mustFence: live.mustFence, mayRun: lease.mayRunPrimary(at: now), hadLease: hadLease,
             fenced: fenced, witnessConfigured: config.witness != nil, writePolicy: writePolicy, localCapacity: localCapacity,
             maxConcurrentStarts: config.limits.concurrentStarts)

@@ -75,3 +75,18 @@ struct HostPolicyTests {
         #expect(HostPolicy.decide(snapshot([v])) == [.feed(vm: "v1", .resyncStarted(.target))])
     }
 }
+
+extension HostPolicyTests {
+    /// vmha-sim seed 105: the peer's vmhad restart (grace) kept this PRIM from going ALONE while
+    /// it was isolated and fenced; the peer came back, took the VM over with the vote, and when
+    /// the links healed the unfence resumed this host's domain: the VM ran on both hosts.
+    @Test func aFencedPrimaryWhoseVMThePeerTookOverYieldsInsteadOfResuming() {
+        var s = snapshot([vm("v1", .prim, peer: .init(name: "v1", state: .alone, replica: .upToDate))], mustFence: false, mayRun: false)
+        s.fenced = true
+        s.writePolicy = .fail
+        let decisions = HostPolicy.decide(s)
+        let feeds = decisions.compactMap { if case .feed(_, let event) = $0 { event } else { nil } }
+        #expect(Array(feeds.prefix(3)) == [.peerLost, .witnessVoteDenied, .peerConnected(peerRole: .primary, peerReplica: .upToDate)])
+        #expect(decisions.contains(.unfence([])), "the fence lifts, but no domain of a VM the peer runs is resumed")
+    }
+}

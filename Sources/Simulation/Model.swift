@@ -1,0 +1,173 @@
+import Cluster
+import Volume
+
+/// One VM on one host: the module, its volumes, its domain, and the data its replica holds.
+struct VMState {
+    enum Role: CustomStringConvertible {
+        case closed, primary, secondary
+        var description: String { switch self { case .closed: "closed"; case .primary: "primary"; case .secondary: "secondary" } }
+    }
+    enum Domain { case none, running, paused }
+
+    var status = ModuleStatus(.stop, .unknown)
+    var lastPeer: Heartbeat.VMSummary?
+    var arrivedByFailover = false
+    var notStartedReason: String?
+    var role = Role.closed
+    var writePolicy = UnreplicatedWritePolicy.complete
+    var domain = Domain.none
+    /// The writes this host's copy holds (survives crashes: it is the disk).
+    var replica: Set<Int>
+    /// The metadata's consistency flag (survives crashes): false while a resync target.
+    var consistent: Bool
+    /// The guest's one outstanding write, not yet answered.
+    var pendingWrite: Int?
+
+    init(replica: Set<Int>, consistent: Bool) {
+        self.replica = replica
+        self.consistent = consistent
+    }
+}
+
+/// One host: what `ClusterNode` keeps between control steps, and the VMs it holds.
+struct Host {
+    let index: Int
+    var vms: [VMState]
+    var up = true
+    var incarnation: UInt64
+    var liveness: PeerLiveness
+    var lease: LeaseClient
+    var hadLease = false
+    var fenced = false
+    var writePolicy = UnreplicatedWritePolicy.complete
+    var peerState = PeerState.unknown
+    var heardFromPeer: (UInt64, Int64)?
+    var peerHeardUs = false
+    var peerIncarnation: UInt64 = 0
+    var restartingIncarnation: UInt64?
+    var peerSummaries: [String: Heartbeat.VMSummary] = [:]
+    var nextHeartbeat: Int64 = 0
+    /// Sends restart-grace heartbeats until it goes down (a graceful vmhad restart).
+    var stoppingGracefully = false
+
+    init(index: Int, vms: [VMState], incarnation: UInt64, startedAt: Int64, timeouts: ClusterConfiguration.Timeouts) {
+        self.index = index
+        self.vms = vms
+        self.incarnation = incarnation
+        (liveness, lease) = Self.fresh(index: index, incarnation: incarnation, at: startedAt, timeouts: timeouts)
+    }
+
+    static func fresh(index: Int, incarnation: UInt64, at time: Int64, timeouts: ClusterConfiguration.Timeouts) -> (PeerLiveness, LeaseClient) {
+        let timing = timeouts.leaseTiming
+        return (
+            PeerLiveness(
+                networks: 2, detectionTimeout: timeouts.detection, fenceTimeout: timing.fenceTimeout(detection: timeouts.detection),
+                startedAt: .milliseconds(time)),
+            LeaseClient(host: World.hostName(index), timing: timing, firstRequestID: incarnation << 20)
+        )
+    }
+
+    /// vmhad starts: a new incarnation, every module WAIT with its volumes open as secondaries.
+    mutating func boot(at time: Int64, timeouts: ClusterConfiguration.Timeouts) {
+        up = true
+        stoppingGracefully = false
+        if time > 0 { incarnation += 1 }
+        (liveness, lease) = Self.fresh(index: index, incarnation: incarnation, at: time, timeouts: timeouts)
+        hadLease = false
+        fenced = false
+        writePolicy = .complete
+        peerState = .unknown
+        heardFromPeer = nil
+        peerHeardUs = false
+        restartingIncarnation = nil
+        peerSummaries = [:]
+        nextHeartbeat = time
+        for vm in vms.indices {
+            vms[vm].status = ModuleStatus(.wait, vms[vm].consistent ? .upToDate : .inconsistent)
+            vms[vm].lastPeer = nil
+            vms[vm].arrivedByFailover = false
+            vms[vm].notStartedReason = nil
+            vms[vm].role = .secondary
+            vms[vm].pendingWrite = nil
+        }
+    }
+
+    /// The host dies: vmhad, QEMU and the guests; the disks (replica data, metadata) stay.
+    mutating func crash() {
+        up = false
+        for vm in vms.indices {
+            vms[vm].domain = .none
+            vms[vm].pendingWrite = nil
+        }
+    }
+
+    /// vmhad stops (a restart): the guests stay, paused on their NBD disks until it is back.
+    mutating func stopDaemon() {
+        up = false
+        for vm in vms.indices {
+            if vms[vm].domain == .running { vms[vm].domain = .paused }
+            vms[vm].pendingWrite = nil
+        }
+    }
+
+    /// `ClusterNode.datagram` for a heartbeat (authenticated, replay-checked by the decoder).
+    mutating func receiveHeartbeat(
+        network: Int, incarnation peer: UInt64, timestamp: Int64, echo: (UInt64, Int64)?, vms summaries: [Heartbeat.VMSummary],
+        restartGrace: Int64?, at time: Int64
+    ) {
+        guard peer >= peerIncarnation else { return }  // an older incarnation's late datagram
+        peerIncarnation = peer
+        let echoed: MonotonicInstant? = echo.flatMap { $0.0 == incarnation ? .milliseconds($0.1) : nil }
+        peerHeardUs = echoed != nil
+        liveness.received(on: network, at: .milliseconds(time), echoedTimestamp: echoed)
+        if let grace = restartGrace {
+            liveness.peerRestarting(at: .milliseconds(time), grace: .milliseconds(grace))
+            restartingIncarnation = peer
+        } else if let restarting = restartingIncarnation, restarting != peer {
+            liveness.peerRestarted()
+            restartingIncarnation = nil
+        }
+        heardFromPeer = (peer, timestamp)
+        for summary in summaries { peerSummaries[summary.name] = summary }
+    }
+}
+
+struct Witness {
+    var lease: WitnessLease
+    var up = true
+    /// Persisted: a restarted witness never reuses a term.
+    var highestTerm: UInt64 = 0
+}
+
+/// Which links are cut: a counter per link, so that overlapping faults heal independently.
+struct Network {
+    var heartbeatCuts = [0, 0]
+    var replicationCuts = 0
+    var witnessCuts = [0, 0]
+
+    var heartbeatUp: [Bool] { heartbeatCuts.map { $0 == 0 } }
+    var replicationUp: Bool { replicationCuts == 0 }
+    var witnessReachable: [Bool] { witnessCuts.map { $0 == 0 } }
+}
+
+/// A property every schedule must keep.
+public enum Invariant: String, Sendable, Codable, CaseIterable {
+    /// No VM's guest runs unpaused on a primary volume on both hosts, and no two hosts both
+    /// acknowledge writes the other lacks (docs/witness.md).
+    case neverTwoPrimaries = "never-two-primaries"
+    /// A guest starts only on a replica that holds every write any guest had acknowledged.
+    case noAcknowledgedWriteLost = "no-acknowledged-write-lost"
+    /// Module statuses are valid combinations and a module's volumes match its state.
+    case validStates = "valid-states"
+    /// Once every fault healed, each VM runs on exactly one host with an UpToDate, identical peer.
+    case converges
+}
+
+public struct Violation: Sendable, Codable, Equatable, CustomStringConvertible {
+    public var invariant: Invariant
+    /// Simulated milliseconds since the schedule started.
+    public var at: Int64
+    public var detail: String
+
+    public var description: String { "\(invariant.rawValue) at \(Double(at) / 1000) s: \(detail)" }
+}

@@ -1,0 +1,466 @@
+import Cluster
+import Replication
+import Volume
+
+/// The model two `HostPolicy` instances run against: hosts that crash and restart, heartbeat
+/// networks, a replication network and a witness that fail and heal, guests that write, volumes
+/// that replicate and resync. Time is simulated (milliseconds); the only randomness is the
+/// schedule's generator, so a seed replays a schedule exactly.
+///
+/// What runs is the daemon's own decision code: `HostPolicy`, `ModuleStateMachine`,
+/// `FailoverPlan`, `PeerLiveness`, `LeaseClient` and `WitnessLease`. What is modelled is the I/O
+/// around it (the node's executor, QEMU, libvirt, the replication link), with the same rules
+/// `ClusterNode` applies (docs/simulator.md lists them).
+struct World {
+    static let vmCount = 3
+    static let tickMS: Int64 = 50
+    static let controlIntervalMS: Int64 = 100
+    /// The replication link's peer timeout (`ClusterNode`: 2/3 of detection).
+    static let linkTimeoutMS: Int64 = 2000
+    static let reconnectIntervalMS: Int64 = 1000
+
+    let timeouts = ClusterConfiguration.Timeouts()
+    var now: Int64 = 0
+    var random: SplitMix64
+    var hosts: [Host]
+    var witness: Witness
+    var network = Network()
+    var messages: [Message] = []
+    /// Every write a guest had acknowledged, per VM.
+    var acked: [Set<Int>]
+    var nextWrite = 1
+    var violations: [Violation] = []
+    /// Receives one line per module transition and fault (`vmha-sim --trace`).
+    var trace: (@Sendable (String) -> Void)?
+
+    init(seed: UInt64) {
+        random = SplitMix64(seed: seed)
+        hosts = []
+        witness = Witness(lease: WitnessLease(timing: ClusterConfiguration.Timeouts().leaseTiming, startedAt: .milliseconds(0)))
+        acked = Array(repeating: [], count: Self.vmCount)
+        for index in 0..<2 {
+            let vms = (0..<Self.vmCount).map { vm in
+                // VM 0 and 2 prefer host a, VM 1 host b; the preferred host's copy starts as the data.
+                VMState(replica: [], consistent: (vm == 1) == (index == 1))
+            }
+            hosts.append(Host(index: index, vms: vms, incarnation: 1, startedAt: 0, timeouts: timeouts))
+        }
+        for index in 0..<2 { hosts[index].boot(at: 0, timeouts: timeouts) }
+    }
+
+    static func hostName(_ index: Int) -> String { index == 0 ? "a" : "b" }
+    static func vmName(_ vm: Int) -> String { "vm\(vm + 1)" }
+    static func preferredHost(_ vm: Int) -> String { vm == 1 ? "b" : "a" }
+    static func vmIndex(_ name: String) -> Int { Int(name.dropFirst(2))! - 1 }
+
+    var instant: MonotonicInstant { .milliseconds(now) }
+
+    // MARK: - Running
+
+    /// Advances simulated time by one tick: messages, heartbeats, control steps, replication,
+    /// guest writes, then the invariants.
+    mutating func tick() {
+        now += Self.tickMS
+        deliverMessages()
+        for index in 0..<2 where hosts[index].up {
+            if now >= hosts[index].nextHeartbeat { sendHeartbeats(from: index) }
+        }
+        if now % Self.controlIntervalMS == 0 {
+            for index in 0..<2 where hosts[index].up { controlStep(index) }
+        }
+        if now % 1000 == 0 {
+            for index in 0..<2 where hosts[index].up { resumeLoop(index) }
+        }
+        for vm in 0..<Self.vmCount { replicate(vm) }
+        if now % 100 == 0 {
+            for index in 0..<2 where hosts[index].up {
+                for vm in 0..<Self.vmCount { guestWrites(host: index, vm: vm) }
+            }
+        }
+        checkSafety()
+    }
+
+    // MARK: - Messages
+
+    enum Payload {
+        case heartbeat(network: Int, incarnation: UInt64, timestamp: Int64, echo: (UInt64, Int64)?, vms: [Heartbeat.VMSummary], restartGrace: Int64?)
+        case leaseRequest(LeaseRequest)
+        case leaseResponse(LeaseResponse, incarnation: UInt64)
+        case promote(vm: String, incarnation: UInt64)
+    }
+
+    struct Message {
+        var deliverAt: Int64
+        /// 0, 1: hosts; 2: the witness.
+        var to: Int
+        var from: Int
+        var payload: Payload
+    }
+
+    mutating func send(_ payload: Payload, from: Int, to: Int) {
+        let delay = Int64(random.next() % 40)
+        messages.append(Message(deliverAt: now + delay, to: to, from: from, payload: payload))
+    }
+
+    mutating func deliverMessages() {
+        let due = messages.filter { $0.deliverAt <= now }
+        messages.removeAll { $0.deliverAt <= now }
+        for message in due {
+            switch message.payload {
+            case .heartbeat(let net, let incarnation, let timestamp, let echo, let vms, let grace):
+                guard hosts[message.to].up, network.heartbeatUp[net] else { continue }
+                hosts[message.to].receiveHeartbeat(
+                    network: net, incarnation: incarnation, timestamp: timestamp, echo: echo, vms: vms, restartGrace: grace, at: now)
+            case .leaseRequest(let request):
+                guard witness.up, network.witnessReachable[message.from] else { continue }
+                let response = witness.lease.handle(request, at: instant)
+                witness.highestTerm = max(witness.highestTerm, witness.lease.grant?.term ?? 0)
+                send(.leaseResponse(response, incarnation: hosts[message.from].incarnation), from: 2, to: message.from)
+            case .leaseResponse(let response, let incarnation):
+                guard hosts[message.to].up, hosts[message.to].incarnation == incarnation, network.witnessReachable[message.to] else { continue }
+                if case .granted = hosts[message.to].lease.receive(response, at: instant) { hosts[message.to].hadLease = true }
+            case .promote(let vm, let incarnation):
+                guard hosts[message.to].up, network.heartbeatUp.contains(true), hosts[message.from].incarnation == incarnation else { continue }
+                let index = Self.vmIndex(vm)
+                let state = hosts[message.to].vms[index].status.state
+                if state == .second || state == .wait { feed(host: message.to, vm: index, .promoteRequested) }
+            }
+        }
+    }
+
+    mutating func sendHeartbeats(from index: Int) {
+        hosts[index].nextHeartbeat = now + timeouts.heartbeatInterval.milliseconds
+        let host = hosts[index]
+        let summaries = (0..<Self.vmCount).map {
+            Heartbeat.VMSummary(name: Self.vmName($0), state: host.vms[$0].status.state, replica: host.vms[$0].status.replica)
+        }
+        for net in 0..<2 where network.heartbeatUp[net] {
+            send(
+                .heartbeat(
+                    network: net, incarnation: host.incarnation, timestamp: now, echo: host.heardFromPeer, vms: summaries,
+                    restartGrace: host.stoppingGracefully ? timeouts.restartGrace.milliseconds : nil),
+                from: index, to: 1 - index)
+        }
+        if snapshot(index).wantsLease {
+            let request = hosts[index].lease.makeRequest(at: instant)
+            send(.leaseRequest(request), from: index, to: 2)
+        }
+    }
+
+    // MARK: - The node's executor
+
+    func snapshot(_ index: Int) -> HostSnapshot {
+        let host = hosts[index]
+        let live = host.liveness.status(at: instant)
+        let vms = (0..<Self.vmCount).map { vm -> HostSnapshot.VM in
+            let state = host.vms[vm]
+            return HostSnapshot.VM(
+                name: Self.vmName(vm), status: state.status, localReplica: localReplica(host: index, vm: vm),
+                peerSummary: host.peerSummaries[Self.vmName(vm)], lastPeer: state.lastPeer, preferredHost: Self.preferredHost(vm),
+                failback: vm == 2 ? .automatic : .manual, arrivedByFailover: state.arrivedByFailover,
+                notStartedReason: state.notStartedReason, priority: vm, resources: Resources(vcpus: 1, memoryMiB: 1024))
+        }
+        return HostSnapshot(
+            me: Self.hostName(index), peer: Self.hostName(1 - index), vms: vms, peerState: host.peerState,
+            heardFromPeer: host.heardFromPeer != nil, peerHeardUs: host.peerHeardUs, peerAlive: live.peerAlive, mustFence: live.mustFence,
+            mayRun: host.lease.mayRunPrimary(at: instant), hadLease: host.hadLease, fenced: host.fenced, witnessConfigured: true,
+            writePolicy: host.writePolicy, localCapacity: Resources(vcpus: 8, memoryMiB: 16384), maxConcurrentStarts: 2)
+    }
+
+    /// As `ClusterNode.localReplicaState`: metadata, then the link's resync role.
+    func localReplica(host index: Int, vm: Int) -> Cluster.ReplicaState {
+        let state = hosts[index].vms[vm]
+        guard state.role != .closed else { return .unknown }
+        if let link = links[vm], link.resyncingUntil != nil {
+            if link.primary == index { return .syncSource }
+            return .syncTarget
+        }
+        return state.consistent ? .upToDate : .inconsistent
+    }
+
+    mutating func controlStep(_ index: Int) {
+        let decisions = HostPolicy.decide(snapshot(index))
+        for decision in decisions { carryOut(decision, host: index) }
+    }
+
+    mutating func carryOut(_ decision: HostDecision, host index: Int) {
+        switch decision {
+        case .peerUp:
+            hosts[index].peerState = .alive
+            for vm in 0..<Self.vmCount { hosts[index].vms[vm].lastPeer = nil }
+        case .peerLost:
+            hosts[index].peerState = .lost
+        case .acknowledgePeer(let vm, let summary):
+            hosts[index].vms[Self.vmIndex(vm)].lastPeer = summary
+        case .feed(let vm, let event):
+            feed(host: index, vm: Self.vmIndex(vm), event)
+        case .setReplica(let vm, let replica):
+            hosts[index].vms[Self.vmIndex(vm)].status.replica = replica
+        case .setWritePolicy(let policy):
+            hosts[index].writePolicy = policy
+            for vm in 0..<Self.vmCount where hosts[index].vms[vm].role == .primary { hosts[index].vms[vm].writePolicy = policy }
+        case .leaseRanOut:
+            hosts[index].hadLease = false
+        case .fence(let names):
+            hosts[index].fenced = true
+            for name in names where hosts[index].vms[Self.vmIndex(name)].domain == .running { hosts[index].vms[Self.vmIndex(name)].domain = .paused }
+        case .unfence(let names):
+            hosts[index].fenced = false
+            for name in names where hosts[index].vms[Self.vmIndex(name)].domain == .paused { hosts[index].vms[Self.vmIndex(name)].domain = .running }
+        case .failover(let plan):
+            for skipped in plan.notStarted { hosts[index].vms[Self.vmIndex(skipped.name)].notStartedReason = skipped.reason.description }
+            for wave in plan.waves {
+                for name in wave {
+                    let vm = Self.vmIndex(name)
+                    feed(host: index, vm: vm, .witnessVoteGranted)
+                    if hosts[index].vms[vm].status.state == .alone { hosts[index].vms[vm].arrivedByFailover = true }
+                }
+            }
+        case .failBack(let name):
+            let vm = Self.vmIndex(name)
+            hosts[index].vms[vm].arrivedByFailover = false
+            switchover(host: index, vm: vm)
+        case .record:
+            break
+        }
+    }
+
+    /// `ClusterNode.switchover`: only with the peer's replica attached and in sync.
+    mutating func switchover(host index: Int, vm: Int) {
+        guard hosts[index].vms[vm].status.state == .prim, let link = links[vm], link.primary == index, link.attached,
+            link.resyncingUntil == nil, hosts[index].peerSummaries[Self.vmName(vm)]?.replica == .upToDate
+        else { return }
+        feed(host: index, vm: vm, .switchoverRequested)
+        guard hosts[index].vms[vm].status.state == .second else { return }
+        // Five promote datagrams over a second; one that arrives is enough.
+        for _ in 0..<5 { for _ in 0..<2 { send(.promote(vm: Self.vmName(vm), incarnation: hosts[index].incarnation), from: index, to: 1 - index) } }
+    }
+
+    /// `ClusterNode.feed`: the machine's transition, then its actions in order.
+    mutating func feed(host index: Int, vm: Int, _ event: ModuleEvent) {
+        let before = hosts[index].vms[vm].status
+        guard let result = try? ModuleStateMachine.transition(from: before, on: event) else { return }
+        if !result.status.isValid {
+            report(Violation(invariant: .validStates, at: now, detail: "\(Self.hostName(index)) \(Self.vmName(vm)): \(before) —\(event)→ \(result.status)"))
+        }
+        hosts[index].vms[vm].status = result.status
+        if let trace, result.status != before || !result.actions.isEmpty {
+            trace("\(Double(now) / 1000) s \(Self.hostName(index)) \(Self.vmName(vm)): \(before) —\(event)→ \(result.status) \(result.actions)")
+        }
+        for action in result.actions {
+            switch action {
+            case .promoteVolume:
+                openVolume(host: index, vm: vm, as: .primary)
+            case .demoteVolume:
+                openVolume(host: index, vm: vm, as: .secondary)
+            case .startDomain:
+                startDomain(host: index, vm: vm)
+            case .stopDomain:
+                hosts[index].vms[vm].domain = .none
+                hosts[index].vms[vm].pendingWrite = nil
+            case .suspendIO:
+                hosts[index].vms[vm].writePolicy = .fail
+                if hosts[index].vms[vm].domain == .running { hosts[index].vms[vm].domain = .paused }
+            case .adoptMigratedDomain, .startResync, .requestWitnessVote, .reportError:
+                break
+            }
+        }
+        // A module that does not run the VM here must not have a live domain here.
+        if hosts[index].vms[vm].status.state == .second { hosts[index].vms[vm].domain = .none }
+        var settled = HostSnapshot.VM(
+            name: Self.vmName(vm), status: hosts[index].vms[vm].status, localReplica: .unknown, preferredHost: Self.preferredHost(vm),
+            arrivedByFailover: hosts[index].vms[vm].arrivedByFailover, notStartedReason: hosts[index].vms[vm].notStartedReason,
+            resources: .zero)
+        settled.settleFlags()
+        hosts[index].vms[vm].arrivedByFailover = settled.arrivedByFailover
+        hosts[index].vms[vm].notStartedReason = settled.notStartedReason
+    }
+
+    mutating func openVolume(host index: Int, vm: Int, as role: VMState.Role) {
+        if role == .secondary, hosts[index].vms[vm].role == .primary { hosts[index].vms[vm].pendingWrite = nil }
+        if let link = links[vm], link.primary == index || link.secondary == index { dropLink(vm) }
+        hosts[index].vms[vm].role = role
+        hosts[index].vms[vm].writePolicy = hosts[index].writePolicy
+    }
+
+    mutating func startDomain(host index: Int, vm: Int) {
+        // Invariant 2: a guest starts only on a replica that holds every acknowledged write.
+        let missing = acked[vm].subtracting(hosts[index].vms[vm].replica)
+        if !missing.isEmpty {
+            report(
+                Violation(
+                    invariant: .noAcknowledgedWriteLost, at: now,
+                    detail: "\(Self.vmName(vm)) started on \(Self.hostName(index)) without \(missing.count) acknowledged write(s), e.g. #\(missing.min()!)"))
+        }
+        hosts[index].vms[vm].domain = .running
+    }
+
+    /// `resumeLoop`: domains paused by an I/O error on a running module are resumed unless fenced.
+    mutating func resumeLoop(_ index: Int) {
+        guard !hosts[index].fenced else { return }
+        for vm in 0..<Self.vmCount where [.prim, .alone].contains(hosts[index].vms[vm].status.state) && hosts[index].vms[vm].domain == .paused {
+            hosts[index].vms[vm].domain = .running
+        }
+    }
+
+    // MARK: - Replication
+
+    struct Link {
+        var primary: Int
+        var secondary: Int
+        var attachedAt: Int64
+        var attached: Bool { true }
+        /// Set while the secondary is a sync target.
+        var resyncingUntil: Int64?
+        /// The replication network was cut at this time: writes wait until the link times out.
+        var stalledSince: Int64?
+    }
+
+    var links: [Int: Link] = [:]
+    var nextConnectAttempt: [Int: Int64] = [:]
+
+    mutating func dropLink(_ vm: Int) {
+        links[vm] = nil
+        nextConnectAttempt[vm] = now + Self.reconnectIntervalMS
+    }
+
+    /// `PrimaryReplication` and `ReplicaServer` for one VM: connect, decide, resync, time out.
+    mutating func replicate(_ vm: Int) {
+        let primaries = (0..<2).filter { hosts[$0].up && hosts[$0].vms[vm].role == .primary }
+        if var link = links[vm] {
+            let still = hosts[link.primary].up && hosts[link.secondary].up && hosts[link.primary].vms[vm].role == .primary
+                && hosts[link.secondary].vms[vm].role == .secondary
+            guard still else { return dropLink(vm) }
+            if !network.replicationUp {
+                if link.stalledSince == nil { link.stalledSince = now }
+                if now - link.stalledSince! >= Self.linkTimeoutMS { return dropLink(vm) }
+            } else {
+                link.stalledSince = nil
+            }
+            if let until = link.resyncingUntil, now >= until, link.stalledSince == nil {
+                hosts[link.secondary].vms[vm].replica = hosts[link.primary].vms[vm].replica
+                hosts[link.secondary].vms[vm].consistent = true
+                link.resyncingUntil = nil
+            }
+            links[vm] = link
+            return
+        }
+        guard primaries.count == 1, let primary = primaries.first, network.replicationUp, now >= nextConnectAttempt[vm, default: 0] else { return }
+        let secondary = 1 - primary
+        guard hosts[secondary].up, hosts[secondary].vms[vm].role == .secondary else { return }
+        nextConnectAttempt[vm] = now + Self.reconnectIntervalMS
+        let source = hosts[primary].vms[vm], target = hosts[secondary].vms[vm]
+        // Acknowledged writes only the target has: two primaries acknowledged diverging data. The
+        // real link refuses (split brain); here it is invariant 1's violation, reported once.
+        let theirs = target.replica.subtracting(source.replica).intersection(acked[vm])
+        if !theirs.isEmpty {
+            report(
+                Violation(
+                    invariant: .neverTwoPrimaries, at: now,
+                    detail: "\(Self.vmName(vm)): \(Self.hostName(secondary)) holds \(theirs.count) acknowledged write(s) primary \(Self.hostName(primary)) lacks"))
+        }
+        guard source.consistent else { return }
+        var link = Link(primary: primary, secondary: secondary, attachedAt: now)
+        if target.replica != source.replica || !target.consistent {
+            // An incremental (or full) resync: the target is Inconsistent until it is done.
+            hosts[secondary].vms[vm].consistent = false
+            link.resyncingUntil = now + 300 + Int64(random.next() % 700)
+        }
+        links[vm] = link
+    }
+
+    // MARK: - Guests
+
+    /// A guest writes one record at a time, as the test guest does; each is acknowledged only by
+    /// the rules `LocalVolume` applies (protocol C, or the unreplicated-write policy).
+    mutating func guestWrites(host index: Int, vm: Int) {
+        let state = hosts[index].vms[vm]
+        guard state.domain == .running, state.role == .primary else { return }
+        let write = state.pendingWrite ?? nextWrite
+        if state.pendingWrite == nil { nextWrite += 1 }
+        let link = links[vm]
+        if let link, link.primary == index, link.stalledSince == nil {
+            hosts[index].vms[vm].replica.insert(write)
+            hosts[1 - index].vms[vm].replica.insert(write)
+            acknowledge(write, vm: vm, host: index)
+            return
+        }
+        if link != nil {
+            hosts[index].vms[vm].pendingWrite = write  // waits for the link's ack or its timeout
+            return
+        }
+        switch state.writePolicy {
+        case .complete:
+            hosts[index].vms[vm].replica.insert(write)
+            acknowledge(write, vm: vm, host: index)
+        case .hold:
+            // Written here, answered only once the peer has it (never, if the peer takes over).
+            hosts[index].vms[vm].replica.insert(write)
+            hosts[index].vms[vm].pendingWrite = write
+        case .fail:
+            hosts[index].vms[vm].pendingWrite = nil
+            hosts[index].vms[vm].domain = .paused  // QEMU's error_policy='stop'
+        }
+    }
+
+    mutating func acknowledge(_ write: Int, vm: Int, host index: Int) {
+        hosts[index].vms[vm].pendingWrite = nil
+        acked[vm].insert(write)
+    }
+
+    // MARK: - Invariants checked every tick
+
+    /// The first violation of each invariant is kept (later ones are usually its consequences).
+    mutating func report(_ violation: Violation) {
+        guard !violations.contains(where: { $0.invariant == violation.invariant }) else { return }
+        violations.append(violation)
+    }
+
+    mutating func checkSafety() {
+        for vm in 0..<Self.vmCount {
+            // Invariant 1: two hosts never both run a VM's guest unpaused on a primary volume.
+            let running = (0..<2).filter { hosts[$0].up && hosts[$0].vms[vm].domain == .running && hosts[$0].vms[vm].role == .primary }
+            if running.count == 2 {
+                report(Violation(invariant: .neverTwoPrimaries, at: now, detail: "\(Self.vmName(vm)) runs on both hosts"))
+            }
+            // Invariant 3: a module's volumes match its state.
+            for index in 0..<2 where hosts[index].up {
+                let state = hosts[index].vms[vm]
+                let runs = [.prim, .alone].contains(state.status.state)
+                if !state.status.isValid || (runs && state.role != .primary) || (state.status.state == .second && state.role != .secondary) {
+                    report(
+                        Violation(invariant: .validStates, at: now, detail: "\(Self.hostName(index)) \(Self.vmName(vm)): \(state.status) with a \(state.role) volume"))
+                }
+            }
+        }
+    }
+
+    /// Invariant 4, after the faults healed and the cluster had time to settle: every VM runs on
+    /// exactly one host, the other holds an UpToDate, identical replica, and nothing acknowledged
+    /// is missing from either.
+    func convergenceViolations() -> [Violation] {
+        var found: [Violation] = []
+        for vm in 0..<Self.vmCount {
+            let states = (0..<2).map { hosts[$0].vms[vm].status }
+            let runners = (0..<2).filter { states[$0].state == .prim && hosts[$0].vms[vm].domain == .running }
+            let name = Self.vmName(vm)
+            guard runners.count == 1, let runner = runners.first else {
+                found.append(Violation(invariant: .converges, at: now, detail: "\(name) is \(states[0]) on a, \(states[1]) on b"))
+                continue
+            }
+            let other = 1 - runner
+            if states[other] != ModuleStatus(.second, .upToDate) || states[runner].replica != .upToDate {
+                found.append(Violation(invariant: .converges, at: now, detail: "\(name): \(states[runner]) on \(Self.hostName(runner)), \(states[other]) on \(Self.hostName(other))"))
+            } else if hosts[0].vms[vm].replica.union(hosts[1].vms[vm].replica).intersection(acked[vm]) != acked[vm]
+                || hosts[runner].vms[vm].replica != hosts[other].vms[vm].replica
+            {
+                found.append(Violation(invariant: .converges, at: now, detail: "\(name): the replicas differ after the resync"))
+            }
+        }
+        return found
+    }
+}
+
+extension Duration {
+    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+}
