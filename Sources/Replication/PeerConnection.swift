@@ -34,7 +34,8 @@ public final class PeerConnection: Sendable {
 
     /// Connects to `address` and authenticates (connector role).
     public static func connect(
-        to address: TCPSocket.Address, configuration: PeerHandshake.Configuration, ring: IOUring, logger: Logger
+        to address: TCPSocket.Address, configuration: PeerHandshake.Configuration, ring: IOUring, logger: Logger,
+        tcpConnected: () -> Void = {}
     ) async throws -> PeerConnection {
         let socket = try TCPSocket.socket()
         TCPSocket.setBufferSizes(socket, bytes: 8 << 20)
@@ -42,6 +43,7 @@ public final class PeerConnection: Sendable {
             try await withDeadline(handshakeTimeout, ring: ring) {
                 try await address.withSocketAddress { try await ring.connect(.file(socket), to: $0) }
             }
+            tcpConnected()
             return try await authenticate(socket, role: .connector, configuration: configuration, ring: ring)
         } catch {
             try? socket.close()

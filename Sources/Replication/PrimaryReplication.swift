@@ -51,7 +51,7 @@ public final class PrimaryReplication: Sendable {
     /// Runs until the task is cancelled: connect, replicate, resync, and again after each failure.
     public func run() async {
         while !Task.isCancelled {
-            statusBox.withLock { $0.link = .connecting }
+            advance(.start)
             do {
                 try await connectAndReplicate()
             } catch is CancellationError {
@@ -66,19 +66,35 @@ public final class PrimaryReplication: Sendable {
             }
             try? await volume.ring.sleep(for: options.reconnectInterval)
         }
-        statusBox.withLock { $0.link = .standalone }
+        advance(.stopped)
+    }
+
+    /// Every link change goes through `ReplicationLinkMachine`; an illegal one is a bug here,
+    /// logged, and the state is kept.
+    private func advance(_ event: ReplicationLinkMachine.Event) {
+        let refused = statusBox.withLock { s -> String? in
+            do throws(ReplicationLinkMachine.TransitionError) {
+                s.link = try ReplicationLinkMachine.transition(from: s.link, on: event).state
+                return nil
+            } catch {
+                return error.description
+            }
+        }
+        if let refused { logger.error("replication link: \(refused)", metadata: ["volume": "\(volume.configuration.name)"]) }
     }
 
     private func record(_ error: any Error) {
         statusBox.withLock {
             $0.lastError = "\(error)"
-            if case PeerLinkError.splitBrain = error { $0.link = .splitBrain } else { $0.link = .standalone }
         }
+        advance(.failed)
         logger.warning("replication: \(error)", metadata: ["volume": "\(volume.configuration.name)", "peer": "\(peer)"])
     }
 
     private func connectAndReplicate() async throws {
-        let connection = try await PeerConnection.connect(to: peer, configuration: options.handshake, ring: volume.ring, logger: logger)
+        let connection = try await PeerConnection.connect(
+            to: peer, configuration: options.handshake, ring: volume.ring, logger: logger, tcpConnected: { advance(.tcpConnected) })
+        advance(.authenticated)
         let session = ReplicationSession(connection: connection, timing: options.timing, logger: logger)
         let (control, controlContinuation) = AsyncStream<PeerMessage>.makeStream()
         let attached = Locked(false)
@@ -148,6 +164,7 @@ public final class PrimaryReplication: Sendable {
         }
         guard peerState.name == volume.configuration.name, peerState.size == volume.size, peerState.grainSize == metadata.grainSize else {
             session.post(PeerGoodbye(reason: 1, message: "volume mismatch").encoded())
+            advance(.decided(.refused))
             throw PeerLinkError.refused(
                 "peer volume \(peerState.name) (\(peerState.size) bytes, grain \(peerState.grainSize)) does not match \(volume.configuration.name) (\(volume.size) bytes, grain \(metadata.grainSize))")
         }
@@ -174,6 +191,7 @@ public final class PrimaryReplication: Sendable {
                 // resolve() never discards the running primary; anything else leaves both untouched.
                 let reason = if case .disconnect(let why) = resolution { why } else { "the policy chose the running primary" }
                 session.post(PeerGoodbye(reason: 2, message: "split brain").encoded())
+                advance(.decided(.splitBrain))
                 throw PeerLinkError.splitBrain(
                     "both replicas of \(volume.configuration.name) changed since they were last in sync (local \(local.generations), peer \(peerState.generations)); not resolved: \(reason); resolve by discarding one side")
             }
@@ -191,6 +209,7 @@ public final class PrimaryReplication: Sendable {
             }
         default:
             session.post(PeerGoodbye(reason: 3, message: "\(decision)").encoded())
+            advance(.decided(.refused))
             throw PeerLinkError.refused("resync decision \(decision): the primary cannot be a sync target")
         }
         if mergePeerBitmap {
@@ -210,15 +229,15 @@ public final class PrimaryReplication: Sendable {
         }
         // The peer answered as a sync target only after marking itself Inconsistent durably.
         await volume.peerIsSyncTarget(resyncNeeded)
+        let dirty = await volume.dirtyBytes
         statusBox.withLock {
             $0.peerHost = session.connection.peerHost
-            $0.link = .connected
             $0.lastError = nil
             $0.attachments += 1
         }
+        advance(.decided(resyncNeeded || dirty > 0 ? .source : .inSync))
         await volume.setReplicator(session)
         attached.withLock { $0 = true }
-        let dirty = await volume.dirtyBytes
         if resyncNeeded || dirty > 0 {
             try await resync(session: session, method: fullSyncMethod)
         }
@@ -263,8 +282,8 @@ public final class PrimaryReplication: Sendable {
         }
         let total = bitmap.dirtyByteCount
         let start = ContinuousClock.now
+        advance(.resyncRequested)
         statusBox.withLock {
-            $0.link = .syncSource
             $0.resyncTotalBytes = total
             $0.resyncDoneBytes = 0
             $0.resyncSentBytes = 0
@@ -388,10 +407,10 @@ public final class PrimaryReplication: Sendable {
         if failed.withLock({ $0 }) { throw PeerLinkError.unexpected("resync block failed") }
         if method == .verify {
             let mismatched = statusBox.withLock { s -> UInt64 in
-                s.link = .connected
                 s.resyncsCompleted += 1
                 return s.verifyMismatchBytes
             }
+            advance(.resyncDone)
             logger.info("verify finished", metadata: ["volume": "\(volume.configuration.name)", "mismatch_bytes": "\(mismatched)"])
             return
         }
@@ -404,10 +423,10 @@ public final class PrimaryReplication: Sendable {
         try await volume.persistBitmap()
         let seconds = (ContinuousClock.now - start).seconds
         statusBox.withLock {
-            $0.link = .connected
             $0.resyncSeconds = seconds
             $0.resyncsCompleted += 1
         }
+        advance(.resyncDone)
         logger.info(
             "resync finished",
             metadata: ["volume": "\(volume.configuration.name)", "bytes": "\(total)", "seconds": "\(seconds)", "method": "\(method.rawValue)",

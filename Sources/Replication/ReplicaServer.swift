@@ -143,7 +143,7 @@ public final class ReplicaServer: Sendable {
             // Only the volume's current session reports its end (a replaced or removed one does not).
             if let name, r.sessions[name] === session {
                 r.sessions[name] = nil
-                r.statuses[name]?.link = .standalone
+                Self.advance(&r, name, .failed, logger: logger)
                 r.statuses[name]?.lastError = session.failure.map { "\($0)" }
             }
             return r.endWaiters.removeValue(forKey: id) ?? []
@@ -151,13 +151,35 @@ public final class ReplicaServer: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
+    /// Each link change of a volume goes through `ReplicationLinkMachine`; an illegal one is a
+    /// bug here, logged, and the state is kept.
+    private static func advance(_ r: inout Registry, _ name: String, _ event: ReplicationLinkMachine.Event, logger: Logger) {
+        guard let state = r.statuses[name]?.link else { return }
+        do throws(ReplicationLinkMachine.TransitionError) {
+            r.statuses[name]?.link = try ReplicationLinkMachine.transition(from: state, on: event).state
+        } catch {
+            logger.error("replication link: \(error)", metadata: ["volume": "\(name)"])
+        }
+    }
+
+    /// The link event, if `session` is still the volume's.
+    private func advance(_ name: String, _ event: ReplicationLinkMachine.Event, session: ReplicationSession) {
+        let logger = self.logger
+        registry.withLock { r in
+            guard r.sessions[name] === session else { return }
+            Self.advance(&r, name, event, logger: logger)
+        }
+    }
+
     /// Attaches `session` to the volume the peer offers, replacing an older session of that
     /// volume; nil when the volume is not served here.
     private func claim(_ name: String, session: ReplicationSession) -> LocalVolume? {
+        let logger = self.logger
         let (volume, replaced) = registry.withLock { r -> (LocalVolume?, ReplicationSession?) in
             guard let volume = r.volumes[name] else { return (nil, nil) }
             let replaced = r.sessions[name]
             r.sessions[name] = session
+            Self.advance(&r, name, .offered, logger: logger)
             return (volume, replaced)
         }
         replaced?.fail(.refused("replaced by a new connection"))
@@ -270,10 +292,8 @@ public final class ReplicaServer: Sendable {
                         $0.generations.resyncFinishedAsTarget(sourceCurrent: sourceCurrent)
                     }
                     if let name = attached.withLock({ $0 }) {
-                        registry.withLock {
-                            $0.statuses[name]?.link = .connected
-                            $0.statuses[name]?.resyncsCompleted += 1
-                        }
+                        self.advance(name, .resyncDone, session: session)
+                        registry.withLock { $0.statuses[name]?.resyncsCompleted += 1 }
                     }
                     logger.info("resync target finished: replica is consistent", metadata: ["volume": "\(volume.configuration.name)"])
                 case .ping(let ping):
@@ -295,10 +315,12 @@ public final class ReplicaServer: Sendable {
         let local = await volume.replicaState
         let metadata = await volume.metadataSnapshot
         guard peerState.size == volume.size, peerState.grainSize == metadata.grainSize else {
+            advance(peerState.name, .decided(.refused), session: session)
             session.post(PeerGoodbye(reason: 1, message: "volume geometry mismatch").encoded())
             throw PeerLinkError.refused("peer volume \(peerState.name) geometry differs from ours")
         }
         if metadata.flags.contains(.primary) {
+            advance(peerState.name, .decided(.splitBrain), session: session)
             session.post(PeerGoodbye(reason: 2, message: "both primary").encoded())
             throw PeerLinkError.splitBrain("\(peerState.name) is primary here too")
         }
@@ -307,6 +329,8 @@ public final class ReplicaServer: Sendable {
         // Set when a split-brain policy discards this side's changes: whether only the grains of
         // both bitmaps are copied (our bitmap goes to the primary as for any incremental sync).
         var discardIncremental: Bool?
+        /// What the link shows once our VOLUME_STATE is out (the primary decides the same).
+        var outcome = ReplicationLinkMachine.Decision.inSync
         switch decision {
         case .noSync: target = false
         case .syncTargetIncremental, .fullSync(source: .peer): target = true
@@ -317,10 +341,13 @@ public final class ReplicaServer: Sendable {
                 peer: peerState.replicaState, localIsPrimary: false)
             if case .discardLocal(let incremental) = resolution { discardIncremental = incremental }
             target = discardIncremental != nil
+            if !target { outcome = .splitBrain }
         default:
             // The primary reaches the same decision and refuses; send our state so it can say why.
             target = false
+            outcome = .refused
         }
+        if target { outcome = .target }
         if let incremental = discardIncremental {
             let discard = SplitBrainDiscard(
                 policy: options.splitBrainPolicy, volume: peerState.name, bytes: local.dirtyBytes,
@@ -343,9 +370,9 @@ public final class ReplicaServer: Sendable {
                 }
             }
         }
+        advance(peerState.name, .decided(outcome), session: session)
         registry.withLock {
             guard $0.sessions[peerState.name] === session else { return }
-            $0.statuses[peerState.name]?.link = target ? .syncTarget : .connected
             $0.statuses[peerState.name]?.peerHost = session.connection.peerHost
             $0.statuses[peerState.name]?.lastError = nil
             $0.statuses[peerState.name]?.attachments += 1

@@ -1,7 +1,8 @@
 /// What one volume's replication is doing, for `vmha status` and tests.
 public struct ReplicationStatus: Sendable, Codable, Equatable {
-    public enum Link: String, Sendable, Codable {
-        case standalone, connecting, connected, syncSource, syncTarget, splitBrain, refused
+    /// `ReplicationLinkMachine`'s states.
+    public enum Link: String, Sendable, Codable, CaseIterable {
+        case standalone, connecting, handshaking, deciding, syncSource, syncTarget, connected, splitBrain, refused
     }
 
     public var link: Link = .standalone
