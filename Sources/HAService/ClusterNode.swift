@@ -102,6 +102,8 @@ public actor ClusterNode {
     /// What the peer says it offers, from its heartbeats.
     var peerCapacity: Resources?
     var heartbeatSockets: [UDPSocket] = []
+    /// One task per UDP socket (heartbeat networks, witness), on the ring.
+    var receivers: [Task<Void, Never>] = []
     /// Peer commands: the last sequence sent (in this incarnation) and which were received.
     var commandSequence: UInt64 = 0
     var commandWindow = PeerCommandReplayWindow()
@@ -220,35 +222,54 @@ public actor ClusterNode {
         }
         replicaServerTask?.cancel()
         await replicaServerTask?.value
+        for receiver in receivers { receiver.cancel() }
+        for receiver in receivers { await receiver.value }
+        receivers = []
         for socket in heartbeatSockets { socket.close() }
         witnessSocket?.close()
         await libvirt?.close()
     }
 
-    nonisolated func startReceiver(socket: UDPSocket, network: Int) {
-        let thread = Thread { [weak self] in
-            while let node = self {
-                let received: (bytes: [UInt8], from: TCPSocket.Address)?
-                do { received = try socket.receive() } catch { return }  // closed
-                guard let received else {
-                    if node.isStoppingFlag.withLock({ $0 }) { return }
-                    continue
+    /// Receives the socket's datagrams on the ring (no thread of its own), in arrival order,
+    /// until cancelled (`stop`). Network -1 is the witness socket.
+    func startReceiver(socket: UDPSocket, network: Int) {
+        let ring = self.ring
+        receivers.append(
+            Task(executorPreference: ring) { [weak self] in
+                // Larger than any heartbeat of `limits.max_vms` VMs; a longer datagram is cut and
+                // then fails authentication.
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
+                defer { buffer.deallocate() }
+                while !Task.isCancelled {
+                    let count: Int
+                    do {
+                        count = try await ring.recv(.file(socket.descriptor), into: buffer)
+                    } catch .canceled {
+                        return
+                    } catch {
+                        // ECONNREFUSED from an ICMP error of an earlier send, and the like.
+                        continue
+                    }
+                    guard let node = self else { return }
+                    let bytes = Array(buffer[0..<count]), now = monotonicNow()
+                    // Off the ring: a default actor runs on its caller's preferred executor, and
+                    // the node's work (libvirt, sleeps, waits on volumes) must never hold the
+                    // thread that serves every guest's I/O (it stalled guests when it did).
+                    await withTaskExecutorPreference(globalConcurrentExecutor) {
+                        _ = await node.datagram(bytes, network: network, at: now)
+                    }
                 }
-                let now = monotonicNow()
-                Task { await node.datagram(received.bytes, network: network, at: now) }
-            }
-        }
-        thread.name = network < 0 ? "vmha-witness" : "vmha-heartbeat-\(network)"
-        thread.start()
+            })
     }
-
-    nonisolated let isStoppingFlag = Locked(false)
 
     // MARK: - Datagrams
 
-    func datagram(_ bytes: [UInt8], network: Int, at now: MonotonicInstant) async {
+    /// Handles one datagram. A peer command runs in a task of its own (a switchover takes seconds,
+    /// and the receiver must keep reading heartbeats meanwhile), returned for tests to await.
+    @discardableResult
+    func datagram(_ bytes: [UInt8], network: Int, at now: MonotonicInstant) async -> Task<Void, Never>? {
         if network < 0 {
-            guard case .response(let response)? = WitnessWire.decode(bytes, key: key) else { return }
+            guard case .response(let response)? = WitnessWire.decode(bytes, key: key) else { return nil }
             let outcome = lease.receive(response, at: now)
             switch outcome {
             case .granted(let term, let validUntil):
@@ -259,14 +280,14 @@ public actor ClusterNode {
                 lastLeaseOutcome = "denied (holder \(holder ?? "none"), retry after \(retry))"
             case .ignored: break
             }
-            return
+            return nil
         }
         if bytes.starts(with: PeerCommand.magic) {
-            await receivedCommand(bytes, network: network)
-            return
+            guard let command = admittedCommand(bytes, network: network) else { return nil }
+            return Task { await self.peerCommand(command) }
         }
-        guard let heartbeat = try? decoder.decode(bytes, receivedOn: network) else { return }
-        guard heartbeat.sender == peer.name else { return }
+        guard let heartbeat = try? decoder.decode(bytes, receivedOn: network) else { return nil }
+        guard heartbeat.sender == peer.name else { return nil }
         commandWindow.peerAnnounced(incarnation: heartbeat.incarnation)
         var echo: MonotonicInstant?
         if let e = heartbeat.echo, e.incarnation == incarnation { echo = e.timestamp }
@@ -283,24 +304,25 @@ public actor ClusterNode {
         heardFromPeer = (heartbeat.incarnation, heartbeat.timestamp)
         if let capacity = heartbeat.capacity { peerCapacity = capacity }
         for vm in heartbeat.vms { peerSummaries[vm.name] = vm }
+        return nil
     }
 
     /// A peer command is acted on once, and only when it is authentic, meant for this host and
     /// new (`PeerCommandReplayWindow`); anything else is logged with the reason and dropped.
-    func receivedCommand(_ bytes: [UInt8], network: Int) async {
+    func admittedCommand(_ bytes: [UInt8], network: Int) -> PeerCommand? {
         let command: PeerCommand
         do {
             command = try PeerCommand.decode(bytes, key: key)
         } catch {
             // Garbage or a stranger on the heartbeat port: not worth more than debug each time.
             logger.debug("peer command dropped", metadata: ["network": "\(network)", "reason": "\(error)"])
-            return
+            return nil
         }
         guard command.sender == peer.name, command.target == me.name else {
             logger.warning("peer command dropped", metadata: [
                 "kind": "\(command.kind)", "reason": "from \(command.sender) to \(command.target), expected \(peer.name) to \(me.name)",
             ])
-            return
+            return nil
         }
         let verdict = commandWindow.admit(incarnation: command.incarnation, sequence: command.sequence)
         guard verdict == .admitted else {
@@ -311,9 +333,9 @@ public actor ClusterNode {
                     "sequence": "\(command.sequence)", "reason": "\(verdict)",
                 ])
             }
-            return
+            return nil
         }
-        await peerCommand(command)
+        return command
     }
 
     /// Sends one heartbeat on every network and, while the vote is wanted, a lease request.

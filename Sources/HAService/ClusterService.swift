@@ -22,11 +22,11 @@ public struct ClusterService: Service {
 
     public func run() async throws {
         try await node.start()
-        let control = try ControlServer(path: controlPath, node: node, logger: logger)
-        control.start()
+        let control = try ControlServer(path: controlPath, node: node, ring: node.ring, logger: logger)
         logger.info("control API listening", metadata: ["socket": "\(controlPath)"])
         let node = self.node
         await withTaskGroup(of: Void.self) { group in
+            group.addTask(executorPreference: node.ring) { await control.run() }
             group.addTask { await node.heartbeatLoop() }
             group.addTask { await node.controlLoop() }
             group.addTask { await node.resumeLoop() }
@@ -35,7 +35,6 @@ public struct ClusterService: Service {
             await node.beginStopping()
             group.cancelAll()  // ends the loops' sleeps and the libvirt event stream
         }
-        control.stop()
         await node.stop()
         logger.info("vmhad stopped cleanly")
     }
@@ -44,7 +43,6 @@ public struct ClusterService: Service {
 extension ClusterNode {
     func beginStopping() {
         stopping = true
-        isStoppingFlag.withLock { $0 = true }
     }
 }
 

@@ -5,9 +5,9 @@ import SystemPackage
 import Glibc
 #endif
 
-/// Small IPv4 UDP datagram sockets for heartbeats, witness requests and peer commands.
-/// Blocking I/O with a receive timeout, meant for a dedicated thread; every call goes through
-/// `Syscall.call`.
+/// Small IPv4 UDP datagram sockets for heartbeats, witness requests and peer commands. vmhad
+/// receives on its ring (`IOUring.recv`); `receive` (blocking, with a timeout) serves the witness
+/// command's simple loop. Every call goes through `Syscall.call`.
 public struct UDPSocket: Sendable {
     public let descriptor: FileDescriptor
 
