@@ -49,11 +49,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
+        // The two policies both the data path and the HA logic name: how a split brain is settled,
+        // and what a primary does with writes its peer misses.
+        .target(name: "ReplicationPolicy"),
+
         // The data path: NBD server, dirty bitmap, activity log, metadata.
         .target(
             name: "Volume",
             dependencies: [
-                "Uring",
+                "Uring", "ReplicationPolicy",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -63,7 +67,7 @@ let package = Package(
         .target(
             name: "Replication",
             dependencies: [
-                "Uring", "Volume",
+                "Uring", "Volume", "ReplicationPolicy",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -72,7 +76,7 @@ let package = Package(
         .target(
             name: "Cluster",
             dependencies: [
-                "Volume",
+                "ReplicationPolicy",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Logging", package: "swift-log"),
@@ -83,7 +87,7 @@ let package = Package(
         .target(
             name: "HAService",
             dependencies: [
-                "Uring", "Volume", "Replication", "Cluster", "Libvirt",
+                "Uring", "Volume", "Replication", "ReplicationPolicy", "Cluster", "Libvirt",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -91,7 +95,7 @@ let package = Package(
             ]),
 
         // Two hosts' decision code (HostPolicy and what it runs on) against a model of the world.
-        .target(name: "Simulation", dependencies: ["Cluster", "Volume", "Replication"]),
+        .target(name: "Simulation", dependencies: ["Cluster", "ReplicationPolicy", "Replication"]),
 
         // Simulated hypervisor hosts and the test guest (used by tests, `vmha demo` and perf/).
         .target(
@@ -104,7 +108,7 @@ let package = Package(
         .executableTarget(
             name: "vmhad",
             dependencies: [
-                "Uring", "Volume", "Replication", "Cluster", "HAService",
+                "Uring", "Volume", "Replication", "ReplicationPolicy", "Cluster", "HAService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -144,9 +148,9 @@ let package = Package(
             name: "LibvirtTests",
             dependencies: ["Libvirt", "Harness", .product(name: "Logging", package: "swift-log")],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "VolumeTests", dependencies: ["Volume", "Uring", "Harness"]),
-        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Volume", "Uring", "Harness"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster"]),
+        .testTarget(name: "VolumeTests", dependencies: ["Volume", "ReplicationPolicy", "Uring", "Harness"]),
+        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "ReplicationPolicy", "Volume", "Uring", "Harness"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "ReplicationPolicy"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Cluster"]),
         .testTarget(
             name: "HAServiceTests",

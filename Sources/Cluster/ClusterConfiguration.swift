@@ -1,5 +1,5 @@
 import TOMLKit
-import Volume
+import ReplicationPolicy
 
 /// The whole configuration of a vmha cluster, parsed from TOML text (see `docs/config.md`).
 ///

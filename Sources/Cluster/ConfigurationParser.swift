@@ -1,4 +1,4 @@
-import Volume
+import ReplicationPolicy
 
 /// Turns the TOML tree into a `ClusterConfiguration`, section by section, then checks the rules
 /// that span sections (names, limits, timing).

@@ -1,4 +1,4 @@
-import Volume
+import ReplicationPolicy
 
 /// How this host sees its peer's daemon.
 public enum PeerState: String, Sendable, Codable {

@@ -1,5 +1,6 @@
 import Cluster
 import Libvirt
+import ReplicationPolicy
 import Volume
 
 /// Live migration (`vmha migrate VM --to HOST --live`, docs/ha.md "Live migration").

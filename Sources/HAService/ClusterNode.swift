@@ -4,6 +4,7 @@ import Foundation
 import Libvirt
 import Logging
 import Replication
+import ReplicationPolicy
 import SystemPackage
 import Uring
 import Volume

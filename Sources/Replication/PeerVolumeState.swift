@@ -1,4 +1,5 @@
 import FoundationEssentials
+import ReplicationPolicy
 import Volume
 
 /// VOLUME_STATE: what one side knows about a volume, exchanged after the

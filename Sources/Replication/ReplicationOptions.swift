@@ -1,4 +1,5 @@
 import Crypto
+import ReplicationPolicy
 import Volume
 
 /// Settings shared by both ends of a volume's replication.

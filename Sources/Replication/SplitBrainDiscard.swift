@@ -1,4 +1,5 @@
 import Logging
+import ReplicationPolicy
 import Volume
 
 /// What a split-brain policy discarded, as both ends log it (a warning: data is about to be

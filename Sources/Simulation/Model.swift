@@ -1,5 +1,5 @@
 import Cluster
-import Volume
+import ReplicationPolicy
 
 /// One VM on one host: the module, its volumes, its domain, and the data its replica holds.
 struct VMState {

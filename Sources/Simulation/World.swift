@@ -1,6 +1,6 @@
 import Cluster
 import Replication
-import Volume
+import ReplicationPolicy
 
 /// The model two `HostPolicy` instances run against: hosts that crash and restart, heartbeat
 /// networks, a replication network and a witness that fail and heal, guests that write, volumes

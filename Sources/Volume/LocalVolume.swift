@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ReplicationPolicy
 import SystemPackage
 import Uring
 

@@ -1,3 +1,4 @@
+import ReplicationPolicy
 /// How a split brain (``SyncDecision/splitBrain``) is settled by policy, from the local node's
 /// point of view. Pure: both nodes run it on the same (mirrored) inputs and reach mirrored
 /// results. Table in `docs/format.md`.

@@ -4,6 +4,7 @@ import Crypto
 import HAService
 import Logging
 import Replication
+import ReplicationPolicy
 import ServiceLifecycle
 import Uring
 import Volume

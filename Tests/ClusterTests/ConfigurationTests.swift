@@ -1,5 +1,5 @@
+import ReplicationPolicy
 import Testing
-import Volume
 @testable import Cluster
 
 @Suite struct ConfigurationTests {

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import ReplicationPolicy
 import Testing
 import Volume
 @testable import Replication

@@ -1,5 +1,6 @@
 import Foundation
 import Harness
+import ReplicationPolicy
 import Testing
 
 /// Split brains settled (or deliberately not) by `--split-brain` policies, between two real vmhad

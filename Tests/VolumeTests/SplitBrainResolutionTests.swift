@@ -1,3 +1,4 @@
+import ReplicationPolicy
 import Testing
 @testable import Volume
 
