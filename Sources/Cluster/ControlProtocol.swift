@@ -20,11 +20,15 @@ public struct ControlRequest: Codable, Sendable {
     public var vmTOML: String?
     /// remove: shut the VM down first if it runs on this host.
     public var stop: Bool?
+    /// events: only those after this sequence number.
+    public var since: UInt64?
 
     public init(
         command: String, vm: String? = nil, to: String? = nil, force: Bool? = nil, live: Bool? = nil, full: Bool? = nil, mode: String? = nil,
-        dryRun: Bool? = nil, vms: [String]? = nil, on: String? = nil, vmTOML: String? = nil, stop: Bool? = nil
+        dryRun: Bool? = nil, vms: [String]? = nil, on: String? = nil, vmTOML: String? = nil, stop: Bool? = nil,
+        since: UInt64? = nil
     ) {
+        self.since = since
         self.vmTOML = vmTOML
         self.stop = stop
         self.vms = vms
@@ -46,13 +50,37 @@ public struct ControlResponse: Codable, Sendable {
     public var message: String?
     public var status: ClusterStatusReport?
     public var place: PlaceReport?
+    public var events: EventsReport?
 
-    public init(ok: Bool, error: String? = nil, message: String? = nil, status: ClusterStatusReport? = nil, place: PlaceReport? = nil) {
+    public init(
+        ok: Bool, error: String? = nil, message: String? = nil, status: ClusterStatusReport? = nil, place: PlaceReport? = nil,
+        events: EventsReport? = nil
+    ) {
+        self.events = events
         self.ok = ok
         self.error = error
         self.message = message
         self.status = status
         self.place = place
+    }
+}
+
+/// `events`: the node's events after the asked sequence.
+public struct EventsReport: Codable, Sendable {
+    public var host: String
+    public var incarnation: UInt64
+    /// The newest sequence number (ask `since` it next time).
+    public var lastSequence: UInt64
+    /// Some events after `since` were already dropped (the log keeps the newest).
+    public var missed: Bool
+    public var events: [NodeEvent]
+
+    public init(host: String, incarnation: UInt64, lastSequence: UInt64, missed: Bool, events: [NodeEvent]) {
+        self.host = host
+        self.incarnation = incarnation
+        self.lastSequence = lastSequence
+        self.missed = missed
+        self.events = events
     }
 }
 
@@ -68,8 +96,14 @@ public struct ClusterStatusReport: Codable, Sendable {
     public var fenced: Bool
     public var vms: [VMStatusReport]
     public var events: [String]
+    /// The node's event sequence this report was read at (`vmha events --since` it for what follows).
+    public var eventSequence: UInt64?
 
-    public init(host: String, peer: String, peerState: String, networks: [String], witness: String?, lease: String, fenced: Bool, vms: [VMStatusReport], events: [String]) {
+    public init(
+        host: String, peer: String, peerState: String, networks: [String], witness: String?, lease: String, fenced: Bool, vms: [VMStatusReport],
+        events: [String], eventSequence: UInt64? = nil
+    ) {
+        self.eventSequence = eventSequence
         self.host = host
         self.peer = peer
         self.peerState = peerState

@@ -1,5 +1,5 @@
 /// One VM's module on one host: its role and the state of its local replica, side by side.
-public struct ModuleStatus: Sendable, Hashable, CustomStringConvertible {
+public struct ModuleStatus: Sendable, Hashable, Codable, CustomStringConvertible {
     public var state: ModuleState
     public var replica: ReplicaState
 

@@ -28,6 +28,7 @@ extension ClusterNode {
         let deadline = ContinuousClock.now + .seconds(5)
         while module.liveReply == nil && ContinuousClock.now < deadline {
             sendPeerCommand(.prepareLive, vm: name)
+            // Poll: the peer's answer and the link state are not yet events to wait on (issue 12, next).
             try? await Task.sleep(for: .milliseconds(200))
         }
         guard let reply = module.liveReply else { return "\(peer.name) did not answer the live migration request for \(name)" }
@@ -57,6 +58,7 @@ extension ClusterNode {
         let promoteBy = ContinuousClock.now + .seconds(10)
         while peerSummaries[name]?.state != .prim && ContinuousClock.now < promoteBy {
             sendPeerCommand(.liveArrived, vm: name)
+            // Poll: the peer's answer and the link state are not yet events to wait on (issue 12, next).
             try? await Task.sleep(for: .milliseconds(100))
         }
         record("\(name): live migration to \(peer.name): domain moved in \(migrated), demoted after \(started.duration(to: .now))")
@@ -125,6 +127,7 @@ extension ClusterNode {
         // `hold`) for the next resync. Without the peer within 10 s they are released anyway.
         let attachBy = ContinuousClock.now + .seconds(10)
         for volume in module.volumes {
+            // Poll: the link's attach is not yet an event to wait on (issue 12, next).
             while !(await volume.isReplicating) && ContinuousClock.now < attachBy { try? await Task.sleep(for: .milliseconds(10)) }
         }
         var held = 0

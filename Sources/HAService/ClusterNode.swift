@@ -76,7 +76,7 @@ public actor ClusterNode {
     let me: HostConfiguration
     let peer: HostConfiguration
     let key: [UInt8]
-    let ring: IOUring
+    nonisolated let ring: IOUring
     let logger: Logger
     let replicationOptions: ReplicationOptions
     let socketGroup: gid_t?
@@ -127,6 +127,8 @@ public actor ClusterNode {
     /// Serialises state-machine steps and operator commands.
     let operations = AsyncSemaphore(1)
     var failoverLog: [String] = []
+    /// Every state change, numbered (`vmha events`).
+    var eventLog: NodeEventLog
     var stopping = false
 
     public init(
@@ -156,6 +158,7 @@ public actor ClusterNode {
         incarnation = max(previous + 1, wall)
         try "\(incarnation)\n".write(toFile: path, atomically: true, encoding: .utf8)
         startedAt = monotonicNow()
+        eventLog = NodeEventLog(incarnation: incarnation)
         decoder = HeartbeatDecoder(key: SymmetricKey(data: key), clusterName: config.clusterName, localHost: hostName)
         let timing = config.timeouts.leaseTiming
         liveness = PeerLiveness(
@@ -214,6 +217,7 @@ public actor ClusterNode {
             // without us (their disks are our NBD exports), so waiting costs only time.
             for _ in 0..<3 {
                 sendHeartbeats(restartGrace: config.timeouts.restartGrace)
+                // Timer: three grace heartbeats 20 ms apart, so that one lost datagram does not matter.
                 try? await Task.sleep(for: .milliseconds(20))
             }
         }
@@ -274,7 +278,10 @@ public actor ClusterNode {
             let outcome = lease.receive(response, at: now)
             switch outcome {
             case .granted(let term, let validUntil):
-                if !hadLease { logger.notice("witness vote granted", metadata: ["term": "\(term)"]) }
+                if !hadLease {
+                    logger.notice("witness vote granted", metadata: ["term": "\(term)"])
+                    publish(.lease(outcome: "granted (term \(term))"))
+                }
                 hadLease = true
                 lastLeaseOutcome = "granted (term \(term), \(validUntil - now) left)"
             case .denied(let holder, let retry):
@@ -372,6 +379,7 @@ public actor ClusterNode {
     func heartbeatLoop() async {
         while !Task.isCancelled && !stopping {
             sendHeartbeats()
+            // Timer: the heartbeat interval is the clock of liveness and lease renewal.
             try? await Task.sleep(for: config.timeouts.heartbeatInterval)
         }
     }
@@ -381,6 +389,7 @@ public actor ClusterNode {
             await operations.acquire()
             await step()
             operations.release()
+            // Timer: the control tick; the policy decides on the snapshot, not on this wait.
             try? await Task.sleep(for: .milliseconds(100))
         }
     }
@@ -418,10 +427,12 @@ public actor ClusterNode {
         case .peerUp(let back):
             logger.notice("peer \(peer.name) is \(back ? "back" : "up")")
             peerState = .alive
+            publish(.peer(state: .alive))
             for module in modules.values { module.lastPeer = nil }
         case .peerLost:
             logger.warning("peer \(peer.name) lost: no heartbeat on any network for \(config.timeouts.detection)")
             peerState = .lost
+            publish(.peer(state: .lost))
         case .acknowledgePeer(let vm, let summary):
             modules[vm]?.lastPeer = summary
         case .feed(let vm, let event):
@@ -431,18 +442,22 @@ public actor ClusterNode {
         case .setWritePolicy(let policy):
             writePolicy = policy
             logger.info("unreplicated writes: \(policy)")
+            publish(.writePolicy("\(policy)"))
             for module in modules.values where module.role == .primary {
                 for volume in module.volumes { await volume.setUnreplicatedWritePolicy(policy) }
             }
         case .leaseRanOut:
             hadLease = false
             logger.warning("witness lease ran out")
+            publish(.lease(outcome: "ran out"))
         case .fence(let vms):
             fenced = true
+            publish(.fence(on: true))
             logger.warning("fencing: the peer has not echoed our heartbeat and we hold no vote; pausing our domains")
             for name in vms { if let module = modules[name] { await suspendDomain(module) } }
         case .unfence(let vms):
             fenced = false
+            publish(.fence(on: false))
             logger.notice("fence lifted; resuming domains")
             for name in vms { if let module = modules[name] { await resumeDomain(module) } }
         case .failover(let plan):
@@ -481,7 +496,12 @@ public actor ClusterNode {
         }
     }
 
+    func publish(_ kind: NodeEvent.Kind) {
+        eventLog.append(kind, time: Date().timeIntervalSince1970)
+    }
+
     func record(_ line: String) {
+        publish(.note(line))
         logger.notice("\(line)")
         failoverLog.append(line)
         if failoverLog.count > 50 { failoverLog.removeFirst() }
@@ -493,6 +513,7 @@ public actor ClusterNode {
         let result = try ModuleStateMachine.transition(from: module.status, on: event)
         if result.status != module.status || !result.actions.isEmpty {
             logger.info("\(module.config.name): \(module.status) —\(event)→ \(result.status) \(result.actions)")
+            publish(.module(vm: module.config.name, from: module.status, to: result.status, event: "\(event)", actions: result.actions.map(\.description)))
         }
         module.status = result.status
         return result.actions
@@ -550,6 +571,7 @@ public actor ClusterNode {
             } catch {
                 module.lastError = "\(action): \(error)"
                 failures.append(module.lastError!)
+                publish(.actionFailed(vm: module.config.name, action: "\(action)", reason: "\(error)"))
                 logger.error("\(module.config.name): \(action) failed: \(error)")
             }
         }
@@ -634,6 +656,7 @@ public actor ClusterNode {
     /// Waits until QEMU can connect.
     func waitUntilListening(_ servers: [NBDServer]) async {
         for server in servers {
+            // Poll: NBDServer does not yet publish "listening"; bounded to 1 s, QEMU retries anyway.
             for _ in 0..<100 where access(server.socket.path, F_OK) != 0 { try? await Task.sleep(for: .milliseconds(10)) }
         }
     }
@@ -748,6 +771,7 @@ public actor ClusterNode {
         for _ in 0..<8 {
             guard case .paused = try? await domain.state() else { return }
             try? await domain.resume()
+            // Poll: libvirt has no event for "resumable again" after an NBD outage; a few tries 1 s apart.
             try? await Task.sleep(for: .seconds(1))
         }
     }
@@ -755,6 +779,7 @@ public actor ClusterNode {
     /// Domains paused by an NBD outage (e.g. a vmhad restart) are resumed once exports are back.
     func resumeLoop() async {
         while !Task.isCancelled && !stopping {
+            // Timer: the resume sweep for domains an NBD outage paused (no libvirt event says when).
             try? await Task.sleep(for: .seconds(1))
             if fenced { continue }
             for name in order {
@@ -881,6 +906,7 @@ public actor ClusterNode {
         guard module.status.state == .second else {
             return "switchover left \(module.config.name) \(module.status) here, not SECOND (last error: \(module.lastError ?? "none"))"
         }
+        // Timer: five promote datagrams over a second (UDP); the replay window admits one.
         for _ in 0..<5 { sendPeerCommand(.promote, vm: module.config.name); try? await Task.sleep(for: .milliseconds(200)) }
         return nil
     }
@@ -902,6 +928,7 @@ public actor ClusterNode {
         let deadline = ContinuousClock.now + timeout
         repeat {
             if peerState == .alive, let summary = peerSummaries[vm], summary.replica == .upToDate, await replicasInSync(vm) { return true }
+            // Poll: replica and link state are not yet published as events to wait on (issue 12, next).
             try? await Task.sleep(for: .milliseconds(200))
         } while ContinuousClock.now < deadline
         return false

@@ -12,7 +12,7 @@ struct VMHA: AsyncParsableCommand {
             and shows the whole cluster on one machine (demo). Exit codes: docs/cli.md.
             """,
         subcommands: [
-            Demo.self, Status.self, Migrate.self, Resync.self, Place.self, Add.self, Remove.self, Witness.self, Bench.self, Check.self,
+            Demo.self, Status.self, Events.self, Migrate.self, Resync.self, Place.self, Add.self, Remove.self, Witness.self, Bench.self, Check.self,
             ValidateConfig.self,
         ])
 }

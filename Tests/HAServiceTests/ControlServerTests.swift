@@ -1,0 +1,71 @@
+import Cluster
+import Foundation
+import SystemPackage
+import Testing
+import Uring
+
+@testable import HAService
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The control API on the ring: real UNIX socket, real node (without libvirt).
+@Suite("Control API", .serialized)
+struct ControlServerTests {
+    @Test(.timeLimit(.minutes(1))) func answersAndRefusesBadInputWithAReason() async throws {
+        let (fixture, node, _) = try await NodeFixture.oneVMNode()
+        defer { fixture.remove() }
+        let path = fixture.directory + "/control.sock"
+        let server = try ControlServer(path: path, node: node, ring: node.ring, logger: fixture.logger)
+        let serving = Task(executorPreference: node.ring) { await server.run() }
+
+        let status = try JSONDecoder().decode(ControlResponse.self, from: Data(await exchange(path, Array(#"{"command":"status"}"#.utf8) + [10])))
+        #expect(status.ok && status.status?.vms.map(\.name) == ["vm01"])
+        let garbage = try JSONDecoder().decode(ControlResponse.self, from: Data(await exchange(path, Array("\u{1}\u{2}not json\n".utf8))))
+        #expect(!garbage.ok && garbage.error == "malformed request")
+        let huge = try JSONDecoder().decode(ControlResponse.self, from: Data(await exchange(path, [UInt8](repeating: 0x41, count: 70_000))))
+        #expect(!huge.ok && huge.error?.contains("longer than 65536 bytes") == true, "\(huge.error ?? "")")
+        let unknown = try JSONDecoder().decode(ControlResponse.self, from: Data(await exchange(path, Array(#"{"command":"explode"}"#.utf8) + [10])))
+        #expect(!unknown.ok && unknown.error == "unknown command explode")
+        // A client that connects and says nothing, then goes away, costs nothing.
+        _ = await exchange(path, [])
+        let again = try JSONDecoder().decode(ControlResponse.self, from: Data(await exchange(path, Array(#"{"command":"events"}"#.utf8) + [10])))
+        #expect(again.ok && (again.events?.lastSequence ?? 0) > 0)
+
+        serving.cancel()
+        await serving.value
+        #expect(access(path, F_OK) != 0, "the socket file is removed when the server stops")
+        await node.stopAndShutDown()
+    }
+}
+
+/// Sends `bytes` (then half-closes) and reads the answer to the end, on a thread of its own so
+/// that the blocking calls hold no thread of Swift's pool.
+func exchange(_ path: String, _ bytes: [UInt8]) async -> [UInt8] {
+    await withCheckedContinuation { continuation in
+        Thread.detachNewThread {
+            var answer: [UInt8] = []
+            defer { continuation.resume(returning: answer) }
+            guard let fd = try? UnixSocket.socket() else { return }
+            defer { try? fd.close() }
+            let connected = (try? UnixSocket.withAddress(path) { (address) throws(Errno) -> Int32 in
+                connect(fd.rawValue, address.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
+            }) ?? -1
+            guard connected == 0 else { return }
+            var offset = 0
+            while offset < bytes.count {
+                let n = bytes[offset...].withUnsafeBytes { send(fd.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n <= 0 { break }
+                offset += n
+            }
+            shutdown(fd.rawValue, Int32(SHUT_WR))
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(fd.rawValue, $0.baseAddress, $0.count) }
+                if n <= 0 { break }
+                answer += buffer[0..<n]
+            }
+        }
+    }
+}

@@ -1,0 +1,42 @@
+import Cluster
+import Testing
+
+@testable import HAService
+
+/// The node publishes every state change as a numbered event (`vmha events` reads them).
+@Suite("Node events", .serialized)
+struct NodeEventTests {
+    @Test(.timeLimit(.minutes(1))) func everyStateChangeIsANumberedEventInOrder() async throws {
+        let (fixture, node, _) = try await NodeFixture.oneVMNode()
+        defer { fixture.remove() }
+        await node.feed(named: "vm01", .peerLost)
+        await node.feed(named: "vm01", .witnessVoteGranted)  // starting the domain fails: no libvirt here
+        let report = try #require(await node.handle(ControlRequest(command: "events")).events)
+        #expect(report.events.map(\.sequence) == Array(1...report.lastSequence), "numbered from 1, none skipped")
+        #expect(!report.missed)
+        let kinds = report.events.map(\.kind)
+        #expect(kinds.first == .module(vm: "vm01", from: ModuleStatus(.stop, .unknown), to: ModuleStatus(.wait, .unknown), event: "startRequested", actions: []))
+        #expect(kinds.contains(.module(
+            vm: "vm01", from: ModuleStatus(.wait, .upToDate), to: ModuleStatus(.alone, .upToDate), event: "witnessVoteGranted",
+            actions: ["promoteVolume", "startDomain"])))
+        #expect(kinds.last == .actionFailed(vm: "vm01", action: "startDomain", reason: "no libvirt connection"))
+        #expect(Set(report.events.map(\.incarnation)) == [node.incarnation])
+
+        let later = try #require(await node.handle(ControlRequest(command: "events", since: report.lastSequence - 1)).events)
+        #expect(later.events.map(\.sequence) == [report.lastSequence])
+        let status = try #require(await node.handle(ControlRequest(command: "status")).status)
+        #expect(status.eventSequence == report.lastSequence, "status says which event it was read at")
+        await node.stopAndShutDown()
+    }
+
+    @Test func aReaderThatFellBehindIsTold() {
+        var log = NodeEventLog(incarnation: 7, capacity: 3)
+        for i in 1...5 { log.append(.note("n\(i)"), time: 0) }
+        #expect(log.since(1).events.map(\.sequence) == [3, 4, 5])
+        #expect(log.since(1).missed, "2 was dropped")
+        #expect(!log.since(2).missed)
+        let caughtUp = log.since(5)
+        #expect(caughtUp.events.isEmpty && !caughtUp.missed)
+        #expect(log.since(nil).events.count == 3)
+    }
+}
