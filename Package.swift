@@ -95,7 +95,7 @@ let package = Package(
             ]),
 
         // Two hosts' decision code (HostPolicy and what it runs on) against a model of the world.
-        .target(name: "Simulation", dependencies: ["Cluster", "ReplicationPolicy", "Replication"]),
+        .target(name: "Simulation", dependencies: ["Cluster", "ReplicationPolicy", "Volume", "Replication"]),
 
         // Simulated hypervisor hosts and the test guest (used by tests, `vmha demo` and perf/).
         .target(

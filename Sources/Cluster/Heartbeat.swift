@@ -1,4 +1,5 @@
 import Crypto
+import ReplicationPolicy
 
 /// One heartbeat: a UDP payload sent by each host on every heartbeat network each interval.
 ///
@@ -7,7 +8,7 @@ import Crypto
 /// | bytes | field |
 /// |---|---|
 /// | 4 | magic `VMHB` |
-/// | 1 | version (2; version 1 has no capacity field and is still accepted) |
+/// | 1 | version (3; versions 1 and 2 are still accepted: 1 has no capacity or grace, 1 and 2 no generations) |
 /// | 1 | network index this copy was sent on |
 /// | 1 + n | cluster name (length-prefixed UTF-8) |
 /// | 1 + n | sender host name |
@@ -20,25 +21,31 @@ import Crypto
 /// | 4 | restart grace in ms: the sender's vmhad is stopping for a restart; 0: not — version 2 only |
 /// | 2 | VM summary count (0 if absent) |
 /// | per VM: 1 + n, 1, 1 | name, module state, replica state |
+/// | per VM: 1, then per volume 8 × 4, 1 | volume count; current, bitmap, history 0 and 1 generations, flags (consistency in bits 0–1, crashed primary bit 2) — version 3 only |
 /// | 32 | HMAC-SHA256 tag |
 ///
 /// The echo lets a primary know its peer still *hears* it (not just that it hears the peer), which
 /// the fencing rule in docs/witness.md needs. The capacity lets either host plan placements with
-/// the other host's real size (libvirt node info or its own configured override).
+/// the other host's real size (libvirt node info or its own configured override). The generations
+/// let the peer tell whose copy of a VM is newer before either runs it (`DataRelation`): an
+/// election or a vote never starts a VM on the older copy.
 public struct Heartbeat: Sendable, Equatable {
     public static let magic: [UInt8] = Array("VMHB".utf8)
-    public static let version: UInt8 = 2
+    public static let version: UInt8 = 3
     static let tagLength = 32
 
     public struct VMSummary: Sendable, Equatable {
         public var name: String
         public var state: ModuleState
         public var replica: ReplicaState
+        /// The VM's volumes' data generations, in disk order (empty: not known, or an older sender).
+        public var volumes: [GenerationSummary]
 
-        public init(name: String, state: ModuleState, replica: ReplicaState) {
+        public init(name: String, state: ModuleState, replica: ReplicaState, volumes: [GenerationSummary] = []) {
             self.name = name
             self.state = state
             self.replica = replica
+            self.volumes = volumes
         }
     }
 
@@ -107,6 +114,12 @@ public struct Heartbeat: Sendable, Equatable {
             try appendString(vm.name, "VM name", to: &bytes)
             bytes.append(ModuleState.allCases.firstIndex(of: vm.state).map(UInt8.init) ?? 0)
             bytes.append(ReplicaState.allCases.firstIndex(of: vm.replica).map(UInt8.init) ?? 0)
+            guard vm.volumes.count <= 255 else { throw .fieldTooLong("VM \(vm.name): \(vm.volumes.count) volumes, at most 255") }
+            bytes.append(UInt8(vm.volumes.count))
+            for volume in vm.volumes {
+                for value in [volume.current, volume.bitmap, volume.history[0], volume.history[1]] { appendUInt64(value, to: &bytes) }
+                bytes.append(volume.consistency.rawValue | (volume.crashedPrimary ? 4 : 0))
+            }
         }
         bytes.append(contentsOf: HMAC<SHA256>.authenticationCode(for: bytes, using: key))
         return bytes
@@ -142,7 +155,7 @@ public struct Heartbeat: Sendable, Equatable {
         guard Array(bytes[0..<magic.count]) == magic else { throw .badMagic }
         guard bytes.count >= magic.count + 1 else { throw .truncated(needed: minimum, available: bytes.count) }
         let received = bytes[magic.count]
-        guard received == 1 || received == version else { throw .unsupportedVersion(received) }
+        guard (1...version).contains(received) else { throw .unsupportedVersion(received) }
         if received >= 2 { minimum += 12 }
         guard bytes.count >= minimum else { throw .truncated(needed: minimum, available: bytes.count) }
         let body = bytes[0..<(bytes.count - tagLength)]
@@ -175,7 +188,21 @@ public struct Heartbeat: Sendable, Equatable {
             let replicaCode = Int(try reader.uint8())
             guard stateCode < ModuleState.allCases.count else { throw .malformed("VM \(name): module state code \(stateCode)") }
             guard replicaCode < ReplicaState.allCases.count else { throw .malformed("VM \(name): replica state code \(replicaCode)") }
-            vms.append(VMSummary(name: name, state: ModuleState.allCases[stateCode], replica: ReplicaState.allCases[replicaCode]))
+            var volumes: [GenerationSummary] = []
+            if received >= 3 {
+                for volume in 0..<Int(try reader.uint8()) {
+                    let current = try reader.uint64(), bitmap = try reader.uint64()
+                    let history = [try reader.uint64(), try reader.uint64()]
+                    let flags = try reader.uint8()
+                    guard flags & ~7 == 0, let consistency = GenerationSummary.Consistency(rawValue: flags & 3) else {
+                        throw .malformed("VM \(name) volume \(volume): flags \(flags)")
+                    }
+                    volumes.append(
+                        GenerationSummary(current: current, bitmap: bitmap, history: history, consistency: consistency, crashedPrimary: flags & 4 != 0))
+                }
+            }
+            vms.append(
+                VMSummary(name: name, state: ModuleState.allCases[stateCode], replica: ReplicaState.allCases[replicaCode], volumes: volumes))
         }
         guard reader.isAtEnd else { throw .malformed("\(reader.remaining) trailing bytes") }
         return Heartbeat(

@@ -15,6 +15,10 @@ public struct HostSnapshot: Sendable, Equatable {
         /// The peer's latest summary of this VM, and the one last acted on.
         public var peerSummary: Heartbeat.VMSummary?
         public var lastPeer: Heartbeat.VMSummary?
+        /// Whose copy is newer, from the volumes' generations and the peer's latest summary's
+        /// (`SyncDecision.relation`); nil when either is not known. Kept while the peer is away:
+        /// what it last showed it had is still more than we have.
+        public var peerData: DataRelation?
         /// The configured preferred host, else the first host.
         public var preferredHost: String
         public var failback: VMConfiguration.Failback
@@ -27,7 +31,7 @@ public struct HostSnapshot: Sendable, Equatable {
 
         public init(
             name: String, status: ModuleStatus, localReplica: ReplicaState, peerSummary: Heartbeat.VMSummary? = nil,
-            lastPeer: Heartbeat.VMSummary? = nil, preferredHost: String, failback: VMConfiguration.Failback = .manual,
+            lastPeer: Heartbeat.VMSummary? = nil, peerData: DataRelation? = nil, preferredHost: String, failback: VMConfiguration.Failback = .manual,
             arrivedByFailover: Bool = false, notStartedReason: String? = nil, priority: Int = 0, resources: Resources
         ) {
             self.name = name
@@ -35,6 +39,7 @@ public struct HostSnapshot: Sendable, Equatable {
             self.localReplica = localReplica
             self.peerSummary = peerSummary
             self.lastPeer = lastPeer
+            self.peerData = peerData
             self.preferredHost = preferredHost
             self.failback = failback
             self.arrivedByFailover = arrivedByFailover
@@ -68,6 +73,9 @@ public struct HostSnapshot: Sendable, Equatable {
     public var mustFence: Bool
     /// `LeaseClient.mayRunPrimary(at: now)`.
     public var mayRun: Bool
+    /// `LeaseClient.peerOutdated`: whether the witness holds our peer outdated (nil: not known since
+    /// this daemon started). Writes the peer misses are answered only on the vote *and* this.
+    public var witnessHoldsPeerOutdated: Bool?
     public var hadLease: Bool
     public var fenced: Bool
     public var witnessConfigured: Bool
@@ -78,7 +86,7 @@ public struct HostSnapshot: Sendable, Equatable {
     public init(
         me: String, peer: String, vms: [VM], peerState: PeerState, heardFromPeer: Bool, peerHeardUs: Bool = true, peerAlive: Bool,
         mustFence: Bool,
-        mayRun: Bool, hadLease: Bool, fenced: Bool, witnessConfigured: Bool, writePolicy: UnreplicatedWritePolicy,
+        mayRun: Bool, witnessHoldsPeerOutdated: Bool? = true, hadLease: Bool, fenced: Bool, witnessConfigured: Bool, writePolicy: UnreplicatedWritePolicy,
         localCapacity: Resources, maxConcurrentStarts: Int
     ) {
         self.me = me
@@ -90,6 +98,7 @@ public struct HostSnapshot: Sendable, Equatable {
         self.peerAlive = peerAlive
         self.mustFence = mustFence
         self.mayRun = mayRun
+        self.witnessHoldsPeerOutdated = witnessHoldsPeerOutdated
         self.hadLease = hadLease
         self.fenced = fenced
         self.witnessConfigured = witnessConfigured
@@ -98,11 +107,36 @@ public struct HostSnapshot: Sendable, Equatable {
         self.maxConcurrentStarts = maxConcurrentStarts
     }
 
+    /// Whether this host may answer writes its peer misses and take the peer's VMs over: the vote,
+    /// and the witness's record that the peer's copy is outdated (so the peer gets no vote over them).
+    public var mayRunAlone: Bool { mayRun && witnessHoldsPeerOutdated == true }
+
+    /// Whether the peer holds every write this host answered, and this host is not about to write
+    /// without it: sent with each lease request, so the witness knows whether the peer's copy is
+    /// outdated (`WitnessLease.unsyncedWriter`). Conservative: anything unsure is `false`.
+    public var peerHasOurWrites: Bool {
+        guard peerState == .alive else { return false }
+        return vms.allSatisfy { vm in
+            switch vm.status.state {
+            case .stop: true  // an operator stopped it; no start follows without one
+            case .alone: false
+            case .second: vm.peerData != .localNewer && vm.peerData != .diverged
+            case .wait: vm.peerData == .same || vm.peerData == .peerNewer
+            case .prim:
+                vm.status.replica == .upToDate && vm.peerSummary?.state == .second && vm.peerSummary?.replica == .upToDate
+                    && vm.peerData == .same
+            }
+        }
+    }
+
     /// Whether the witness vote is wanted: while the peer is not heard and this host runs or may
-    /// take over VMs. ALONE runs on the vote until the peer has taken its replica back.
+    /// take over VMs. ALONE runs on the vote until the peer has taken its replica back. Also while
+    /// the witness holds the peer outdated because of us (or we do not know whether it does):
+    /// the next request tells it the peer is in sync again.
     public var wantsLease: Bool {
         guard witnessConfigured else { return false }
         if vms.contains(where: { $0.status.state == .alone }) { return true }
+        if witnessHoldsPeerOutdated != false { return true }
         if peerState == .alive && !mustFence { return false }
         return vms.contains { [.alone, .wait, .prim].contains($0.status.state) }
     }
@@ -187,11 +221,25 @@ public enum HostPolicy {
                         .record("\(s.vms[i].name): \(s.peer) took it over while we were cut off without the vote; stopping ours (its unacknowledged writes are discarded)"))
                     if s.vms[i].status.state == .prim { feed(i, .peerLost) }
                     feed(i, .witnessVoteDenied)
+                } else if [.prim, .alone].contains(s.vms[i].status.state), s.vms[i].peerData == .peerNewer {
+                    // The peer's copy holds writes ours lacks, and ours none it lacks (else they
+                    // would have diverged): what our guest wrote since was never answered. Ours
+                    // yields and becomes the peer's sync target (vmha-sim: a cut-off ALONE went
+                    // PRIM over the newer copy of a peer that had run the VM on the vote).
+                    decisions.append(.record("\(s.vms[i].name): \(s.peer)'s copy is newer than the one running here; stopping ours to resync from it"))
+                    if s.vms[i].status.state == .prim { feed(i, .peerLost) }
+                    feed(i, .witnessVoteDenied)
                 }
                 let role: PeerRole = switch summary.state {
                 case .prim, .alone: .primary
                 case .second: .secondary
                 case .stop, .wait: .waiting
+                }
+                if role == .primary && s.vms[i].status.state == .wait && s.vms[i].peerData == .localNewer {
+                    // Ours holds writes the running copy lacks: never its secondary (the resync
+                    // would discard them). The peer yields by the rule above; then ours runs.
+                    decisions.append(.record("\(s.vms[i].name): \(s.peer) runs an older copy than ours; waiting for it to yield"))
+                    continue
                 }
                 feed(i, .peerConnected(peerRole: role, peerReplica: summary.replica))
             }
@@ -199,7 +247,12 @@ public enum HostPolicy {
 
         // Replica changes (resync progress) become events.
         for i in s.vms.indices where !changed.contains(s.vms[i].name) {
-            let derived = s.vms[i].localReplica
+            var derived = s.vms[i].localReplica
+            // A copy the peer's generations show to be older is Outdated (DRBD's disk state): it
+            // may not run the VM until a resync from the peer made it UpToDate again.
+            if derived == .upToDate && s.vms[i].peerData == .peerNewer && [.wait, .stop, .second].contains(s.vms[i].status.state) {
+                derived = .outdated
+            }
             let current = s.vms[i].status.replica
             guard derived != current else { continue }
             switch (current, derived) {
@@ -210,27 +263,43 @@ public enum HostPolicy {
                 feed(i, .resyncStarted(.target))
                 feed(i, .resyncFinished)
             default:
-                if s.vms[i].status.state == .wait || s.vms[i].status.state == .stop {
+                if [.wait, .stop].contains(s.vms[i].status.state) || (s.vms[i].status.state == .second && derived == .outdated) {
                     decisions.append(.setReplica(vm: s.vms[i].name, derived))
                     s.vms[i].status.replica = derived
                 }
             }
         }
 
-        // Election: both waiting with usable replicas; the preferred host (else the first) runs it.
+        // Election: both waiting with usable replicas. The newer copy runs it; with the same
+        // data, the preferred host (else the first). Diverged copies wait for an operator.
         if s.peerState == .alive {
             for i in s.vms.indices {
                 let vm = s.vms[i]
                 guard s.peerHeardUs, vm.status.state == .wait, vm.status.replica.canBePrimary, let summary = vm.peerSummary,
                     summary.state == .wait || summary.state == .stop
                 else { continue }
-                if vm.preferredHost == s.me || !summary.replica.canBePrimary { feed(i, .promoteRequested) }
+                switch vm.peerData {
+                case .localNewer: feed(i, .promoteRequested)
+                case .peerNewer, .diverged: break
+                case .same, nil: if vm.preferredHost == s.me || !summary.replica.canBePrimary { feed(i, .promoteRequested) }
+                }
+            }
+        }
+
+        // A secondary whose copy turned out newer than the peer's (the peer ran an older copy and
+        // yielded) runs the VM: nobody else can without losing what it holds.
+        if s.peerState == .alive && s.peerHeardUs {
+            for i in s.vms.indices {
+                guard s.vms[i].status.state == .second, s.vms[i].peerData == .localNewer, s.vms[i].status.replica.canBePrimary,
+                    let summary = s.vms[i].peerSummary, summary.state == .wait || summary.state == .stop
+                else { continue }
+                feed(i, .promoteRequested)
             }
         }
 
         // Witness lease: expiry and fencing. Without a witness there is no vote to wait for.
         func writePolicy() -> UnreplicatedWritePolicy {
-            !s.witnessConfigured || s.mayRun ? .complete : s.fenced ? .fail : .hold
+            !s.witnessConfigured || s.mayRunAlone ? .complete : s.fenced ? .fail : .hold
         }
         func updateWritePolicy() {
             let policy = writePolicy()
@@ -255,8 +324,8 @@ public enum HostPolicy {
             decisions.append(.unfence(running))
         }
 
-        // Failover: the peer is lost and we hold the vote.
-        if s.peerState == .lost && s.mayRun {
+        // Failover: the peer is lost, we hold the vote, and the witness holds the peer outdated.
+        if s.peerState == .lost && s.mayRunAlone {
             let waiting = s.vms.indices.filter { s.vms[$0].status.state == .wait && s.vms[$0].notStartedReason == nil }
             if !waiting.isEmpty {
                 let plan = FailoverPlan.make(

@@ -12,6 +12,11 @@ public struct LeaseClient: Sendable {
     public private(set) var term: UInt64?
     /// End of the window on this host's clock: no primary I/O may happen at or after it.
     public private(set) var validUntil: MonotonicInstant?
+    /// Whether the witness, at its latest answer, held our peer outdated: only then may writes the
+    /// peer misses be answered, because only then can the peer not be given the vote over them.
+    /// Nil until an answer told (a denial by a holder or an `outdated` answer means it does not).
+    public private(set) var peerOutdated: Bool?
+    private var peerOutdatedAnswerSentAt: MonotonicInstant?
     private var nextRequestID: UInt64
     /// Send times of requests still worth answering; older ones cannot extend anything.
     private var outstanding: [UInt64: MonotonicInstant] = [:]
@@ -25,20 +30,26 @@ public struct LeaseClient: Sendable {
     }
 
     /// A request to send now; remember `now` as its send time.
-    public mutating func makeRequest(at now: MonotonicInstant) -> LeaseRequest {
+    /// - Parameter peerInSync: `HostSnapshot.peerHasOurWrites`.
+    public mutating func makeRequest(at now: MonotonicInstant, peerInSync: Bool = false) -> LeaseRequest {
         let id = nextRequestID
         nextRequestID += 1
         outstanding[id] = now
+        // Reporting the peer in sync may clear the witness's record at once, before any answer
+        // (which may be lost): from now on we must not count on it, nor on older answers.
+        if peerInSync { recordPeerOutdated(false, sentAt: now) }
         // An answer older than a whole holder lease can grant nothing usable: forget it.
         let horizon = now - timing.holderLeaseDuration
         outstanding = outstanding.filter { $0.value > horizon }
-        return LeaseRequest(host: host, requestID: id)
+        return LeaseRequest(host: host, requestID: id, peerInSync: peerInSync)
     }
 
     /// What an answer changed.
     public enum Outcome: Sendable, Equatable {
-        case granted(term: UInt64, validUntil: MonotonicInstant)
+        case granted(term: UInt64, validUntil: MonotonicInstant, peerOutdated: Bool)
         case denied(holder: String?, retryAfter: Duration)
+        /// `writer` may have written without us: our copy is outdated (no vote until it resyncs us).
+        case outdated(writer: String)
         /// Not an answer to an outstanding request of ours (duplicate, replay, too late, other host).
         case ignored
     }
@@ -51,9 +62,16 @@ public struct LeaseClient: Sendable {
         case .denied(let holder, let retryAfter):
             // A denial does not shorten a window we already hold: that window is still inside a
             // grant the witness made; the witness only denies us once that grant has run out.
+            // Another holder's grant, or a quiet witness (no holder): only the first says anything
+            // of its record (it names us the unsynced writer only while it grants us).
+            if holder != nil { recordPeerOutdated(false, sentAt: sentAt) }
             return .denied(holder: holder, retryAfter: retryAfter)
-        case .granted(let grantedTerm, let duration):
+        case .outdated(let writer):
+            recordPeerOutdated(false, sentAt: sentAt)
+            return .outdated(writer: writer)
+        case .granted(let grantedTerm, let duration, let outdated):
             if let term, grantedTerm < term { return .ignored }
+            recordPeerOutdated(outdated, sentAt: sentAt)
             let conservative = LeaseTiming(
                 leaseDuration: min(duration, timing.leaseDuration), maxDriftPPM: timing.maxDriftPPM,
                 suspendLatency: timing.suspendLatency, renewInterval: timing.renewInterval)
@@ -65,8 +83,15 @@ public struct LeaseClient: Sendable {
             } else {
                 validUntil = max(validUntil ?? end, end)
             }
-            return .granted(term: grantedTerm, validUntil: validUntil ?? end)
+            return .granted(term: grantedTerm, validUntil: validUntil ?? end, peerOutdated: outdated)
         }
+    }
+
+    /// The witness's record as of the latest request it answered (answers may arrive reordered).
+    private mutating func recordPeerOutdated(_ value: Bool, sentAt: MonotonicInstant) {
+        guard peerOutdatedAnswerSentAt.map({ sentAt >= $0 }) ?? true else { return }
+        peerOutdated = value
+        peerOutdatedAnswerSentAt = sentAt
     }
 
     /// When primary I/O must begin suspending if no renewal arrives before.
@@ -77,6 +102,10 @@ public struct LeaseClient: Sendable {
         guard let deadline = suspendDeadline else { return false }
         return now < deadline
     }
+
+    /// Whether this host may answer writes its peer misses (run alone, take the peer's VMs over):
+    /// the vote, and the witness holding the peer outdated.
+    public func mayRunAlone(at now: MonotonicInstant) -> Bool { mayRunPrimary(at: now) && peerOutdated == true }
 
     /// Whether the window has not ended yet at `now` (I/O possibly still draining).
     public func holdsLease(at now: MonotonicInstant) -> Bool {

@@ -35,6 +35,9 @@ final class VMModule {
     var lastError: String?
     var notStartedReason: String?
     var lastPeer: Heartbeat.VMSummary?
+    /// The volumes' data generations as the last control step read them (sent in heartbeats;
+    /// empty while the volumes are closed).
+    var generations: [GenerationSummary] = []
     /// Set when this host started the VM in a failover; only such a VM fails back by itself.
     var arrivedByFailover = false
     /// When the domain was restarted after crashes (the last ten minutes).
@@ -277,15 +280,22 @@ public actor ClusterNode {
             guard case .response(let response)? = WitnessWire.decode(bytes, key: key) else { return nil }
             let outcome = lease.receive(response, at: now)
             switch outcome {
-            case .granted(let term, let validUntil):
+            case .granted(let term, let validUntil, let peerOutdated):
                 if !hadLease {
-                    logger.notice("witness vote granted", metadata: ["term": "\(term)"])
+                    logger.notice("witness vote granted", metadata: ["term": "\(term)", "peer outdated": "\(peerOutdated)"])
                     publish(.lease(outcome: "granted (term \(term))"))
                 }
                 hadLease = true
-                lastLeaseOutcome = "granted (term \(term), \(validUntil - now) left)"
+                lastLeaseOutcome = "granted (term \(term), \(validUntil - now) left\(peerOutdated ? ", \(peer.name) held outdated" : ""))"
             case .denied(let holder, let retry):
                 lastLeaseOutcome = "denied (holder \(holder ?? "none"), retry after \(retry))"
+            case .outdated(let writer):
+                let outcome = "denied: \(writer) may have written without us, so our copies are outdated until it resyncs them"
+                if lastLeaseOutcome != outcome {
+                    logger.warning("witness vote denied", metadata: ["reason": "\(outcome)"])
+                    publish(.lease(outcome: outcome))
+                }
+                lastLeaseOutcome = outcome
             case .ignored: break
             }
             return nil
@@ -352,7 +362,7 @@ public actor ClusterNode {
         let now = monotonicNow()
         let summaries = order.map { name in
             let module = modules[name]!
-            return Heartbeat.VMSummary(name: name, state: module.status.state, replica: module.status.replica)
+            return Heartbeat.VMSummary(name: name, state: module.status.state, replica: module.status.replica, volumes: module.generations)
         }
         for (index, socket) in heartbeatSockets.enumerated() {
             let heartbeat = Heartbeat(
@@ -362,16 +372,11 @@ public actor ClusterNode {
             let target = peer.heartbeatAddresses[index]
             if let address = TCPSocket.Address("\(target.host):\(target.port)") { socket.send(bytes, to: address) }
         }
-        if wantsLease, let witnessSocket, let witnessAddress {
-            let request = lease.makeRequest(at: now)
+        let snapshot = policySnapshot(localReplicas: [:], at: now)
+        if snapshot.wantsLease, let witnessSocket, let witnessAddress {
+            let request = lease.makeRequest(at: now, peerInSync: snapshot.peerHasOurWrites)
             witnessSocket.send(WitnessWire.encode(.request(request), key: key), to: witnessAddress)
         }
-    }
-
-    /// The vote is wanted while the peer is not heard and this host runs or may take over VMs.
-    var wantsLease: Bool {
-        guard config.witness != nil else { return false }
-        return policySnapshot(localReplicas: [:], at: monotonicNow()).wantsLease
     }
 
     // MARK: - The control loop
@@ -398,7 +403,13 @@ public actor ClusterNode {
     func step() async {
         let now = monotonicNow()
         var replicas: [String: Cluster.ReplicaState] = [:]
-        for name in order { replicas[name] = await localReplicaState(modules[name]!) }
+        for name in order {
+            let module = modules[name]!
+            replicas[name] = await localReplicaState(module)
+            var generations: [GenerationSummary] = []
+            for volume in module.volumes { generations.append(await volume.replicaState.summary) }
+            module.generations = generations
+        }
         let snapshot = policySnapshot(localReplicas: replicas, at: now)
         for decision in HostPolicy.decide(snapshot) { await carryOut(decision) }
     }
@@ -411,13 +422,16 @@ public actor ClusterNode {
             return HostSnapshot.VM(
                 name: name, status: module.status, localReplica: localReplicas[name] ?? module.status.replica,
                 peerSummary: peerSummaries[name], lastPeer: module.lastPeer,
+                peerData: SyncDecision.relation(
+                    local: module.generations, peer: peerSummaries[name]?.volumes ?? [],
+                    localWinsTies: (module.config.preferredHost ?? config.hosts[0].name) == me.name),
                 preferredHost: module.config.preferredHost ?? config.hosts[0].name, failback: module.config.failback,
                 arrivedByFailover: module.arrivedByFailover, notStartedReason: module.notStartedReason,
                 priority: module.config.priority, resources: module.resources)
         }
         return HostSnapshot(
             me: me.name, peer: peer.name, vms: vms, peerState: peerState, heardFromPeer: heardFromPeer != nil, peerHeardUs: peerHeardUs,
-            peerAlive: live.peerAlive, mustFence: live.mustFence, mayRun: lease.mayRunPrimary(at: now), hadLease: hadLease,
+            peerAlive: live.peerAlive, mustFence: live.mustFence, mayRun: lease.mayRunPrimary(at: now), witnessHoldsPeerOutdated: lease.peerOutdated, hadLease: hadLease,
             fenced: fenced, witnessConfigured: config.witness != nil, writePolicy: writePolicy, localCapacity: localCapacity,
             maxConcurrentStarts: config.limits.concurrentStarts)
     }

@@ -1,5 +1,7 @@
 import Cluster
+import Replication
 import ReplicationPolicy
+import Volume
 
 /// One VM on one host: the module, its volumes, its domain, and the data its replica holds.
 struct VMState {
@@ -20,12 +22,31 @@ struct VMState {
     var replica: Set<Int>
     /// The metadata's consistency flag (survives crashes): false while a resync target.
     var consistent: Bool
+    /// The metadata's generations (survive crashes), moved by the rules `LocalVolume` applies.
+    var generations: GenerationIdentifiers
+    /// The metadata's primary flag (survives crashes; cleared when the volume opens as secondary).
+    var primaryFlag = false
+    /// `LocalVolume.ownGenerationStarted`: per open volume, not persisted.
+    var ownGenerationStarted = false
     /// The guest's one outstanding write, not yet answered.
     var pendingWrite: Int?
 
-    init(replica: Set<Int>, consistent: Bool) {
+    init(replica: Set<Int>, consistent: Bool, generations: GenerationIdentifiers) {
         self.replica = replica
         self.consistent = consistent
+        self.generations = generations
+    }
+
+    /// What the heartbeat carries of this copy (one volume per VM here).
+    var generationSummary: GenerationSummary {
+        ReplicaState(generations: generations, consistency: consistent ? .consistent : .inconsistent).summary
+    }
+
+    /// `LocalVolume.startOwnGenerationIfNeeded`: before the first answered write the peer misses.
+    mutating func startOwnGenerationIfNeeded(_ random: inout SplitMix64) {
+        guard !ownGenerationStarted else { return }
+        ownGenerationStarted = true
+        generations.startNewGeneration(random.next() | 1, origin: .continuedAsPrimary)
     }
 }
 
@@ -88,6 +109,8 @@ struct Host {
             vms[vm].arrivedByFailover = false
             vms[vm].notStartedReason = nil
             vms[vm].role = .secondary
+            vms[vm].primaryFlag = false
+            vms[vm].ownGenerationStarted = false
             vms[vm].pendingWrite = nil
         }
     }
@@ -137,6 +160,8 @@ struct Witness {
     var up = true
     /// Persisted: a restarted witness never reuses a term.
     var highestTerm: UInt64 = 0
+    /// Persisted with the term (`vmha witness --state-file`).
+    var unsyncedWriter: String?
 }
 
 /// Which links are cut: a counter per link, so that overlapping faults heal independently.

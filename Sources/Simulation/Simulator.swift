@@ -166,10 +166,11 @@ extension World {
             network.replicationCuts -= 1
             network.witnessCuts[host] -= 1
         case .witnessDown:
-            // A restarted witness remembers only its highest term, and keeps quiet for a lease.
+            // A restarted witness remembers only its state file (the highest term, the unsynced
+            // writer), and keeps quiet for a lease.
             witness = Witness(
-                lease: WitnessLease(timing: timeouts.leaseTiming, startedAt: instant, lastTerm: witness.highestTerm), up: true,
-                highestTerm: witness.highestTerm)
+                lease: WitnessLease(timing: timeouts.leaseTiming, startedAt: instant, lastTerm: witness.highestTerm, unsyncedWriter: witness.unsyncedWriter),
+                up: true, highestTerm: witness.highestTerm, unsyncedWriter: witness.unsyncedWriter)
         case .cutWitness(let host, _):
             network.witnessCuts[host] -= 1
         case .switchover:

@@ -1,6 +1,7 @@
 import Cluster
 import Replication
 import ReplicationPolicy
+import Volume
 
 /// The model two `HostPolicy` instances run against: hosts that crash and restart, heartbeat
 /// networks, a replication network and a witness that fail and heal, guests that write, volumes
@@ -40,8 +41,12 @@ struct World {
         acked = Array(repeating: [], count: Self.vmCount)
         for index in 0..<2 {
             let vms = (0..<Self.vmCount).map { vm in
-                // VM 0 and 2 prefer host a, VM 1 host b; the preferred host's copy starts as the data.
-                VMState(replica: [], consistent: (vm == 1) == (index == 1))
+                // VM 0 and 2 prefer host a, VM 1 host b; the preferred host's copy starts as the data
+                // (`LocalVolume.open` of a new pair: a generation of its own there, none on the other).
+                let preferred = (vm == 1) == (index == 1)
+                var generations = GenerationIdentifiers()
+                if preferred { generations.startNewGeneration(UInt64(vm + 1) << 32 | 1, origin: .promotion) }
+                return VMState(replica: [], consistent: preferred, generations: generations)
             }
             hosts.append(Host(index: index, vms: vms, incarnation: 1, startedAt: 0, timeouts: timeouts))
         }
@@ -115,6 +120,7 @@ struct World {
                 guard witness.up, network.witnessReachable[message.from] else { continue }
                 let response = witness.lease.handle(request, at: instant)
                 witness.highestTerm = max(witness.highestTerm, witness.lease.grant?.term ?? 0)
+                witness.unsyncedWriter = witness.lease.unsyncedWriter
                 send(.leaseResponse(response, incarnation: hosts[message.from].incarnation), from: 2, to: message.from)
             case .leaseResponse(let response, let incarnation):
                 guard hosts[message.to].up, hosts[message.to].incarnation == incarnation, network.witnessReachable[message.to] else { continue }
@@ -132,7 +138,9 @@ struct World {
         hosts[index].nextHeartbeat = now + timeouts.heartbeatInterval.milliseconds
         let host = hosts[index]
         let summaries = (0..<Self.vmCount).map {
-            Heartbeat.VMSummary(name: Self.vmName($0), state: host.vms[$0].status.state, replica: host.vms[$0].status.replica)
+            Heartbeat.VMSummary(
+                name: Self.vmName($0), state: host.vms[$0].status.state, replica: host.vms[$0].status.replica,
+                volumes: host.vms[$0].role == .closed ? [] : [host.vms[$0].generationSummary])
         }
         for net in 0..<2 where network.heartbeatUp[net] {
             send(
@@ -141,8 +149,9 @@ struct World {
                     restartGrace: host.stoppingGracefully ? timeouts.restartGrace.milliseconds : nil),
                 from: index, to: 1 - index)
         }
-        if snapshot(index).wantsLease {
-            let request = hosts[index].lease.makeRequest(at: instant)
+        let snapshot = snapshot(index)
+        if snapshot.wantsLease {
+            let request = hosts[index].lease.makeRequest(at: instant, peerInSync: snapshot.peerHasOurWrites)
             send(.leaseRequest(request), from: index, to: 2)
         }
     }
@@ -156,14 +165,18 @@ struct World {
             let state = host.vms[vm]
             return HostSnapshot.VM(
                 name: Self.vmName(vm), status: state.status, localReplica: localReplica(host: index, vm: vm),
-                peerSummary: host.peerSummaries[Self.vmName(vm)], lastPeer: state.lastPeer, preferredHost: Self.preferredHost(vm),
+                peerSummary: host.peerSummaries[Self.vmName(vm)], lastPeer: state.lastPeer,
+                peerData: SyncDecision.relation(
+                    local: state.role == .closed ? [] : [state.generationSummary], peer: host.peerSummaries[Self.vmName(vm)]?.volumes ?? [],
+                    localWinsTies: Self.preferredHost(vm) == Self.hostName(index)),
+                preferredHost: Self.preferredHost(vm),
                 failback: vm == 2 ? .automatic : .manual, arrivedByFailover: state.arrivedByFailover,
                 notStartedReason: state.notStartedReason, priority: vm, resources: Resources(vcpus: 1, memoryMiB: 1024))
         }
         return HostSnapshot(
             me: Self.hostName(index), peer: Self.hostName(1 - index), vms: vms, peerState: host.peerState,
             heardFromPeer: host.heardFromPeer != nil, peerHeardUs: host.peerHeardUs, peerAlive: live.peerAlive, mustFence: live.mustFence,
-            mayRun: host.lease.mayRunPrimary(at: instant), hadLease: host.hadLease, fenced: host.fenced, witnessConfigured: true,
+            mayRun: host.lease.mayRunPrimary(at: instant), witnessHoldsPeerOutdated: host.lease.peerOutdated, hadLease: host.hadLease, fenced: host.fenced, witnessConfigured: true,
             writePolicy: host.writePolicy, localCapacity: Resources(vcpus: 8, memoryMiB: 16384), maxConcurrentStarts: 2)
     }
 
@@ -281,6 +294,17 @@ struct World {
         if let link = links[vm], link.primary == index || link.secondary == index { dropLink(vm) }
         hosts[index].vms[vm].role = role
         hosts[index].vms[vm].writePolicy = hosts[index].writePolicy
+        // `LocalVolume.promote` / `demote` on a freshly opened volume.
+        hosts[index].vms[vm].ownGenerationStarted = false
+        if role == .primary {
+            if !hosts[index].vms[vm].primaryFlag {
+                hosts[index].vms[vm].generations.startNewGeneration(random.next() | 1, origin: .promotion)
+                hosts[index].vms[vm].ownGenerationStarted = true
+            }
+            hosts[index].vms[vm].primaryFlag = true
+        } else {
+            hosts[index].vms[vm].primaryFlag = false
+        }
     }
 
     mutating func startDomain(host index: Int, vm: Int) {
@@ -340,6 +364,8 @@ struct World {
             if let until = link.resyncingUntil, now >= until, link.stalledSince == nil {
                 hosts[link.secondary].vms[vm].replica = hosts[link.primary].vms[vm].replica
                 hosts[link.secondary].vms[vm].consistent = true
+                hosts[link.primary].vms[vm].generations.resyncFinishedAsSource()
+                hosts[link.secondary].vms[vm].generations.resyncFinishedAsTarget(sourceCurrent: hosts[link.primary].vms[vm].generations.current)
                 link.resyncingUntil = nil
             }
             links[vm] = link
@@ -350,20 +376,42 @@ struct World {
         guard hosts[secondary].up, hosts[secondary].vms[vm].role == .secondary else { return }
         nextConnectAttempt[vm] = now + Self.reconnectIntervalMS
         let source = hosts[primary].vms[vm], target = hosts[secondary].vms[vm]
-        // Acknowledged writes only the target has: two primaries acknowledged diverging data. The
-        // real link refuses (split brain); here it is invariant 1's violation, reported once.
+        // Acknowledged writes on each side that the other lacks: both answered writes alone, two
+        // primaries in effect. The real link refuses (split brain); here it is invariant 1's violation.
         let theirs = target.replica.subtracting(source.replica).intersection(acked[vm])
-        if !theirs.isEmpty {
+        let ours = source.replica.subtracting(target.replica).intersection(acked[vm])
+        if !theirs.isEmpty && !ours.isEmpty {
             report(
                 Violation(
                     invariant: .neverTwoPrimaries, at: now,
-                    detail: "\(Self.vmName(vm)): \(Self.hostName(secondary)) holds \(theirs.count) acknowledged write(s) primary \(Self.hostName(primary)) lacks"))
+                    detail: "\(Self.vmName(vm)): \(Self.hostName(secondary)) holds \(theirs.count) acknowledged write(s) primary \(Self.hostName(primary)) lacks, and lacks \(ours.count) of its"))
         }
         guard source.consistent else { return }
+        // The handshake's decision (`PrimaryReplication`): the primary is never a sync target,
+        // and diverged data is never resolved here.
+        let decision = SyncDecision.decide(
+            local: ReplicaState(generations: source.generations, consistency: .consistent),
+            peer: ReplicaState(generations: target.generations, consistency: target.consistent ? .consistent : .inconsistent), localWinsTies: true)
+        switch decision {
+        case .noSync, .syncSourceIncremental, .fullSync(source: .local): break
+        default:
+            trace?("\(Double(now) / 1000) s \(Self.vmName(vm)): link refused (\(decision)): \(Self.hostName(primary)) is primary")
+            return
+        }
+        if !theirs.isEmpty {
+            // The resync would overwrite answered writes: the primary runs an older copy.
+            report(
+                Violation(
+                    invariant: .noAcknowledgedWriteLost, at: now,
+                    detail: "\(Self.vmName(vm)): resyncing \(Self.hostName(secondary)) from \(Self.hostName(primary)) discards \(theirs.count) acknowledged write(s)"))
+        }
         var link = Link(primary: primary, secondary: secondary, attachedAt: now)
-        if target.replica != source.replica || !target.consistent {
-            // An incremental (or full) resync: the target is Inconsistent until it is done.
+        hosts[primary].vms[vm].ownGenerationStarted = false  // `LocalVolume.setReplicator`
+        if decision != .noSync || target.replica != source.replica || !target.consistent {
+            // An incremental (or full) resync (held writes are dirty bits even with equal
+            // generations): the target is Inconsistent, with the source's generation, until done.
             hosts[secondary].vms[vm].consistent = false
+            hosts[secondary].vms[vm].generations.current = source.generations.current
             link.resyncingUntil = now + 300 + Int64(random.next() % 700)
         }
         links[vm] = link
@@ -391,6 +439,7 @@ struct World {
         }
         switch state.writePolicy {
         case .complete:
+            hosts[index].vms[vm].startOwnGenerationIfNeeded(&random)
             hosts[index].vms[vm].replica.insert(write)
             acknowledge(write, vm: vm, host: index)
         case .hold:

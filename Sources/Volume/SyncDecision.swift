@@ -1,3 +1,5 @@
+import ReplicationPolicy
+
 /// What a node knows about one side of a connection when deciding how to resync.
 public struct ReplicaState: Sendable, Hashable {
     public var generations: GenerationIdentifiers
@@ -98,5 +100,53 @@ public enum SyncDecision: Sendable, Hashable {
         }
         // 17
         return .unrelated
+    }
+}
+
+extension ReplicaState {
+    /// What a heartbeat carries of this replica.
+    public var summary: GenerationSummary {
+        GenerationSummary(
+            current: generations.current, bitmap: generations.bitmap, history: generations.history,
+            consistency: GenerationSummary.Consistency(rawValue: consistency.rawValue) ?? .inconsistent, crashedPrimary: crashedPrimary)
+    }
+
+    /// The replica a heartbeat described (its dirty byte count is not sent: it never changes a direction).
+    public init(_ summary: GenerationSummary) {
+        self.init(
+            generations: GenerationIdentifiers(current: summary.current, bitmap: summary.bitmap, history: summary.history),
+            crashedPrimary: summary.crashedPrimary,
+            consistency: VolumeMetadata.Consistency(rawValue: summary.consistency.rawValue) ?? .inconsistent)
+    }
+}
+
+extension SyncDecision {
+    /// Which side of a VM (all its volumes) is newer, by the rules the link's handshake applies:
+    /// the side a connect would make the sync source is the newer. Nil when either side's volumes
+    /// are not known (an older peer, volumes not open) or their counts differ. Volumes that
+    /// disagree on the direction make the VM diverged.
+    public static func relation(local: [GenerationSummary], peer: [GenerationSummary], localWinsTies: Bool) -> DataRelation? {
+        guard !local.isEmpty, local.count == peer.count else { return nil }
+        var localNewer = false, peerNewer = false
+        for (mine, theirs) in zip(local, peer) {
+            // Without the crashed-primary flags: equal generations hold the same answered writes
+            // (protocol C), and whichever side runs starts a new generation and becomes the source.
+            var l = ReplicaState(mine), p = ReplicaState(theirs)
+            l.crashedPrimary = false
+            p.crashedPrimary = false
+            switch decide(local: l, peer: p, localWinsTies: localWinsTies) {
+            case .noSync: break
+            case .syncSourceIncremental, .fullSync(source: .local): localNewer = true
+            case .syncTargetIncremental, .fullSync(source: .peer): peerNewer = true
+            case .splitBrain, .unrelated: return .diverged
+            case .noConsistentData: return nil  // neither copy can run: the module machine says so
+            }
+        }
+        switch (localNewer, peerNewer) {
+        case (false, false): return .same
+        case (true, false): return .localNewer
+        case (false, true): return .peerNewer
+        case (true, true): return .diverged
+        }
     }
 }

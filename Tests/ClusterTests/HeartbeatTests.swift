@@ -1,6 +1,7 @@
 import Crypto
 import Testing
 @testable import Cluster
+import ReplicationPolicy
 
 @Suite struct HeartbeatTests {
     let key = SymmetricKey(data: Array(repeating: UInt8(7), count: 32))
@@ -9,7 +10,15 @@ import Testing
         Heartbeat(
             clusterName: cluster, sender: sender, network: network, incarnation: incarnation, sequence: sequence,
             timestamp: .milliseconds(1234), echo: (3, .milliseconds(1200)),
-            vms: (0..<25).map { Heartbeat.VMSummary(name: "vm\($0)", state: ModuleState.allCases[$0 % 5], replica: ReplicaState.allCases[$0 % 6]) },
+            vms: (0..<25).map {
+                Heartbeat.VMSummary(
+                    name: "vm\($0)", state: ModuleState.allCases[$0 % 5], replica: ReplicaState.allCases[$0 % 6],
+                    volumes: [
+                        GenerationSummary(
+                            current: UInt64($0) << 40 | 0xABCD, bitmap: UInt64($0), history: [7, UInt64.max],
+                            consistency: GenerationSummary.Consistency.allCases[$0 % 3], crashedPrimary: $0 % 2 == 0)
+                    ])
+            },
             capacity: Resources(vcpus: 64, memoryMiB: 512 * 1024), restartGrace: .seconds(30))
     }
 
@@ -23,20 +32,55 @@ import Testing
         #expect(try decoder.decode(bytes, receivedOn: 0) == original)
     }
 
-    /// Version 1 (no capacity field) from a host not yet upgraded is still understood.
-    @Test func versionOneWithoutCapacityIsAccepted() throws {
-        let current = try packet().encode(key: key)
-        let capacityOffset = 4 + 1 + 1 + (1 + 2) + (1 + 5) + 8 * 5
-        var v1 = Array(current[..<capacityOffset]) + Array(current[(capacityOffset + 12)..<(current.count - 32)])
-        v1[4] = 1
-        v1 += HMAC<SHA256>.authenticationCode(for: v1, using: key)
+    /// A heartbeat as versions 1 and 2 wrote it, field by field (docs in `Heartbeat`).
+    func legacy(_ heartbeat: Heartbeat, version: UInt8) -> [UInt8] {
+        var bytes = Heartbeat.magic + [version, UInt8(heartbeat.network)]
+        func string(_ s: String) { bytes += [UInt8(s.utf8.count)] + Array(s.utf8) }
+        func integer<T: FixedWidthInteger>(_ value: T) { for shift in stride(from: T.bitWidth - 8, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> shift)) } }
+        string(heartbeat.clusterName)
+        string(heartbeat.sender)
+        for value in [heartbeat.incarnation, heartbeat.sequence, UInt64(heartbeat.timestamp.nanoseconds), heartbeat.echo!.incarnation, UInt64(heartbeat.echo!.timestamp.nanoseconds)] {
+            integer(value)
+        }
+        if version == 2 {
+            integer(UInt32(heartbeat.capacity!.vcpus))
+            integer(UInt32(heartbeat.capacity!.memoryMiB))
+            integer(UInt32(heartbeat.restartGrace!.components.seconds * 1000))
+        }
+        integer(UInt16(heartbeat.vms.count))
+        for vm in heartbeat.vms {
+            string(vm.name)
+            bytes += [UInt8(ModuleState.allCases.firstIndex(of: vm.state)!), UInt8(ReplicaState.allCases.firstIndex(of: vm.replica)!)]
+        }
+        return bytes + HMAC<SHA256>.authenticationCode(for: bytes, using: key)
+    }
+
+    /// Versions 1 (no capacity, no grace) and 2 (no generations) from a host not yet upgraded are
+    /// still understood; what they lack is absent, not guessed.
+    @Test func olderVersionsAreAccepted() throws {
+        for version: UInt8 in [1, 2] {
+            var decoder = decoder()
+            let decoded = try decoder.decode(legacy(packet(), version: version), receivedOn: 0)
+            var expected = packet()
+            for index in expected.vms.indices { expected.vms[index].volumes = [] }
+            if version == 1 {
+                expected.capacity = nil
+                expected.restartGrace = nil
+            }
+            #expect(decoded == expected, "version \(version)")
+        }
+        #expect(try packet().encode(key: key)[4] == 3)
+    }
+
+    /// A volume's flags byte with bits beyond consistency and crashed-primary is refused by name.
+    @Test func unknownGenerationFlagsAreRefused() throws {
+        var one = packet()
+        one.vms = [one.vms[0]]
+        var bytes = Array(try one.encode(key: key).dropLast(32))
+        bytes[bytes.count - 1] |= 0x80
+        bytes += HMAC<SHA256>.authenticationCode(for: bytes, using: key)
         var decoder = decoder()
-        let decoded = try decoder.decode(v1, receivedOn: 0)
-        var expected = packet()
-        expected.capacity = nil
-        expected.restartGrace = nil
-        #expect(decoded == expected)
-        #expect(try packet().encode(key: key)[4] == 2)
+        #expect(throws: HeartbeatError.malformed("VM vm0 volume 0: flags 132")) { try decoder.decode(bytes, receivedOn: 0) }
     }
 
     @Test func wrongKeyIsRejected() throws {

@@ -1,20 +1,24 @@
 import Testing
 
 @testable import Cluster
+import ReplicationPolicy
 
 /// The control loop's decisions, on snapshots: no daemon, no guests, no clock.
 @Suite("Host policy")
 struct HostPolicyTests {
-    func vm(_ name: String, _ state: ModuleState, _ replica: ReplicaState = .upToDate, peer: Heartbeat.VMSummary? = nil, preferred: String = "a") -> HostSnapshot.VM {
+    func vm(
+        _ name: String, _ state: ModuleState, _ replica: ReplicaState = .upToDate, peer: Heartbeat.VMSummary? = nil, preferred: String = "a",
+        data: DataRelation? = nil
+    ) -> HostSnapshot.VM {
         HostSnapshot.VM(
-            name: name, status: ModuleStatus(state, replica), localReplica: replica, peerSummary: peer, preferredHost: preferred,
+            name: name, status: ModuleStatus(state, replica), localReplica: replica, peerSummary: peer, peerData: data, preferredHost: preferred,
             resources: Resources(vcpus: 1, memoryMiB: 512))
     }
 
     func snapshot(_ vms: [HostSnapshot.VM], peerState: PeerState = .alive, peerAlive: Bool = true, mustFence: Bool = false, mayRun: Bool = false) -> HostSnapshot {
         HostSnapshot(
             me: "a", peer: "b", vms: vms, peerState: peerState, heardFromPeer: true, peerAlive: peerAlive, mustFence: mustFence, mayRun: mayRun,
-            hadLease: mayRun, fenced: false, witnessConfigured: true, writePolicy: mayRun ? .complete : .hold,
+            witnessHoldsPeerOutdated: mayRun, hadLease: mayRun, fenced: false, witnessConfigured: true, writePolicy: mayRun ? .complete : .hold,
             localCapacity: Resources(vcpus: 8, memoryMiB: 8192), maxConcurrentStarts: 2)
     }
 
@@ -88,5 +92,80 @@ extension HostPolicyTests {
         let feeds = decisions.compactMap { if case .feed(_, let event) = $0 { event } else { nil } }
         #expect(Array(feeds.prefix(3)) == [.peerLost, .witnessVoteDenied, .peerConnected(peerRole: .primary, peerReplica: .upToDate)])
         #expect(decisions.contains(.unfence([])), "the fence lifts, but no domain of a VM the peer runs is resumed")
+    }
+
+    // MARK: - Whose copy is newer (the generations in the heartbeat)
+
+    @Test func bothWaitingTheNewerCopyRunsWhereverItIs() {
+        let waiting = Heartbeat.VMSummary(name: "v1", state: .wait, replica: .upToDate)
+        // Not the preferred host, but ours holds writes the peer lacks (we ran it alone, then lost the vote).
+        let newer = HostPolicy.decide(snapshot([vm("v1", .wait, peer: waiting, preferred: "b", data: .localNewer)]))
+        #expect(newer.contains(.feed(vm: "v1", .promoteRequested)))
+        // The preferred host, but the peer's copy is newer: ours is Outdated and does not run.
+        let older = HostPolicy.decide(snapshot([vm("v1", .wait, peer: waiting, preferred: "a", data: .peerNewer)]))
+        #expect(older.contains(.setReplica(vm: "v1", .outdated)))
+        #expect(!older.contains(.feed(vm: "v1", .promoteRequested)))
+        // Diverged: neither runs it; an operator decides.
+        let diverged = HostPolicy.decide(snapshot([vm("v1", .wait, peer: waiting, preferred: "a", data: .diverged)]))
+        #expect(!diverged.contains(.feed(vm: "v1", .promoteRequested)))
+        // The same data: the preferred host, as before.
+        #expect(HostPolicy.decide(snapshot([vm("v1", .wait, peer: waiting, preferred: "a", data: .same)])).contains(.feed(vm: "v1", .promoteRequested)))
+    }
+
+    /// vmha-sim seed 197 at 2 faults: a cut-off ALONE (writes held, never answered) went PRIM over
+    /// the copy of a peer that had run the VM on the vote, and the link refused forever.
+    @Test func aRunningCopyOlderThanThePeersYields() {
+        let waiting = Heartbeat.VMSummary(name: "v1", state: .wait, replica: .upToDate)
+        let decisions = HostPolicy.decide(snapshot([vm("v1", .alone, peer: waiting, data: .peerNewer)]))
+        // It yields first (ALONE + peerConnected would make it the PRIM of the newer copy).
+        let feeds = decisions.compactMap { if case .feed(_, let event) = $0 { event } else { nil } }
+        #expect(feeds.first == .witnessVoteDenied, "\(decisions)")
+    }
+
+    /// vmha-sim seed 353 at 2 faults: the newer copy became the SECOND of an older running one.
+    @Test func aNewerCopyIsNeverTheSecondaryOfAnOlderRunningOne() {
+        let running = Heartbeat.VMSummary(name: "v1", state: .alone, replica: .upToDate)
+        let decisions = HostPolicy.decide(snapshot([vm("v1", .wait, peer: running, data: .localNewer)]))
+        #expect(!decisions.contains { if case .feed(_, .peerConnected) = $0 { true } else { false } })
+        // Once the peer yielded, a secondary holding the newer copy runs it.
+        let yielded = Heartbeat.VMSummary(name: "v1", state: .wait, replica: .outdated)
+        #expect(HostPolicy.decide(snapshot([vm("v1", .second, peer: yielded, data: .localNewer)])).contains(.feed(vm: "v1", .promoteRequested)))
+    }
+
+    /// The vote alone is not enough to answer writes the peer misses: the witness must hold the
+    /// peer outdated, or it could give the peer the vote over them once our lease ran out.
+    @Test func writingAloneNeedsTheWitnessToHoldThePeerOutdated() {
+        var s = snapshot([vm("v1", .wait, preferred: "b")], peerState: .lost, peerAlive: false, mayRun: true)
+        s.witnessHoldsPeerOutdated = false
+        s.writePolicy = .complete
+        let decisions = HostPolicy.decide(s)
+        #expect(decisions.contains(.setWritePolicy(.hold)))
+        #expect(!decisions.contains { if case .failover = $0 { true } else { false } })
+        #expect(!s.mayRunAlone && s.wantsLease)
+        s.witnessHoldsPeerOutdated = true
+        #expect(s.mayRunAlone)
+        #expect(HostPolicy.decide(s).contains { if case .failover = $0 { true } else { false } })
+        // Not known since this daemon started: asked for, even with the peer alive and nothing to run.
+        var fresh = snapshot([vm("v1", .second)])
+        fresh.witnessHoldsPeerOutdated = nil
+        #expect(fresh.wantsLease)
+        fresh.witnessHoldsPeerOutdated = false
+        #expect(!fresh.wantsLease)
+    }
+
+    @Test func thePeerHasOurWritesOnlyWhenEveryVMIsInSync() {
+        let second = Heartbeat.VMSummary(name: "v1", state: .second, replica: .upToDate)
+        var s = snapshot([vm("v1", .prim, peer: second, data: .same), vm("v2", .second, data: .same), vm("v3", .stop)])
+        #expect(s.peerHasOurWrites)
+        s.vms[0].status.replica = .syncSource
+        #expect(!s.peerHasOurWrites, "a resync is running")
+        s.vms[0].status.replica = .upToDate
+        s.vms[1] = vm("v2", .wait, data: .localNewer)
+        #expect(!s.peerHasOurWrites, "a waiting copy holds writes the peer lacks")
+        s.vms[1] = vm("v2", .alone)
+        #expect(!s.peerHasOurWrites)
+        s.vms[1] = vm("v2", .second, data: .same)
+        s.peerState = .lost
+        #expect(!s.peerHasOurWrites, "nothing is known in sync with a lost peer")
     }
 }

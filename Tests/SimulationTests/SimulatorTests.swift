@@ -34,16 +34,31 @@ struct SimulatorTests {
         #expect(result.violations.isEmpty, "\(result.violations)")
     }
 
-    /// The checker itself: a schedule whose faults make the cluster lose acknowledged writes must
-    /// be reported. These are real findings, open in issue 12 (docs/simulator.md, "Known
-    /// violations"): when the vote holder wrote alone and then lost the vote (witness down) or
-    /// died, the other host's older replica is elected or given the vote.
-    @Test(arguments: [UInt64(189), 197, 353])
-    func knownDoubleFaultLosses(seed: UInt64) {
+    /// Real findings of the simulator at two faults, fixed (docs/simulator.md): the vote holder
+    /// wrote alone, then lost the vote (witness down: seeds 189, 353) or died (seed 197), and the
+    /// other host's older copy was elected, given the vote, or kept running over the newer one.
+    /// Fixed by the generations in the heartbeat (the newer copy runs, the older is Outdated) and
+    /// the witness's unsynced-writer record (no vote over answered writes only the writer holds).
+    /// Seed 9666: the answer to an in-sync report was lost, and the holder went on answering
+    /// alone writes on a record the witness had cleared; fixed in `LeaseClient.makeRequest`.
+    @Test(arguments: [UInt64(189), 197, 353, 9666])
+    func anOlderCopyNeverRunsOverAnsweredWrites(seed: UInt64) {
         let result = Simulator.run(seed: seed, maxFaults: 2)
-        withKnownIssue("a stale replica elected or voted in after the vote holder wrote alone (issue 12, docs/simulator.md)") {
+        #expect(result.schedule.steps.count == 2)
+        #expect(result.violations.isEmpty, "seed \(seed) \(result.schedule.steps.map(\.fault)): \(result.violations)")
+    }
+
+    /// Open (issue 12, docs/simulator.md "Known violations"): a host promoted (a switchover
+    /// target) crashes before its replication link attached; the peer takes the VM over on the
+    /// vote. Both started a generation from the same one, so the link reports split brain and
+    /// waits for an operator, although the crashed side answered nothing alone. The run keeps
+    /// its safety invariants; what fails is convergence.
+    @Test(arguments: [UInt64(1840), 2871])
+    func aPromotionWithoutWritesThenACrashIsASplitBrain(seed: UInt64) {
+        let result = Simulator.run(seed: seed, maxFaults: 2)
+        withKnownIssue("split brain after a promotion that wrote nothing and a crash (issue 12, docs/simulator.md)") {
             #expect(result.violations.isEmpty, "seed \(seed) \(result.schedule.steps.map(\.fault)): \(result.violations)")
         }
-        #expect(result.violations.contains { $0.invariant == .neverTwoPrimaries || $0.invariant == .noAcknowledgedWriteLost })
+        #expect(result.violations.map(\.invariant) == [.converges])
     }
 }
