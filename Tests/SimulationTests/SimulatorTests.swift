@@ -48,6 +48,16 @@ struct SimulatorTests {
         #expect(result.violations.isEmpty, "seed \(seed) \(result.schedule.steps.map(\.fault)): \(result.violations)")
     }
 
+    /// Two faults per schedule keep the safety invariants (never two primaries, no answered write
+    /// lost, valid states) on a fixed slice; `vmha-sim --max-faults 2` runs thousands.
+    @Test func doubleFaultsKeepTheSafetyInvariants() {
+        for seed: UInt64 in 1...150 {
+            let result = Simulator.run(seed: seed, maxFaults: 2)
+            let unsafe = result.violations.filter { $0.invariant != .converges }
+            #expect(unsafe.isEmpty, "seed \(seed) \(result.schedule.steps.map(\.fault)): \(unsafe)")
+        }
+    }
+
     /// Open (issue 12, docs/simulator.md "Known violations"): a host promoted (a switchover
     /// target) crashes before its replication link attached; the peer takes the VM over on the
     /// vote. Both started a generation from the same one, so the link reports split brain and
