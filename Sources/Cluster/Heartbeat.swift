@@ -21,7 +21,7 @@ import ReplicationPolicy
 /// | 4 | restart grace in ms: the sender's vmhad is stopping for a restart; 0: not — version 2 only |
 /// | 2 | VM summary count (0 if absent) |
 /// | per VM: 1 + n, 1, 1 | name, module state, replica state |
-/// | per VM: 1, then per volume 8 × 4, 1 | volume count; current, bitmap, history 0 and 1 generations, flags (consistency in bits 0–1, crashed primary bit 2) — version 3 only |
+/// | per VM: 1, then per volume 8 × 4, 1 | volume count; current, bitmap, history 0 and 1 generations, flags (consistency in bits 0–1, crashed primary bit 2, answered without peer bit 3) — version 3 only |
 /// | 32 | HMAC-SHA256 tag |
 ///
 /// The echo lets a primary know its peer still *hears* it (not just that it hears the peer), which
@@ -118,7 +118,7 @@ public struct Heartbeat: Sendable, Equatable {
             bytes.append(UInt8(vm.volumes.count))
             for volume in vm.volumes {
                 for value in [volume.current, volume.bitmap, volume.history[0], volume.history[1]] { appendUInt64(value, to: &bytes) }
-                bytes.append(volume.consistency.rawValue | (volume.crashedPrimary ? 4 : 0))
+                bytes.append(volume.consistency.rawValue | (volume.crashedPrimary ? 4 : 0) | (volume.answeredWithoutPeer ? 8 : 0))
             }
         }
         bytes.append(contentsOf: HMAC<SHA256>.authenticationCode(for: bytes, using: key))
@@ -194,11 +194,12 @@ public struct Heartbeat: Sendable, Equatable {
                     let current = try reader.uint64(), bitmap = try reader.uint64()
                     let history = [try reader.uint64(), try reader.uint64()]
                     let flags = try reader.uint8()
-                    guard flags & ~7 == 0, let consistency = GenerationSummary.Consistency(rawValue: flags & 3) else {
+                    guard flags & ~15 == 0, let consistency = GenerationSummary.Consistency(rawValue: flags & 3) else {
                         throw .malformed("VM \(name) volume \(volume): flags \(flags)")
                     }
                     volumes.append(
-                        GenerationSummary(current: current, bitmap: bitmap, history: history, consistency: consistency, crashedPrimary: flags & 4 != 0))
+                        GenerationSummary(current: current, bitmap: bitmap, history: history, consistency: consistency, crashedPrimary: flags & 4 != 0,
+                            answeredWithoutPeer: flags & 8 != 0))
                 }
             }
             vms.append(

@@ -26,13 +26,17 @@ public struct HostSnapshot: Sendable, Equatable {
         public var arrivedByFailover: Bool
         /// Why a failover left it down (it is not retried until an operator or the peer acts).
         public var notStartedReason: String?
+        /// Set when this host handed the VM over (switchover) and the peer has not been seen
+        /// running it yet: the promote datagrams may all have been lost.
+        public var handedOver: Bool
         public var priority: Int
         public var resources: Resources
 
         public init(
             name: String, status: ModuleStatus, localReplica: ReplicaState, peerSummary: Heartbeat.VMSummary? = nil,
             lastPeer: Heartbeat.VMSummary? = nil, peerData: DataRelation? = nil, preferredHost: String, failback: VMConfiguration.Failback = .manual,
-            arrivedByFailover: Bool = false, notStartedReason: String? = nil, priority: Int = 0, resources: Resources
+            arrivedByFailover: Bool = false, notStartedReason: String? = nil, handedOver: Bool = false, priority: Int = 0,
+            resources: Resources
         ) {
             self.name = name
             self.status = status
@@ -44,6 +48,7 @@ public struct HostSnapshot: Sendable, Equatable {
             self.failback = failback
             self.arrivedByFailover = arrivedByFailover
             self.notStartedReason = notStartedReason
+            self.handedOver = handedOver
             self.priority = priority
             self.resources = resources
         }
@@ -55,6 +60,7 @@ public struct HostSnapshot: Sendable, Equatable {
             } else {
                 arrivedByFailover = false
             }
+            if status.state != .second { handedOver = false }
         }
     }
 
@@ -166,6 +172,11 @@ public enum HostDecision: Sendable, Equatable {
     case failover(FailoverPlan)
     /// `failback = "automatic"`: hand the VM back to its preferred host (a planned switchover).
     case failBack(String)
+    /// We handed the VM over and the peer is still not running it: send the promote again (the
+    /// executor sends at most one a second).
+    case resendPromote(String)
+    /// The peer runs the VM we handed over (or gave it up): nothing more to send.
+    case handOverCompleted(String)
     /// A line for the operator (log and `vmha status` events).
     case record(String)
 }
@@ -177,13 +188,16 @@ public enum HostPolicy {
     public static func decide(_ snapshot: HostSnapshot) -> [HostDecision] {
         var s = snapshot
         var decisions: [HostDecision] = []
-        /// VMs whose module status changed in this tick: their `localReplica` was read before.
+        /// VMs whose replica state a transition set in this tick: their `localReplica` was read
+        /// before. (A transition that leaves the replica alone, e.g. SECOND→WAIT on peer loss,
+        /// does not make it stale: vmha-sim found a failover in that same tick start a copy whose
+        /// resync had begun, on the SECOND's stale UpToDate.)
         var changed: Set<String> = []
 
         func feed(_ index: Int, _ event: ModuleEvent) {
             decisions.append(.feed(vm: s.vms[index].name, event))
             guard let result = try? ModuleStateMachine.transition(from: s.vms[index].status, on: event) else { return }
-            if result.status != s.vms[index].status { changed.insert(s.vms[index].name) }
+            if result.status.replica != s.vms[index].status.replica { changed.insert(s.vms[index].name) }
             s.vms[index].status = result.status
             s.vms[index].settleFlags()
         }
@@ -282,6 +296,18 @@ public enum HostPolicy {
                 case .localNewer: feed(i, .promoteRequested)
                 case .peerNewer, .diverged: break
                 case .same, nil: if vm.preferredHost == s.me || !summary.replica.canBePrimary { feed(i, .promoteRequested) }
+                }
+            }
+        }
+
+        // A switchover whose promote datagrams were all lost would leave both SECOND for good
+        // (vmha-sim, four faults): the host that handed over keeps asking until the peer runs it.
+        if s.peerState == .alive {
+            for vm in s.vms where vm.handedOver && vm.status.state == .second {
+                guard let summary = vm.peerSummary else { continue }
+                switch summary.state {
+                case .second, .wait: decisions.append(.resendPromote(vm.name))
+                case .prim, .alone, .stop: decisions.append(.handOverCompleted(vm.name))
                 }
             }
         }

@@ -40,6 +40,9 @@ final class VMModule {
     var generations: [GenerationSummary] = []
     /// Set when this host started the VM in a failover; only such a VM fails back by itself.
     var arrivedByFailover = false
+    /// This host handed the VM over and has not yet seen the peer run it (`HostDecision.resendPromote`).
+    var handedOver = false
+    var lastPromoteSent: ContinuousClock.Instant?
     /// When the domain was restarted after crashes (the last ten minutes).
     var crashRestarts: [ContinuousClock.Instant] = []
     /// While vmhad itself shuts the domain down (switchover), its shutdown event is expected.
@@ -57,6 +60,7 @@ final class VMModule {
         } else {
             arrivedByFailover = false
         }
+        if status.state != .second { handedOver = false }
     }
 
     init(config: VMConfiguration, domainXML: DomainXML) {
@@ -426,7 +430,7 @@ public actor ClusterNode {
                     local: module.generations, peer: peerSummaries[name]?.volumes ?? [],
                     localWinsTies: (module.config.preferredHost ?? config.hosts[0].name) == me.name),
                 preferredHost: module.config.preferredHost ?? config.hosts[0].name, failback: module.config.failback,
-                arrivedByFailover: module.arrivedByFailover, notStartedReason: module.notStartedReason,
+                arrivedByFailover: module.arrivedByFailover, notStartedReason: module.notStartedReason, handedOver: module.handedOver,
                 priority: module.config.priority, resources: module.resources)
         }
         return HostSnapshot(
@@ -481,6 +485,15 @@ public actor ClusterNode {
             module.arrivedByFailover = false
             record("failback: \(vm) returns to \(peer.name) (failback = automatic)")
             if let problem = await switchover(module) { record("failback of \(vm) failed: \(problem)") }
+        case .resendPromote(let vm):
+            guard let module = modules[vm] else { return }
+            // Timer: at most one promote a second while the peer has not taken the VM.
+            if let last = module.lastPromoteSent, ContinuousClock.now - last < .seconds(1) { return }
+            module.lastPromoteSent = .now
+            logger.notice("\(vm): \(peer.name) has not taken the VM we handed over; sending promote again")
+            sendPeerCommand(.promote, vm: vm)
+        case .handOverCompleted(let vm):
+            modules[vm]?.handedOver = false
         case .record(let line):
             record(line)
         }
@@ -920,8 +933,11 @@ public actor ClusterNode {
         guard module.status.state == .second else {
             return "switchover left \(module.config.name) \(module.status) here, not SECOND (last error: \(module.lastError ?? "none"))"
         }
-        // Timer: five promote datagrams over a second (UDP); the replay window admits one.
+        // Timer: five promote datagrams over a second (UDP); the replay window admits one. If all
+        // are lost, the control loop sends more until the peer runs it (`handedOver`).
+        module.handedOver = true
         for _ in 0..<5 { sendPeerCommand(.promote, vm: module.config.name); try? await Task.sleep(for: .milliseconds(200)) }
+        module.lastPromoteSent = .now
         return nil
     }
 

@@ -20,7 +20,7 @@ import Volume
 /// | 56 | 8 | GI history[1] |
 /// | 64 | 8 | dirty bytes (0 = bitmap empty) |
 /// | 72 | 1 | consistency (0 inconsistent, 1 outdated, 2 consistent) |
-/// | 73 | 1 | role flags (bit 0 primary, bit 1 was-primary, bit 2 crashed-primary) |
+/// | 73 | 1 | role flags (bit 0 primary, bit 1 was-primary, bit 2 crashed-primary, bit 3 answered-without-peer) |
 /// | 74 | 1 | split-brain policy (0 disconnect, 1 discard-younger-primary, 2 discard-least-changes, 3 discard-zero-changes) |
 /// | 75 | 1 | generation origin (0 unknown, 1 continued as primary, 2 promotion) |
 /// | 76 | 2+n | volume name (u16 length + UTF-8, 1–255 bytes) |
@@ -36,7 +36,8 @@ public struct PeerVolumeState: PeerMessageCodable {
         public static let primary = Roles(rawValue: 1 << 0)
         public static let wasPrimary = Roles(rawValue: 1 << 1)
         public static let crashedPrimary = Roles(rawValue: 1 << 2)
-        public static let known: Roles = [.primary, .wasPrimary, .crashedPrimary]
+        public static let answeredWithoutPeer = Roles(rawValue: 1 << 3)
+        public static let known: Roles = [.primary, .wasPrimary, .crashedPrimary, .answeredWithoutPeer]
     }
 
     public var volumeID: UInt32
@@ -71,7 +72,7 @@ public struct PeerVolumeState: PeerMessageCodable {
     public var replicaState: ReplicaState {
         ReplicaState(
             generations: generations, crashedPrimary: roles.contains(.crashedPrimary), consistency: consistency,
-            dirtyBytes: dirtyBytes)
+            dirtyBytes: dirtyBytes, answeredWithoutPeer: roles.contains(.answeredWithoutPeer))
     }
 
     public var isBitmapEmpty: Bool { dirtyBytes == 0 }

@@ -157,7 +157,8 @@ public final class PrimaryReplication: Sendable {
             PeerVolumeState(
                 volumeID: session.volumeID, volumeUUID: metadata.volumeUUID, name: volume.configuration.name, size: volume.size,
                 grainSize: metadata.grainSize, generations: local.generations, consistency: local.consistency,
-                roles: [.primary], dirtyBytes: local.dirtyBytes, splitBrainPolicy: options.splitBrainPolicy
+                roles: local.answeredWithoutPeer ? [.primary, .answeredWithoutPeer] : [.primary], dirtyBytes: local.dirtyBytes,
+                splitBrainPolicy: options.splitBrainPolicy
             ).encoded())
         guard case .volumeState(let peerState) = await messages.next() else {
             throw session.failure ?? PeerLinkError.unexpected("no VOLUME_STATE from the peer")
@@ -195,11 +196,12 @@ public final class PrimaryReplication: Sendable {
                 throw PeerLinkError.splitBrain(
                     "both replicas of \(volume.configuration.name) changed since they were last in sync (local \(local.generations), peer \(peerState.generations)); not resolved: \(reason); resolve by discarding one side")
             }
+            let unanswered = SplitBrainResolution.secondaryAnsweredNothing(local: local, peer: peerState.replicaState, localIsPrimary: true)
             let discard = SplitBrainDiscard(
-                policy: options.splitBrainPolicy, volume: volume.configuration.name, bytes: peerState.dirtyBytes,
+                rule: unanswered ? "unanswered-changes" : options.splitBrainPolicy.rawValue, volume: volume.configuration.name, bytes: peerState.dirtyBytes,
                 grainSize: metadata.grainSize, victim: session.connection.peerHost, survivor: options.handshake.hostName,
                 incremental: incremental)
-            discard.log("split brain resolved by policy: discarding the peer's changes", to: logger)
+            discard.log("split brain resolved: discarding the peer's changes", to: logger)
             statusBox.withLock { $0.splitBrainResolved = discard.summary }
             if incremental {
                 mergePeerBitmap = true
@@ -419,7 +421,10 @@ public final class PrimaryReplication: Sendable {
         await volume.peerIsSyncTarget(false)
         session.post(PeerResyncDone(volumeID: session.volumeID, bytesSynced: total).encoded())
         guard let flush = session.submit(.flush), await flush.wait() else { throw session.failure ?? PeerLinkError.closedByPeer }
-        try await volume.updateMetadata { $0.generations.resyncFinishedAsSource() }
+        try await volume.updateMetadata {
+            $0.generations.resyncFinishedAsSource()
+            $0.flags.remove(.answeredWithoutPeer)  // the peer has every write we answered
+        }
         try await volume.persistBitmap()
         let seconds = (ContinuousClock.now - start).seconds
         statusBox.withLock {

@@ -290,6 +290,7 @@ public final class ReplicaServer: Sendable {
                     try await volume.updateMetadata {
                         $0.consistency = .consistent
                         $0.generations.resyncFinishedAsTarget(sourceCurrent: sourceCurrent)
+                        $0.flags.remove(.answeredWithoutPeer)  // what we answered alone was resynced over
                     }
                     if let name = attached.withLock({ $0 }) {
                         self.advance(name, .resyncDone, session: session)
@@ -349,11 +350,12 @@ public final class ReplicaServer: Sendable {
         }
         if target { outcome = .target }
         if let incremental = discardIncremental {
+            let unanswered = SplitBrainResolution.secondaryAnsweredNothing(local: local, peer: peerState.replicaState, localIsPrimary: false)
             let discard = SplitBrainDiscard(
-                policy: options.splitBrainPolicy, volume: peerState.name, bytes: local.dirtyBytes,
+                rule: unanswered ? "unanswered-changes" : options.splitBrainPolicy.rawValue, volume: peerState.name, bytes: local.dirtyBytes,
                 grainSize: metadata.grainSize, victim: options.handshake.hostName, survivor: session.connection.peerHost,
                 incremental: incremental)
-            discard.log("split brain resolved by policy: discarding this host's changes", to: logger)
+            discard.log("split brain resolved: discarding this host's changes", to: logger)
             registry.withLock { $0.statuses[peerState.name]?.splitBrainResolved = discard.summary }
         }
         if target {
@@ -382,7 +384,8 @@ public final class ReplicaServer: Sendable {
             PeerVolumeState(
                 volumeID: session.volumeID, volumeUUID: updated.volumeUUID, name: peerState.name, size: volume.size,
                 grainSize: updated.grainSize, generations: local.generations, consistency: local.consistency,
-                roles: local.crashedPrimary ? [.crashedPrimary] : [], dirtyBytes: local.dirtyBytes,
+                roles: PeerVolumeState.Roles(local.crashedPrimary ? [.crashedPrimary] : []).union(local.answeredWithoutPeer ? [.answeredWithoutPeer] : []),
+                dirtyBytes: local.dirtyBytes,
                 splitBrainPolicy: options.splitBrainPolicy
             ).encoded())
         if decision == .syncTargetIncremental || discardIncremental == true {

@@ -13,13 +13,19 @@ public struct GenerationSummary: Sendable, Hashable {
     public var history: [UInt64]
     public var consistency: Consistency
     public var crashedPrimary: Bool
+    /// The copy answered guest writes its peer missed since they were last in sync.
+    public var answeredWithoutPeer: Bool
 
-    public init(current: UInt64, bitmap: UInt64 = 0, history: [UInt64] = [0, 0], consistency: Consistency = .consistent, crashedPrimary: Bool = false) {
+    public init(
+        current: UInt64, bitmap: UInt64 = 0, history: [UInt64] = [0, 0], consistency: Consistency = .consistent, crashedPrimary: Bool = false,
+        answeredWithoutPeer: Bool = false
+    ) {
         self.current = current
         self.bitmap = bitmap
         self.history = Array((history + [0, 0]).prefix(2))
         self.consistency = consistency
         self.crashedPrimary = crashedPrimary
+        self.answeredWithoutPeer = answeredWithoutPeer
     }
 }
 

@@ -15,6 +15,8 @@ struct VMState {
     var lastPeer: Heartbeat.VMSummary?
     var arrivedByFailover = false
     var notStartedReason: String?
+    var handedOver = false
+    var lastPromoteSent: Int64?
     var role = Role.closed
     var writePolicy = UnreplicatedWritePolicy.complete
     var domain = Domain.none
@@ -28,6 +30,8 @@ struct VMState {
     var primaryFlag = false
     /// `LocalVolume.ownGenerationStarted`: per open volume, not persisted.
     var ownGenerationStarted = false
+    /// The metadata's answered-without-peer flag (survives crashes; a finished resync clears it).
+    var answeredWithoutPeer = false
     /// The guest's one outstanding write, not yet answered.
     var pendingWrite: Int?
 
@@ -39,11 +43,17 @@ struct VMState {
 
     /// What the heartbeat carries of this copy (one volume per VM here).
     var generationSummary: GenerationSummary {
-        ReplicaState(generations: generations, consistency: consistent ? .consistent : .inconsistent).summary
+        replicaState.summary
+    }
+
+    /// What the handshake and the heartbeat compare.
+    var replicaState: Volume.ReplicaState {
+        Volume.ReplicaState(generations: generations, consistency: consistent ? .consistent : .inconsistent, answeredWithoutPeer: answeredWithoutPeer)
     }
 
     /// `LocalVolume.startOwnGenerationIfNeeded`: before the first answered write the peer misses.
     mutating func startOwnGenerationIfNeeded(_ random: inout SplitMix64) {
+        answeredWithoutPeer = true
         guard !ownGenerationStarted else { return }
         ownGenerationStarted = true
         generations.startNewGeneration(random.next() | 1, origin: .continuedAsPrimary)
@@ -107,6 +117,7 @@ struct Host {
             vms[vm].status = ModuleStatus(.wait, vms[vm].consistent ? .upToDate : .inconsistent)
             vms[vm].lastPeer = nil
             vms[vm].arrivedByFailover = false
+            vms[vm].handedOver = false
             vms[vm].notStartedReason = nil
             vms[vm].role = .secondary
             vms[vm].primaryFlag = false

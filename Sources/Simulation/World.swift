@@ -171,7 +171,7 @@ struct World {
                     localWinsTies: Self.preferredHost(vm) == Self.hostName(index)),
                 preferredHost: Self.preferredHost(vm),
                 failback: vm == 2 ? .automatic : .manual, arrivedByFailover: state.arrivedByFailover,
-                notStartedReason: state.notStartedReason, priority: vm, resources: Resources(vcpus: 1, memoryMiB: 1024))
+                notStartedReason: state.notStartedReason, handedOver: state.handedOver, priority: vm, resources: Resources(vcpus: 1, memoryMiB: 1024))
         }
         return HostSnapshot(
             me: Self.hostName(index), peer: Self.hostName(1 - index), vms: vms, peerState: host.peerState,
@@ -233,8 +233,15 @@ struct World {
             let vm = Self.vmIndex(name)
             hosts[index].vms[vm].arrivedByFailover = false
             switchover(host: index, vm: vm)
-        case .record:
-            break
+        case .resendPromote(let name):
+            let vm = Self.vmIndex(name)
+            if let last = hosts[index].vms[vm].lastPromoteSent, now - last < 1000 { return }
+            hosts[index].vms[vm].lastPromoteSent = now
+            for _ in 0..<2 { send(.promote(vm: name, incarnation: hosts[index].incarnation), from: index, to: 1 - index) }
+        case .handOverCompleted(let name):
+            hosts[index].vms[Self.vmIndex(name)].handedOver = false
+        case .record(let line):
+            trace?("\(Double(now) / 1000) s \(Self.hostName(index)): \(line)")
         }
     }
 
@@ -245,6 +252,8 @@ struct World {
         else { return }
         feed(host: index, vm: vm, .switchoverRequested)
         guard hosts[index].vms[vm].status.state == .second else { return }
+        hosts[index].vms[vm].handedOver = true
+        hosts[index].vms[vm].lastPromoteSent = now
         // Five promote datagrams over a second; one that arrives is enough.
         for _ in 0..<5 { for _ in 0..<2 { send(.promote(vm: Self.vmName(vm), incarnation: hosts[index].incarnation), from: index, to: 1 - index) } }
     }
@@ -283,10 +292,12 @@ struct World {
         var settled = HostSnapshot.VM(
             name: Self.vmName(vm), status: hosts[index].vms[vm].status, localReplica: .unknown, preferredHost: Self.preferredHost(vm),
             arrivedByFailover: hosts[index].vms[vm].arrivedByFailover, notStartedReason: hosts[index].vms[vm].notStartedReason,
+            handedOver: hosts[index].vms[vm].handedOver,
             resources: .zero)
         settled.settleFlags()
         hosts[index].vms[vm].arrivedByFailover = settled.arrivedByFailover
         hosts[index].vms[vm].notStartedReason = settled.notStartedReason
+        hosts[index].vms[vm].handedOver = settled.handedOver
     }
 
     mutating func openVolume(host index: Int, vm: Int, as role: VMState.Role) {
@@ -366,6 +377,8 @@ struct World {
                 hosts[link.secondary].vms[vm].consistent = true
                 hosts[link.primary].vms[vm].generations.resyncFinishedAsSource()
                 hosts[link.secondary].vms[vm].generations.resyncFinishedAsTarget(sourceCurrent: hosts[link.primary].vms[vm].generations.current)
+                hosts[link.primary].vms[vm].answeredWithoutPeer = false
+                hosts[link.secondary].vms[vm].answeredWithoutPeer = false
                 link.resyncingUntil = nil
             }
             links[vm] = link
@@ -389,11 +402,17 @@ struct World {
         guard source.consistent else { return }
         // The handshake's decision (`PrimaryReplication`): the primary is never a sync target,
         // and diverged data is never resolved here.
-        let decision = SyncDecision.decide(
-            local: ReplicaState(generations: source.generations, consistency: .consistent),
-            peer: ReplicaState(generations: target.generations, consistency: target.consistent ? .consistent : .inconsistent), localWinsTies: true)
+        let decision = SyncDecision.decide(local: source.replicaState, peer: target.replicaState, localWinsTies: true)
+        var discardTarget = false
         switch decision {
         case .noSync, .syncSourceIncremental, .fullSync(source: .local): break
+        case .splitBrain:
+            // `PrimaryReplication` with the default policy: only rule 0 (the target answered
+            // nothing alone) settles it.
+            let resolution = SplitBrainResolution.resolve(
+                policy: .disconnect, peerPolicy: .disconnect, local: source.replicaState, peer: target.replicaState, localIsPrimary: true)
+            guard case .discardPeer = resolution else { fallthrough }
+            discardTarget = true
         default:
             trace?("\(Double(now) / 1000) s \(Self.vmName(vm)): link refused (\(decision)): \(Self.hostName(primary)) is primary")
             return
@@ -411,7 +430,11 @@ struct World {
             // An incremental (or full) resync (held writes are dirty bits even with equal
             // generations): the target is Inconsistent, with the source's generation, until done.
             hosts[secondary].vms[vm].consistent = false
-            hosts[secondary].vms[vm].generations.current = source.generations.current
+            if discardTarget {
+                hosts[secondary].vms[vm].generations.discardForSplitBrain(sourceCurrent: source.generations.current)
+            } else {
+                hosts[secondary].vms[vm].generations.current = source.generations.current
+            }
             link.resyncingUntil = now + 300 + Int64(random.next() % 700)
         }
         links[vm] = link

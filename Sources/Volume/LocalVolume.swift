@@ -456,11 +456,17 @@ public actor LocalVolume {
         try await updateMetadata { $0.flags.remove(.primary) }
     }
 
+    /// Before the first answer of a guest write the peer misses: a generation of our own (unless
+    /// this primary period began with one), and the answered-without-peer flag, both durable.
     private func startOwnGenerationIfNeeded() async {
-        guard !ownGenerationStarted else { return }
+        guard !ownGenerationStarted || !metadata.flags.contains(.answeredWithoutPeer) else { return }
+        let newGeneration = !ownGenerationStarted
         ownGenerationStarted = true
         // Only a primary's guest writes get here: it lost (or never had) its peer while primary.
-        try? await updateMetadata { $0.generations.startNewGeneration(.random(in: 1...UInt64.max), origin: .continuedAsPrimary) }
+        try? await updateMetadata {
+            if newGeneration { $0.generations.startNewGeneration(.random(in: 1...UInt64.max), origin: .continuedAsPrimary) }
+            $0.flags.insert(.answeredWithoutPeer)
+        }
     }
 
     public var isReplicating: Bool { replicator != nil }
@@ -469,7 +475,8 @@ public actor LocalVolume {
     public var replicaState: ReplicaState {
         ReplicaState(
             generations: metadata.generations, crashedPrimary: openReport.crashedPrimary,
-            consistency: metadata.consistency, dirtyBytes: bitmap.dirtyByteCount)
+            consistency: metadata.consistency, dirtyBytes: bitmap.dirtyByteCount,
+            answeredWithoutPeer: metadata.flags.contains(.answeredWithoutPeer))
     }
 
     public var metadataSnapshot: VolumeMetadata { metadata }

@@ -20,6 +20,14 @@ public enum SplitBrainResolution: Sendable, Hashable {
         policy: SplitBrainPolicy, peerPolicy: SplitBrainPolicy, local: ReplicaState, peer: ReplicaState,
         localIsPrimary: Bool
     ) -> SplitBrainResolution {
+        // Before any policy: a secondary that answered no write its peer lacks since they were
+        // last in sync holds nothing acknowledged, so its changes go (e.g. a switchover target
+        // promoted and crashed before its link attached, while the peer took over: vmha-sim).
+        // Both sides see both flags, so they agree whatever their policies.
+        if secondaryAnsweredNothing(local: local, peer: peer, localIsPrimary: localIsPrimary) {
+            let incremental = trackedIncrementally(local, peer)
+            return localIsPrimary ? .discardPeer(incremental: incremental) : .discardLocal(incremental: incremental)
+        }
         // Each side acts on its own decision: they agree only if they follow the same rule.
         guard policy == peerPolicy else {
             return .disconnect(reason: "split-brain policies differ (\(policy.rawValue) here, \(peerPolicy.rawValue) on the peer)")
@@ -35,14 +43,23 @@ public enum SplitBrainResolution: Sendable, Hashable {
             return .disconnect(
                 reason: "\(policy.rawValue) chose to discard the changes of the running primary (\(discardLocal ? "this host" : "the peer"), \(changed) bytes); a running guest's disk is never overwritten")
         }
-        // Bits are cleared only by a completed resync, so when both sides track changes from a
-        // shared generation, the two bitmaps together hold every grain either side changed since
-        // they were last in sync (DRBD's bitmap-based resolution). Otherwise copy everything.
+        let incremental = trackedIncrementally(local, peer)
+        return discardLocal ? .discardLocal(incremental: incremental) : .discardPeer(incremental: incremental)
+    }
+
+    /// Bits are cleared only by a completed resync, so when both sides track changes from a
+    /// shared generation, the two bitmaps together hold every grain either side changed since
+    /// they were last in sync (DRBD's bitmap-based resolution). Otherwise copy everything.
+    private static func trackedIncrementally(_ local: ReplicaState, _ peer: ReplicaState) -> Bool {
         let l = local.generations, p = peer.generations
         let lTracked = Set([l.bitmap] + l.history).subtracting([0])
         let pTracked = Set([p.bitmap] + p.history).subtracting([0])
-        let incremental = l.bitmap != 0 && p.bitmap != 0 && !lTracked.isDisjoint(with: pTracked)
-        return discardLocal ? .discardLocal(incremental: incremental) : .discardPeer(incremental: incremental)
+        return l.bitmap != 0 && p.bitmap != 0 && !lTracked.isDisjoint(with: pTracked)
+    }
+
+    /// Whether the secondary's changes go by the rule that comes before any policy.
+    public static func secondaryAnsweredNothing(local: ReplicaState, peer: ReplicaState, localIsPrimary: Bool) -> Bool {
+        !(localIsPrimary ? peer.answeredWithoutPeer : local.answeredWithoutPeer)
     }
 
     private enum Victim { case local, peer, undecided(String) }

@@ -11,13 +11,17 @@ public struct ReplicaState: Sendable, Hashable {
     /// split brain this is what the side changed since both were last in sync (the split-brain
     /// policies compare it); it never changes the resync direction.
     public var dirtyBytes: UInt64
+    /// This side answered guest writes its peer missed since they were last in sync
+    /// (``VolumeMetadata/Flags/answeredWithoutPeer``).
+    public var answeredWithoutPeer: Bool
 
     public init(generations: GenerationIdentifiers, crashedPrimary: Bool = false,
-                consistency: VolumeMetadata.Consistency = .consistent, dirtyBytes: UInt64 = 0) {
+                consistency: VolumeMetadata.Consistency = .consistent, dirtyBytes: UInt64 = 0, answeredWithoutPeer: Bool = false) {
         self.generations = generations
         self.crashedPrimary = crashedPrimary
         self.consistency = consistency
         self.dirtyBytes = dirtyBytes
+        self.answeredWithoutPeer = answeredWithoutPeer
     }
 }
 
@@ -108,7 +112,8 @@ extension ReplicaState {
     public var summary: GenerationSummary {
         GenerationSummary(
             current: generations.current, bitmap: generations.bitmap, history: generations.history,
-            consistency: GenerationSummary.Consistency(rawValue: consistency.rawValue) ?? .inconsistent, crashedPrimary: crashedPrimary)
+            consistency: GenerationSummary.Consistency(rawValue: consistency.rawValue) ?? .inconsistent, crashedPrimary: crashedPrimary,
+            answeredWithoutPeer: answeredWithoutPeer)
     }
 
     /// The replica a heartbeat described (its dirty byte count is not sent: it never changes a direction).
@@ -116,7 +121,8 @@ extension ReplicaState {
         self.init(
             generations: GenerationIdentifiers(current: summary.current, bitmap: summary.bitmap, history: summary.history),
             crashedPrimary: summary.crashedPrimary,
-            consistency: VolumeMetadata.Consistency(rawValue: summary.consistency.rawValue) ?? .inconsistent)
+            consistency: VolumeMetadata.Consistency(rawValue: summary.consistency.rawValue) ?? .inconsistent,
+            answeredWithoutPeer: summary.answeredWithoutPeer)
     }
 }
 
@@ -138,7 +144,16 @@ extension SyncDecision {
             case .noSync: break
             case .syncSourceIncremental, .fullSync(source: .local): localNewer = true
             case .syncTargetIncremental, .fullSync(source: .peer): peerNewer = true
-            case .splitBrain, .unrelated: return .diverged
+            case .splitBrain:
+                // Both moved on from the same generation; what counts is who *answered* writes
+                // the other lacks (the side that did not is discarded by the link's resync).
+                switch (l.answeredWithoutPeer, p.answeredWithoutPeer) {
+                case (true, true): return .diverged
+                case (true, false): localNewer = true
+                case (false, true): peerNewer = true
+                case (false, false): break
+                }
+            case .unrelated: return .diverged
             case .noConsistentData: return nil  // neither copy can run: the module machine says so
             }
         }

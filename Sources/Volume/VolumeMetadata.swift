@@ -42,7 +42,11 @@ public struct VolumeMetadata: Sendable, Hashable {
         /// Set (durably) before the first write as primary, cleared on clean
         /// shutdown: if found set, writes may have been in flight at a crash.
         public static let crashedPrimary = Flags(rawValue: 1 << 2)
-        static let known: Flags = [.primary, .wasPrimary, .crashedPrimary]
+        /// Set (durably) before the first answer of a guest write the peer misses; cleared when a
+        /// resync has brought both sides level. A side without it holds no answered write its peer
+        /// lacks, so a split brain can discard its changes whatever the policy.
+        public static let answeredWithoutPeer = Flags(rawValue: 1 << 3)
+        static let known: Flags = [.primary, .wasPrimary, .crashedPrimary, .answeredWithoutPeer]
     }
 
     public var volumeUUID: UUID

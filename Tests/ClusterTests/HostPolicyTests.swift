@@ -153,6 +153,39 @@ extension HostPolicyTests {
         #expect(!fresh.wantsLease)
     }
 
+    /// vmha-sim, four faults: every promote datagram of a switchover was lost and both hosts
+    /// stayed SECOND. The host that handed over asks again until the peer runs the VM.
+    @Test func aHandOverIsRepeatedUntilThePeerRunsTheVM() {
+        var handedOver = vm("v1", .second, peer: Heartbeat.VMSummary(name: "v1", state: .second, replica: .upToDate))
+        handedOver.handedOver = true
+        #expect(HostPolicy.decide(snapshot([handedOver])).contains(.resendPromote("v1")))
+        handedOver.peerSummary = Heartbeat.VMSummary(name: "v1", state: .prim, replica: .upToDate)
+        let done = HostPolicy.decide(snapshot([handedOver]))
+        #expect(done.contains(.handOverCompleted("v1")) && !done.contains(.resendPromote("v1")))
+        // Lost peer: no resend; the module leaves SECOND, and the flag with it.
+        handedOver.peerSummary = Heartbeat.VMSummary(name: "v1", state: .second, replica: .upToDate)
+        #expect(!HostPolicy.decide(snapshot([handedOver], peerAlive: false)).contains(.resendPromote("v1")))
+        handedOver.status = ModuleStatus(.wait, .upToDate)
+        handedOver.settleFlags()
+        #expect(!handedOver.handedOver)
+    }
+
+    /// vmha-sim seed 14393 at four faults: the peer died just after a resync toward our SECOND
+    /// began (the volume already Inconsistent, the module still SECOND/UpToDate); the failover in
+    /// the same step must see the Inconsistent copy, not the status's stale UpToDate.
+    @Test func aFailoverInThePeerLossStepSeesTheReplicaAsTheVolumesShowIt() {
+        var second = vm("v1", .second, preferred: "b")
+        second.localReplica = .inconsistent
+        let decisions = HostPolicy.decide(snapshot([second], peerState: .alive, peerAlive: false, mayRun: true))
+        #expect(decisions.contains(.feed(vm: "v1", .peerLost)))
+        #expect(decisions.contains(.setReplica(vm: "v1", .inconsistent)))
+        guard case .failover(let plan)? = decisions.last else {
+            Issue.record("no failover plan in \(decisions)")
+            return
+        }
+        #expect(plan.waves.isEmpty && plan.notStarted.map(\.name) == ["v1"])
+    }
+
     @Test func thePeerHasOurWritesOnlyWhenEveryVMIsInSync() {
         let second = Heartbeat.VMSummary(name: "v1", state: .second, replica: .upToDate)
         var s = snapshot([vm("v1", .prim, peer: second, data: .same), vm("v2", .second, data: .same), vm("v3", .stop)])

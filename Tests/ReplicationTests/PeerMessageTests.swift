@@ -123,8 +123,8 @@ let sampleMessages: [PeerMessage] = [
         #expect(throws: PeerProtocolError.fieldOutOfRange(type: .volumeState, field: "consistency", value: "3")) {
             try decodeMutated(state) { $0[72] = 3 }
         }
-        #expect(throws: PeerProtocolError.fieldOutOfRange(type: .volumeState, field: "role flags", value: "0x8")) {
-            try decodeMutated(state) { $0[73] = 8 }
+        #expect(throws: PeerProtocolError.fieldOutOfRange(type: .volumeState, field: "role flags", value: "0x10")) {
+            try decodeMutated(state) { $0[73] = 0x10 }
         }
         #expect(throws: PeerProtocolError.fieldOutOfRange(type: .volumeState, field: "grain size", value: "1000")) {
             try decodeMutated(state) { $0.storeBigEndian(UInt64(1000), at: 24) }

@@ -24,11 +24,11 @@ struct SplitBrainPolicyTests {
         let replica = try hosts.startReplica(extra: ["--split-brain", policy])
         let primary = try hosts.startPrimary(extra: ["--split-brain", policy])
         try await primary.waitForLog("resync finished")
-        let resolved = try #require(primary.lines(containing: "split brain resolved by policy: discarding the peer's changes").first)
+        let resolved = try #require(primary.lines(containing: "split brain resolved: discarding the peer's changes").first)
         #expect(logField(resolved, "discarded_bytes") == "\(64 << 10)")
-        #expect(logField(resolved, "policy") == policy)
+        #expect(logField(resolved, "rule") == policy)
         #expect(logField(resolved, "resync") == "incremental")
-        let victim = try #require(replica.lines(containing: "split brain resolved by policy: discarding this host's changes").first)
+        let victim = try #require(replica.lines(containing: "split brain resolved: discarding this host's changes").first)
         #expect(logField(victim, "discarded_bytes") == "\(64 << 10)")
 
         // Only the union of both sides' changes crosses: A's 1 MiB and B's 64 KiB, not 64 MiB.
@@ -38,6 +38,28 @@ struct SplitBrainPolicyTests {
 
         for daemon in hosts.daemons { await daemon.stop() }
         #expect(try hosts.sha256(hosts.imageA) == primaryBefore, "the running primary's data is never touched")
+        #expect(try hosts.sha256(hosts.imageB) == primaryBefore)
+    }
+
+    /// B was promoted after the split but answered no write (vmha-sim: a switchover target that
+    /// crashed before its link attached, while A took over): it holds nothing acknowledged, so
+    /// even the default policy (disconnect) resyncs it from A, incrementally.
+    @Test func aSecondaryThatAnsweredNothingAloneIsResyncedWhateverThePolicy() async throws {
+        let hosts = try TwoHostFixture(sizeMiB: 64)
+        try await hosts.makeSplitBrain(onA: "write -P 0xaa 8M 1M", onB: nil)
+        let primaryBefore = try hosts.sha256(hosts.imageA)
+        #expect(try hosts.sha256(hosts.imageB) != primaryBefore)
+
+        let replica = try hosts.startReplica()
+        let primary = try hosts.startPrimary()
+        try await primary.waitForLog("resync finished")
+        let resolved = try #require(primary.lines(containing: "split brain resolved: discarding the peer's changes").first)
+        #expect(logField(resolved, "rule") == "unanswered-changes")
+        #expect(logField(resolved, "resync") == "incremental")
+        #expect(try #require(replica.lines(containing: "split brain resolved: discarding this host's changes").first).contains("rule=unanswered-changes"))
+        let finished = try #require(primary.lines(containing: "resync finished").last)
+        #expect(logField(finished, "bytes") == "\(1 << 20)")
+        for daemon in hosts.daemons { await daemon.stop() }
         #expect(try hosts.sha256(hosts.imageB) == primaryBefore)
     }
 

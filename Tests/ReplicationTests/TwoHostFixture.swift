@@ -73,7 +73,8 @@ final class TwoHostFixture: @unchecked Sendable {
 
     /// Brings both replicas in sync, then lets each side write alone as primary, cut off from the
     /// other: first B, promoted (qemu-io command `onB`), then A going on as the old primary (`onA`).
-    func makeSplitBrain(onA: String, onB: String) async throws {
+    /// `onB` nil: B is promoted but answers no write (a switchover target that crashed at once).
+    func makeSplitBrain(onA: String, onB: String?) async throws {
         let replica = try startReplica()
         let primary = try startPrimary()
         try await primary.waitForLog("resync finished")
@@ -83,7 +84,7 @@ final class TwoHostFixture: @unchecked Sendable {
         let socketB = directory + "/b.sock"
         let loneB = try startReplicaAsPrimary(socket: socketB)
         try await waitForSocket(socketB)
-        try await Shell.run(async: ["qemu-io", "-f", "raw", "-c", onB, "nbd+unix:///d0?socket=\(socketB)"])
+        if let onB { try await Shell.run(async: ["qemu-io", "-f", "raw", "-c", onB, "nbd+unix:///d0?socket=\(socketB)"]) }
         await loneB.stop()
         let loneA = try startPrimary(replicate: false)
         try await waitForSocket()

@@ -5,11 +5,12 @@ import Testing
 /// One test per row of the split-brain table in docs/format.md. The usual split: both sides were
 /// in sync at generation 0xC; the old primary went on alone (0xA1), the secondary was promoted (0xB1).
 @Suite struct SplitBrainResolutionTests {
+    /// Both sides answered writes alone (a true split brain) unless `answered` says otherwise.
     func side(_ current: UInt64, origin: GenerationOrigin, dirty: UInt64, bitmap: UInt64 = 0xC,
-              history: [UInt64] = [0x7, 0]) -> ReplicaState {
+              history: [UInt64] = [0x7, 0], answered: Bool = true) -> ReplicaState {
         ReplicaState(
             generations: GenerationIdentifiers(current: current, bitmap: bitmap, history: history, origin: origin),
-            dirtyBytes: dirty)
+            dirtyBytes: dirty, answeredWithoutPeer: answered)
     }
 
     var olderPrimary: ReplicaState { side(0xA1, origin: .continuedAsPrimary, dirty: 1 << 20) }
@@ -24,6 +25,21 @@ import Testing
     func isDisconnect(_ r: SplitBrainResolution, mentioning text: String) -> Bool {
         guard case .disconnect(let reason) = r else { return false }
         return reason.contains(text)
+    }
+
+    /// Before any policy: a secondary that answered no write alone since the split holds nothing
+    /// acknowledged, so its changes go, whatever the policies (even differing ones). vmha-sim: a
+    /// switchover target promoted and crashed before its link attached while the peer took over.
+    @Test func row0ASecondaryThatAnsweredNothingAloneIsDiscardedWhateverThePolicy() {
+        let unanswered = side(0xB1, origin: .promotion, dirty: 4096, answered: false)
+        for policy in SplitBrainPolicy.allCases {
+            #expect(resolve(policy, olderPrimary, unanswered, primary: true, peerPolicy: .disconnect) == .discardPeer(incremental: true))
+            #expect(resolve(policy, unanswered, olderPrimary, primary: false, peerPolicy: .disconnect) == .discardLocal(incremental: true))
+        }
+        // A primary that answered nothing alone while the secondary did: the running guest lacks
+        // answered writes; never settled here (the HA policy keeps such a copy from running).
+        let unansweredPrimary = side(0xA1, origin: .continuedAsPrimary, dirty: 4096, answered: false)
+        #expect(isDisconnect(resolve(.disconnect, unansweredPrimary, youngerPrimary, primary: true), mentioning: "disconnect"))
     }
 
     @Test func row1DifferentPoliciesNeverResolve() {
