@@ -121,14 +121,13 @@ extension ClusterNode {
             }
             module.liveReply = nil
             sendPeerCommand(live ? .handOverLive : .handOver, vm: name)
-            let deadline = ContinuousClock.now + .seconds(120)
-            while ContinuousClock.now < deadline {
-                if [.prim, .alone].contains(module.status.state) { return ControlResponse(ok: true, message: "\(name) now runs on \(me.name)") }
-                // The runner reports a failed live migration back.
-                if live, let reply = module.liveReply, reply.kind == .liveRefused { return ControlResponse(ok: false, error: reply.detail) }
-                // Poll: module and link states are not yet published as events to wait on (issue 12, next).
-                try? await Task.sleep(for: .milliseconds(200))
+            // The runner reports a failed live migration back.
+            _ = await waitUntil(.now + .seconds(120)) { node in
+                guard let module = node.modules[name] else { return true }
+                return [.prim, .alone].contains(module.status.state) || (live && module.liveReply?.kind == .liveRefused)
             }
+            if [.prim, .alone].contains(module.status.state) { return ControlResponse(ok: true, message: "\(name) now runs on \(me.name)") }
+            if live, let reply = module.liveReply, reply.kind == .liveRefused { return ControlResponse(ok: false, error: reply.detail) }
             return ControlResponse(ok: false, error: "\(name) did not start on \(me.name) within 120 s (last error: \(module.lastError ?? "none"))")
         }
         // Target is the peer: this host must run it.
@@ -144,23 +143,15 @@ extension ClusterNode {
         let problem = live ? await migrateLive(module) : await switchover(module)
         operations.release()
         if let problem { return ControlResponse(ok: false, error: problem) }
-        let deadline = ContinuousClock.now + .seconds(120)
-        while ContinuousClock.now < deadline {
-            if let s = peerSummaries[name], s.state == .prim { return ControlResponse(ok: true, message: "\(name) now runs on \(peer.name)") }
-            // Poll: module and link states are not yet published as events to wait on (issue 12, next).
-            try? await Task.sleep(for: .milliseconds(200))
+        if await waitUntil(.now + .seconds(120), { $0.peerSummaries[name]?.state == .prim }) {
+            return ControlResponse(ok: true, message: "\(name) now runs on \(peer.name)")
         }
         return ControlResponse(ok: false, error: "\(name) was stopped here but \(peer.name) did not report it running within 120 s")
     }
 
     func waitLocalUpToDate(_ module: VMModule, timeout: Duration) async -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if module.status.replica == .upToDate { return true }
-            // Poll: module and link states are not yet published as events to wait on (issue 12, next).
-            try? await Task.sleep(for: .milliseconds(200))
-        }
-        return false
+        let name = module.config.name
+        return await waitUntil(.now + timeout) { $0.modules[name]?.status.replica == .upToDate }
     }
 
     func place(dryRun: Bool, vms names: [String]?, on target: String?) async -> ControlResponse {

@@ -28,8 +28,8 @@ extension ClusterNode {
         let deadline = ContinuousClock.now + .seconds(5)
         while module.liveReply == nil && ContinuousClock.now < deadline {
             sendPeerCommand(.prepareLive, vm: name)
-            // Poll: the peer's answer and the link state are not yet events to wait on (issue 12, next).
-            try? await Task.sleep(for: .milliseconds(200))
+            // Timer: the request is a datagram, resent every 200 ms until the answer (an event) comes.
+            await nextChange(before: min(deadline, .now + .milliseconds(200)))
         }
         guard let reply = module.liveReply else { return "\(peer.name) did not answer the live migration request for \(name)" }
         guard reply.kind == .livePrepared else { return "\(peer.name) refused the live migration of \(name): \(reply.detail)" }
@@ -58,8 +58,8 @@ extension ClusterNode {
         let promoteBy = ContinuousClock.now + .seconds(10)
         while peerSummaries[name]?.state != .prim && ContinuousClock.now < promoteBy {
             sendPeerCommand(.liveArrived, vm: name)
-            // Poll: the peer's answer and the link state are not yet events to wait on (issue 12, next).
-            try? await Task.sleep(for: .milliseconds(100))
+            // Timer: a datagram, resent every 100 ms until the peer's heartbeat (an event) says PRIM.
+            await nextChange(before: min(promoteBy, .now + .milliseconds(100)))
         }
         record("\(name): live migration to \(peer.name): domain moved in \(migrated), demoted after \(started.duration(to: .now))")
         return nil

@@ -134,6 +134,9 @@ public actor ClusterNode {
     /// Serialises state-machine steps and operator commands.
     let operations = AsyncSemaphore(1)
     var failoverLog: [String] = []
+    /// Callers waiting for the node's state to change (`nextChange`), each with its deadline timer.
+    var changeWaiters: [UInt64: (continuation: CheckedContinuation<Void, Never>, timer: Task<Void, Never>)] = [:]
+    var nextWaiterID: UInt64 = 0
     /// Every state change, numbered (`vmha events`).
     var eventLog: NodeEventLog
     var stopping = false
@@ -326,6 +329,7 @@ public actor ClusterNode {
         heardFromPeer = (heartbeat.incarnation, heartbeat.timestamp)
         if let capacity = heartbeat.capacity { peerCapacity = capacity }
         for vm in heartbeat.vms { peerSummaries[vm.name] = vm }
+        stateChanged()
         return nil
     }
 
@@ -525,6 +529,7 @@ public actor ClusterNode {
 
     func publish(_ kind: NodeEvent.Kind) {
         eventLog.append(kind, time: Date().timeIntervalSince1970)
+        stateChanged()
     }
 
     func record(_ line: String) {
@@ -692,7 +697,11 @@ public actor ClusterNode {
     /// those an incoming live migration's domain already uses) and a replication per volume.
     func startPrimaryTask(_ module: VMModule, servers: [NBDServer], exports: Task<Void, Never>? = nil) {
         let peerAddress = TCPSocket.Address("\(peer.replicationAddress.host):\(peer.replicationAddress.port)")!
-        let replications = module.volumes.map { PrimaryReplication(volume: $0, peer: peerAddress, options: replicationOptions, logger: logger) }
+        let replications = module.volumes.map {
+            PrimaryReplication(
+                volume: $0, peer: peerAddress, options: replicationOptions, logger: logger,
+                onLinkChange: { [weak self] _ in Task { await self?.stateChanged() } })
+        }
         module.replications = replications
         let ring = self.ring
         module.primaryTask = Task(executorPreference: ring) {
@@ -877,6 +886,7 @@ public actor ClusterNode {
         guard let module = modules[command.vm] else { return }
         if [.livePrepared, .liveRefused].contains(command.kind) {
             module.liveReply = command  // the runner waits for it while holding `operations`
+            stateChanged()
             return
         }
         await operations.acquire()
@@ -955,13 +965,50 @@ public actor ClusterNode {
     }
 
     func waitForPeerUpToDate(_ vm: String, timeout: Duration) async -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        repeat {
-            if peerState == .alive, let summary = peerSummaries[vm], summary.replica == .upToDate, await replicasInSync(vm) { return true }
-            // Poll: replica and link state are not yet published as events to wait on (issue 12, next).
-            try? await Task.sleep(for: .milliseconds(200))
-        } while ContinuousClock.now < deadline
-        return false
+        await waitUntil(.now + timeout) {
+            guard $0.peerState == .alive, let summary = $0.peerSummaries[vm], summary.replica == .upToDate else { return false }
+            return await $0.replicasInSync(vm)
+        }
+    }
+
+    // MARK: - Waiting for a change
+
+    /// Wakes every caller waiting in `nextChange`: a heartbeat was handled, a module changed
+    /// state, a replication link moved, or a peer command's answer arrived.
+    func stateChanged() {
+        let waiters = changeWaiters
+        changeWaiters = [:]
+        for waiter in waiters.values {
+            waiter.timer.cancel()
+            waiter.continuation.resume()
+        }
+    }
+
+    /// Returns at the next `stateChanged()`, or at `deadline`.
+    func nextChange(before deadline: ContinuousClock.Instant) async {
+        nextWaiterID += 1
+        let id = nextWaiterID
+        await withCheckedContinuation { continuation in
+            // Timer: the deadline is an event of its own.
+            let timer = Task { [weak self] in
+                try? await Task.sleep(until: deadline)
+                await self?.expireWaiter(id)
+            }
+            changeWaiters[id] = (continuation, timer)
+        }
+    }
+
+    private func expireWaiter(_ id: UInt64) {
+        changeWaiters.removeValue(forKey: id)?.continuation.resume()
+    }
+
+    /// Whether `condition` held before `deadline`; it is looked at again on every change.
+    func waitUntil(_ deadline: ContinuousClock.Instant, _ condition: @Sendable (isolated ClusterNode) async -> Bool) async -> Bool {
+        while true {
+            if await condition(self) { return true }
+            guard ContinuousClock.now < deadline else { return false }
+            await nextChange(before: deadline)
+        }
     }
 }
 

@@ -34,11 +34,19 @@ public final class PrimaryReplication: Sendable {
     /// How blocks travel during one resync pass.
     enum Method: String { case data, checksum, verify }
 
-    public init(volume: LocalVolume, peer: TCPSocket.Address, options: ReplicationOptions, logger: Logger) {
+    /// Called after every change of the link's state, off the link's task: the owner's cue to
+    /// look again (it publishes the change; nothing polls the link).
+    private let onLinkChange: @Sendable (ReplicationLinkMachine.State) -> Void
+
+    public init(
+        volume: LocalVolume, peer: TCPSocket.Address, options: ReplicationOptions, logger: Logger,
+        onLinkChange: @escaping @Sendable (ReplicationLinkMachine.State) -> Void = { _ in }
+    ) {
         self.volume = volume
         self.peer = peer
         self.options = options
         self.logger = logger
+        self.onLinkChange = onLinkChange
     }
 
     public var status: ReplicationStatus { statusBox.withLock { $0 } }
@@ -72,15 +80,17 @@ public final class PrimaryReplication: Sendable {
     /// Every link change goes through `ReplicationLinkMachine`; an illegal one is a bug here,
     /// logged, and the state is kept.
     private func advance(_ event: ReplicationLinkMachine.Event) {
-        let refused = statusBox.withLock { s -> String? in
+        let (refused, changed) = statusBox.withLock { s -> (String?, ReplicationLinkMachine.State?) in
             do throws(ReplicationLinkMachine.TransitionError) {
-                s.link = try ReplicationLinkMachine.transition(from: s.link, on: event).state
-                return nil
+                let next = try ReplicationLinkMachine.transition(from: s.link, on: event).state
+                defer { s.link = next }
+                return (nil, next != s.link ? next : nil)
             } catch {
-                return error.description
+                return (error.description, nil)
             }
         }
         if let refused { logger.error("replication link: \(refused)", metadata: ["volume": "\(volume.configuration.name)"]) }
+        if let changed { onLinkChange(changed) }
     }
 
     private func record(_ error: any Error) {

@@ -29,6 +29,25 @@ struct NodeEventTests {
         await node.stopAndShutDown()
     }
 
+    /// A caller waiting on the node's state (switchover, migrate, `--force`) is woken by the
+    /// change itself, not by a poll; with no change, its deadline ends the wait.
+    @Test(.timeLimit(.minutes(1))) func aWaiterWakesOnTheChangeAndOtherwiseAtItsDeadline() async throws {
+        let (fixture, node, _) = try await NodeFixture.oneVMNode()
+        defer { fixture.remove() }
+        let start = ContinuousClock.now
+        async let woke = node.waitUntil(.now + .seconds(50)) { $0.modules["vm01"]?.status.state == .alone }
+        try await Task.sleep(for: .milliseconds(200))
+        await node.feed(named: "vm01", .peerLost)
+        await node.feed(named: "vm01", .witnessVoteGranted)
+        #expect(await woke)
+        #expect(ContinuousClock.now - start < .seconds(30), "woken by the transition, long before the deadline")
+        let quiet = ContinuousClock.now
+        #expect(!(await node.waitUntil(.now + .milliseconds(300)) { $0.modules["vm01"]?.status.state == .second }))
+        #expect(ContinuousClock.now - quiet >= .milliseconds(300))
+        #expect(await node.changeWaiters.isEmpty, "no waiter or timer is left behind")
+        await node.stopAndShutDown()
+    }
+
     @Test func aReaderThatFellBehindIsTold() {
         var log = NodeEventLog(incarnation: 7, capacity: 3)
         for i in 1...5 { log.append(.note("n\(i)"), time: 0) }
