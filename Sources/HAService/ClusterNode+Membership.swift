@@ -23,7 +23,7 @@ extension ClusterNode {
         modules[vm.name] = module
         order.append(vm.name)
         _ = try transition(module, .startRequested)
-        module.status.replica = await localReplicaState(module)
+        module.status.replica = await readLocalReplica(module)
     }
 
     /// `block`: one `[[vms]]` entry in TOML, as `ConfigurationEditor.adding` renders it.

@@ -411,13 +411,7 @@ public actor ClusterNode {
     func step() async {
         let now = monotonicNow()
         var replicas: [String: Cluster.ReplicaState] = [:]
-        for name in order {
-            let module = modules[name]!
-            replicas[name] = await localReplicaState(module)
-            var generations: [GenerationSummary] = []
-            for volume in module.volumes { generations.append(await volume.replicaState.summary) }
-            module.generations = generations
-        }
+        for name in order { replicas[name] = await readLocalReplica(modules[name]!) }
         let snapshot = policySnapshot(localReplicas: replicas, at: now)
         for decision in HostPolicy.decide(snapshot) { await carryOut(decision) }
     }
@@ -427,13 +421,14 @@ public actor ClusterNode {
         let live = liveness.status(at: now)
         let vms = order.map { name -> HostSnapshot.VM in
             let module = modules[name]!
+            let preferred = module.config.preferredHost ?? config.hosts[0].name
             return HostSnapshot.VM(
                 name: name, status: module.status, localReplica: localReplicas[name] ?? module.status.replica,
                 peerSummary: peerSummaries[name], lastPeer: module.lastPeer,
                 peerData: SyncDecision.relation(
                     local: module.generations, peer: peerSummaries[name]?.volumes ?? [],
-                    localWinsTies: (module.config.preferredHost ?? config.hosts[0].name) == me.name),
-                preferredHost: module.config.preferredHost ?? config.hosts[0].name, failback: module.config.failback,
+                    localWinsTies: preferred == me.name),
+                preferredHost: preferred, failback: module.config.failback,
                 arrivedByFailover: module.arrivedByFailover, notStartedReason: module.notStartedReason, handedOver: module.handedOver,
                 priority: module.config.priority, resources: module.resources)
         }
@@ -616,8 +611,10 @@ public actor ClusterNode {
         return failures.isEmpty ? nil : failures.joined(separator: "; ")
     }
 
-    /// The local replica's state, derived from the volumes' metadata and replication links.
-    func localReplicaState(_ module: VMModule) async -> Cluster.ReplicaState {
+    /// Reads each volume once: its generations go to `module.generations` (the heartbeats send
+    /// them), and the local replica's state, derived from the metadata and the replication links,
+    /// is returned.
+    func readLocalReplica(_ module: VMModule) async -> Cluster.ReplicaState {
         var worst: Cluster.ReplicaState = .upToDate
         func rank(_ s: Cluster.ReplicaState) -> Int {
             switch s {
@@ -629,9 +626,13 @@ public actor ClusterNode {
             case .inconsistent: 5
             }
         }
+        var generations: [GenerationSummary] = []
+        defer { module.generations = generations }
         for (index, volume) in module.volumes.enumerated() {
+            let replica = await volume.replicaState
+            generations.append(replica.summary)
             var state: Cluster.ReplicaState
-            switch await volume.metadataSnapshot.consistency {
+            switch replica.consistency {
             case .consistent: state = .upToDate
             case .outdated: state = .outdated
             case .inconsistent: state = .inconsistent

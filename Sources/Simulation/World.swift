@@ -180,7 +180,7 @@ struct World {
             writePolicy: host.writePolicy, localCapacity: Resources(vcpus: 8, memoryMiB: 16384), maxConcurrentStarts: 2)
     }
 
-    /// As `ClusterNode.localReplicaState`: metadata, then the link's resync role.
+    /// As `ClusterNode.readLocalReplica`: metadata, then the link's resync role.
     func localReplica(host index: Int, vm: Int) -> Cluster.ReplicaState {
         let state = hosts[index].vms[vm]
         guard state.role != .closed else { return .unknown }
