@@ -53,14 +53,22 @@ public struct HostSnapshot: Sendable, Equatable {
             self.resources = resources
         }
 
-        /// What the module's flags become once it reached its status (the node keeps the same rule).
+        /// What the module's flags become once it reached its status.
         public mutating func settleFlags() {
-            if status.state == .prim || status.state == .alone {
+            Self.settleFlags(for: status.state, arrivedByFailover: &arrivedByFailover, notStartedReason: &notStartedReason, handedOver: &handedOver)
+        }
+
+        /// The one rule, for whoever keeps the flags (the policy's snapshot, `ClusterNode`'s
+        /// modules, the simulator's hosts).
+        public static func settleFlags(
+            for state: ModuleState, arrivedByFailover: inout Bool, notStartedReason: inout String?, handedOver: inout Bool
+        ) {
+            if state == .prim || state == .alone {
                 notStartedReason = nil
             } else {
                 arrivedByFailover = false
             }
-            if status.state != .second { handedOver = false }
+            if state != .second { handedOver = false }
         }
     }
 

@@ -53,14 +53,9 @@ final class VMModule {
     /// Source of a live migration: the target's answer to `prepareLive`.
     var liveReply: PeerCommand?
 
-    /// The flags' rule once the module reached its status (as `HostSnapshot.VM.settleFlags`).
+    /// The flags' rule once the module reached its status.
     func settleFlags() {
-        if status.state == .prim || status.state == .alone {
-            notStartedReason = nil
-        } else {
-            arrivedByFailover = false
-        }
-        if status.state != .second { handedOver = false }
+        HostSnapshot.VM.settleFlags(for: status.state, arrivedByFailover: &arrivedByFailover, notStartedReason: &notStartedReason, handedOver: &handedOver)
     }
 
     init(config: VMConfiguration, domainXML: DomainXML) {

@@ -289,15 +289,11 @@ struct World {
         }
         // A module that does not run the VM here must not have a live domain here.
         if hosts[index].vms[vm].status.state == .second { hosts[index].vms[vm].domain = .none }
-        var settled = HostSnapshot.VM(
-            name: Self.vmName(vm), status: hosts[index].vms[vm].status, localReplica: .unknown, preferredHost: Self.preferredHost(vm),
-            arrivedByFailover: hosts[index].vms[vm].arrivedByFailover, notStartedReason: hosts[index].vms[vm].notStartedReason,
-            handedOver: hosts[index].vms[vm].handedOver,
-            resources: .zero)
-        settled.settleFlags()
-        hosts[index].vms[vm].arrivedByFailover = settled.arrivedByFailover
-        hosts[index].vms[vm].notStartedReason = settled.notStartedReason
-        hosts[index].vms[vm].handedOver = settled.handedOver
+        var state = hosts[index].vms[vm]
+        HostSnapshot.VM.settleFlags(
+            for: state.status.state, arrivedByFailover: &state.arrivedByFailover, notStartedReason: &state.notStartedReason,
+            handedOver: &state.handedOver)
+        hosts[index].vms[vm] = state
     }
 
     mutating func openVolume(host index: Int, vm: Int, as role: VMState.Role) {
