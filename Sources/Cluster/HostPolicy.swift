@@ -180,8 +180,8 @@ public enum HostDecision: Sendable, Equatable {
     case failover(FailoverPlan)
     /// `failback = "automatic"`: hand the VM back to its preferred host (a planned switchover).
     case failBack(String)
-    /// We handed the VM over and the peer is still not running it: send the promote again (the
-    /// executor sends at most one a second).
+    /// We handed the VM over and the peer is still not running it: send the promote again, when
+    /// `HostPolicy.promoteDue` says (the executor's timer).
     case resendPromote(String)
     /// The peer runs the VM we handed over (or gave it up): nothing more to send.
     case handOverCompleted(String)
@@ -190,9 +190,33 @@ public enum HostDecision: Sendable, Equatable {
 }
 
 /// The decisions of one host's control loop, as a pure function of what it knows: no I/O, no
-/// clock, no randomness. The node feeds it a snapshot on every tick and carries the decisions
-/// out in order; the simulator (`vmha-sim`) runs two of them against a model of the world.
+/// clock, no randomness. The node feeds it a snapshot on every event (and at `nextLook`) and
+/// carries the decisions out in order; the simulator (`vmha-sim`) runs two of them against a
+/// model of the world.
 public enum HostPolicy {
+    /// When the next promote of a hand-over is due, after `sent` of them, the last at `last`: the
+    /// first five 200 ms apart (UDP; the replay window admits one), then one a second until the
+    /// peer runs the VM.
+    public static func promoteDue(sent: Int, last: MonotonicInstant) -> MonotonicInstant {
+        last + (sent < 5 ? .milliseconds(200) : .seconds(1))
+    }
+
+    /// When the snapshot's clock-derived inputs change with no event in between: the peer is
+    /// called lost (`peerAlive` ends), the fence deadline passes (`mustFence`), the vote's
+    /// window ends (`mayRun`). Everything else the policy reads changes only with an event
+    /// (a datagram, a transition, a link change, a command), so looking again at these instants
+    /// and on every event decides exactly as a loop that looked all the time.
+    /// `also`: the node's own timers (e.g. a promote resend).
+    public static func nextLook(
+        liveness: PeerLiveness.Status, lease: LeaseClient, at now: MonotonicInstant, also: [MonotonicInstant] = []
+    ) -> MonotonicInstant? {
+        var candidates = also
+        if liveness.peerAlive { candidates.append(liveness.lostAt) }
+        if !liveness.mustFence { candidates.append(liveness.fenceDeadline) }
+        if let end = lease.suspendDeadline, lease.mayRunPrimary(at: now) { candidates.append(end) }
+        return candidates.filter { $0 > now }.min()
+    }
+
     public static func decide(_ snapshot: HostSnapshot) -> [HostDecision] {
         var s = snapshot
         var decisions: [HostDecision] = []

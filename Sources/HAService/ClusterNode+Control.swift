@@ -43,20 +43,19 @@ extension ClusterNode {
             return ControlResponse(ok: true, message: "\(name) resync of \(vm) requested")
         case "add":
             guard let block = request.vmTOML else { return ControlResponse(ok: false, error: "add: no VM given") }
-            await operations.acquire()
-            defer { operations.release() }
-            return await addVM(block: block)
+            return await inLoop(otherwise: Self.stoppingResponse) { await $0.addVM(block: block) }
         case "remove":
             guard let vm = request.vm else { return ControlResponse(ok: false, error: "remove: no VM given") }
-            await operations.acquire()
-            defer { operations.release() }
-            return await removeVM(vm, stop: request.stop ?? false)
+            let stop = request.stop ?? false
+            return await inLoop(otherwise: Self.stoppingResponse) { await $0.removeVM(vm, stop: stop) }
         case "place":
             return await place(dryRun: request.dryRun ?? true, vms: request.vms, on: request.on)
         default:
             return ControlResponse(ok: false, error: "unknown command \(request.command)")
         }
     }
+
+    static let stoppingResponse = ControlResponse(ok: false, error: "vmhad is stopping")
 
     /// The control plane's part (module and replica states, the peer's view, lease, fence, link
     /// states, the event sequence) is read without a suspension in between: one snapshot of the
@@ -139,9 +138,10 @@ extension ClusterNode {
             guard force else { return ControlResponse(ok: false, error: "replica of \(name) on \(peer.name) is \(s.replica.rawValue), not UpToDate (use --force to wait for the resync)") }
             if !(await waitForPeerUpToDate(name, timeout: .seconds(600))) { return ControlResponse(ok: false, error: "replica on \(peer.name) did not become UpToDate") }
         }
-        await operations.acquire()
-        let problem = live ? await migrateLive(module) : await switchover(module)
-        operations.release()
+        let problem = await inLoop(otherwise: String?("vmhad is stopping")) { node -> String? in
+            guard let module = node.modules[name] else { return "\(name) was removed" }
+            return live ? await node.migrateLive(module) : await node.switchover(module)
+        }
         if let problem { return ControlResponse(ok: false, error: problem) }
         if await waitUntil(.now + .seconds(120), { $0.peerSummaries[name]?.state == .prim }) {
             return ControlResponse(ok: true, message: "\(name) now runs on \(peer.name)")

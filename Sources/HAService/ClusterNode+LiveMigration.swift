@@ -13,7 +13,7 @@ import Volume
 /// and releases the held changes. Only one side ever answers a guest write.
 extension ClusterNode {
     /// Runner side. Returns the problem, or nil when the domain runs on the peer and this side is
-    /// SECOND. Called holding `operations`.
+    /// SECOND. Runs in the control loop.
     func migrateLive(_ module: VMModule) async -> String? {
         let name = module.config.name
         guard module.status.state == .prim, module.status.replica == .upToDate else {
@@ -75,9 +75,9 @@ extension ClusterNode {
                 sendPeerCommand(.liveRefused, vm: name, detail: "\(name) is \(module.status) on \(me.name), not SECOND/upToDate")
                 return
             }
-            let servers: [NBDServer]
+            let servers: [ListeningExport]
             do {
-                servers = try makeNBDServers(module)
+                servers = try listenNBD(module)
             } catch {
                 sendPeerCommand(.liveRefused, vm: name, detail: "cannot export \(name) on \(me.name): \(error)")
                 return
@@ -86,12 +86,11 @@ extension ClusterNode {
             let ring = self.ring
             module.incomingExports = Task(executorPreference: ring) {
                 await withDiscardingTaskGroup { group in
-                    for server in servers {
-                        group.addTask(executorPreference: ring) { try? await server.run() }
+                    for export in servers {
+                        group.addTask(executorPreference: ring) { await export.server.serve(listener: export.listener) }
                     }
                 }
             }
-            await waitUntilListening(servers)
             record("\(name): exported for an incoming live migration from \(peer.name); guest writes held until it arrives")
         }
         sendPeerCommand(.livePrepared, vm: name, detail: config.nbd.socketDirectory)
@@ -121,14 +120,15 @@ extension ClusterNode {
             try await volume.promote()
             await volume.setUnreplicatedWritePolicy(writePolicy)
         }
-        startPrimaryTask(module, servers: [], exports: exports)
+        startPrimaryTask(module, exports: [], migrated: exports)
         // Released changes should find the replication attached: one that starts while the link
         // attaches can miss both the peer and the connect's resync, and would then wait (policy
         // `hold`) for the next resync. Without the peer within 10 s they are released anyway.
-        let attachBy = ContinuousClock.now + .seconds(10)
-        for volume in module.volumes {
-            // Poll: the link's attach is not yet an event to wait on (issue 12, next).
-            while !(await volume.isReplicating) && ContinuousClock.now < attachBy { try? await Task.sleep(for: .milliseconds(10)) }
+        // (The link's decision is an event: `PrimaryReplication` attaches before announcing it.)
+        let name = module.config.name
+        _ = await waitUntil(.now + .seconds(10)) { node in
+            for volume in node.modules[name]?.volumes ?? [] where !(await volume.isReplicating) { return false }
+            return true
         }
         var held = 0
         for volume in module.volumes {

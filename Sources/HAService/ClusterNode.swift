@@ -42,7 +42,8 @@ final class VMModule {
     var arrivedByFailover = false
     /// This host handed the VM over and has not yet seen the peer run it (`HostDecision.resendPromote`).
     var handedOver = false
-    var lastPromoteSent: ContinuousClock.Instant?
+    var lastPromoteSent: MonotonicInstant?
+    var promotesSent = 0
     /// When the domain was restarted after crashes (the last ten minutes).
     var crashRestarts: [ContinuousClock.Instant] = []
     /// While vmhad itself shuts the domain down (switchover), its shutdown event is expected.
@@ -126,8 +127,13 @@ public actor ClusterNode {
     let replicaServer: ReplicaServer
     var replicaServerTask: Task<Void, Never>?
 
-    /// Serialises state-machine steps and operator commands.
-    let operations = AsyncSemaphore(1)
+    /// The control loop's queue: commands (operator's, peer's) and crash restarts, run by the
+    /// loop one at a time, in arrival order, between policy steps.
+    var inbox: [LoopJob] = []
+    /// Counts `stateChanged()` calls: the loop steps again at once if one came during a step.
+    var changes: UInt64 = 0
+    /// Policy steps taken (the loop's work; `vmha status` shows it).
+    var controlSteps: UInt64 = 0
     var failoverLog: [String] = []
     /// Callers waiting for the node's state to change (`nextChange`), each with its deadline timer.
     var changeWaiters: [UInt64: (continuation: CheckedContinuation<Void, Never>, timer: Task<Void, Never>)] = [:]
@@ -154,8 +160,11 @@ public actor ClusterNode {
         options.timing.keepaliveInterval = config.timeouts.heartbeatInterval
         options.splitBrainPolicy = config.splitBrainPolicy
         self.replicationOptions = options
+        // The secondary side's link changes wake the loop too (set once `self` exists).
+        let wake = Locked<(@Sendable () -> Void)?>(nil)
         replicaServer = ReplicaServer(
-            listen: TCPSocket.Address("0.0.0.0:\(me.replicationAddress.port)")!, ring: ring, options: options, logger: logger)
+            listen: TCPSocket.Address("0.0.0.0:\(me.replicationAddress.port)")!, ring: ring, options: options, logger: logger,
+            onLinkChange: { _, _ in wake.withLock { $0 }?() })
         // Incarnation: strictly increasing across restarts, persisted in the state directory.
         let path = "\(config.stateDirectory)/incarnation"
         let previous = (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
@@ -170,6 +179,7 @@ public actor ClusterNode {
             networks: me.heartbeatAddresses.count, detectionTimeout: config.timeouts.detection,
             fenceTimeout: timing.fenceTimeout(detection: config.timeouts.detection), startedAt: startedAt)
         lease = LeaseClient(host: hostName, timing: timing, firstRequestID: incarnation << 20)
+        wake.withLock { $0 = { [weak self] in Task { await self?.stateChanged() } } }
     }
 
     // MARK: - Start and stop
@@ -266,7 +276,7 @@ public actor ClusterNode {
                     // the node's work (libvirt, sleeps, waits on volumes) must never hold the
                     // thread that serves every guest's I/O (it stalled guests when it did).
                     await withTaskExecutorPreference(globalConcurrentExecutor) {
-                        _ = await node.datagram(bytes, network: network, at: now)
+                        await node.datagram(bytes, network: network, at: now)
                     }
                 }
             })
@@ -274,12 +284,11 @@ public actor ClusterNode {
 
     // MARK: - Datagrams
 
-    /// Handles one datagram. A peer command runs in a task of its own (a switchover takes seconds,
-    /// and the receiver must keep reading heartbeats meanwhile), returned for tests to await.
-    @discardableResult
-    func datagram(_ bytes: [UInt8], network: Int, at now: MonotonicInstant) async -> Task<Void, Never>? {
+    /// Handles one datagram. A peer command is queued for the control loop, in arrival order (a
+    /// switchover takes seconds, and the receiver must keep reading heartbeats meanwhile).
+    func datagram(_ bytes: [UInt8], network: Int, at now: MonotonicInstant) {
         if network < 0 {
-            guard case .response(let response)? = WitnessWire.decode(bytes, key: key) else { return nil }
+            guard case .response(let response)? = WitnessWire.decode(bytes, key: key) else { return }
             let outcome = lease.receive(response, at: now)
             switch outcome {
             case .granted(let term, let validUntil, let peerOutdated):
@@ -300,14 +309,15 @@ public actor ClusterNode {
                 lastLeaseOutcome = outcome
             case .ignored: break
             }
-            return nil
+            stateChanged()
+            return
         }
         if bytes.starts(with: PeerCommand.magic) {
-            guard let command = admittedCommand(bytes, network: network) else { return nil }
-            return Task { await self.peerCommand(command) }
+            if let command = admittedCommand(bytes, network: network) { peerCommand(command) }
+            return
         }
-        guard let heartbeat = try? decoder.decode(bytes, receivedOn: network) else { return nil }
-        guard heartbeat.sender == peer.name else { return nil }
+        guard let heartbeat = try? decoder.decode(bytes, receivedOn: network) else { return }
+        guard heartbeat.sender == peer.name else { return }
         commandWindow.peerAnnounced(incarnation: heartbeat.incarnation)
         var echo: MonotonicInstant?
         if let e = heartbeat.echo, e.incarnation == incarnation { echo = e.timestamp }
@@ -325,7 +335,6 @@ public actor ClusterNode {
         if let capacity = heartbeat.capacity { peerCapacity = capacity }
         for vm in heartbeat.vms { peerSummaries[vm.name] = vm }
         stateChanged()
-        return nil
     }
 
     /// A peer command is acted on once, and only when it is authentic, meant for this host and
@@ -392,18 +401,56 @@ public actor ClusterNode {
         }
     }
 
+    /// The host's one serialized loop: it runs the queued commands and steps the policy on
+    /// every change (a datagram handled, a transition, a link change, a command) and at the
+    /// instants the policy's clock-derived inputs change (`HostPolicy.nextLook`); nothing else
+    /// wakes it. State changes only here, or in the handlers that feed it events.
     func controlLoop() async {
         while !Task.isCancelled && !stopping {
-            await operations.acquire()
+            if !inbox.isEmpty { await inbox.removeFirst().run() }
+            let seen = changes
             await step()
-            operations.release()
-            // Timer: the control tick; the policy decides on the snapshot, not on this wait.
-            try? await Task.sleep(for: .milliseconds(100))
+            guard changes == seen, inbox.isEmpty, !stopping else { continue }
+            let now = monotonicNow()
+            let look = nextLook(at: now) ?? now + config.timeouts.detection
+            await nextChange(before: .now + (look - now))
+        }
+        let left = inbox
+        inbox = []
+        for job in left { job.cancel() }
+    }
+
+    /// See `HostPolicy.nextLook`; the node's own timer is the hand-over's promote resend.
+    func nextLook(at now: MonotonicInstant) -> MonotonicInstant? {
+        let resends = modules.values.compactMap { module in
+            module.handedOver ? module.lastPromoteSent.map { HostPolicy.promoteDue(sent: module.promotesSent, last: $0) } : nil
+        }
+        return HostPolicy.nextLook(liveness: liveness.status(at: now), lease: lease, at: now, also: resends)
+    }
+
+    /// Runs `body` in the control loop after what is queued, and returns its result; `otherwise`
+    /// if the loop stops first.
+    func inLoop<T: Sendable>(otherwise: T, _ body: @escaping (isolated ClusterNode) async -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            enqueue(LoopJob(
+                run: { continuation.resume(returning: await body(self)) },
+                cancel: { continuation.resume(returning: otherwise) }))
         }
     }
 
-    /// One tick of the control loop: the policy decides on a snapshot, the node carries out.
+    func enqueue(_ job: LoopJob) {
+        inbox.append(job)
+        stateChanged()
+    }
+
+    /// Runs what is queued, without the loop (tests drive a node step by step).
+    func runQueuedJobs() async {
+        while !inbox.isEmpty { await inbox.removeFirst().run() }
+    }
+
+    /// One pass of the control loop: the policy decides on a snapshot, the node carries out.
     func step() async {
+        controlSteps += 1
         let now = monotonicNow()
         var replicas: [String: Cluster.ReplicaState] = [:]
         for name in order { replicas[name] = await readLocalReplica(modules[name]!) }
@@ -481,10 +528,11 @@ public actor ClusterNode {
             if let problem = await switchover(module) { record("failback of \(vm) failed: \(problem)") }
         case .resendPromote(let vm):
             guard let module = modules[vm] else { return }
-            // Timer: at most one promote a second while the peer has not taken the VM.
-            if let last = module.lastPromoteSent, ContinuousClock.now - last < .seconds(1) { return }
-            module.lastPromoteSent = .now
-            logger.notice("\(vm): \(peer.name) has not taken the VM we handed over; sending promote again")
+            let now = monotonicNow()
+            if let last = module.lastPromoteSent, now < HostPolicy.promoteDue(sent: module.promotesSent, last: last) { return }
+            if module.promotesSent >= 5 { logger.notice("\(vm): \(peer.name) has not taken the VM we handed over; sending promote again") }
+            module.lastPromoteSent = now
+            module.promotesSent += 1
             sendPeerCommand(.promote, vm: vm)
         case .handOverCompleted(let vm):
             modules[vm]?.handedOver = false
@@ -669,29 +717,30 @@ public actor ClusterNode {
             for volume in volumes { replicaServer.add(volume) }
             return
         }
-        let servers = try makeNBDServers(module)
-        startPrimaryTask(module, servers: servers)
-        await waitUntilListening(servers)
+        startPrimaryTask(module, exports: try listenNBD(module))
     }
 
-    func makeNBDServers(_ module: VMModule) throws -> [NBDServer] {
+    /// The module's NBD exports, listening (QEMU can connect once this returns); if one cannot
+    /// listen, none does.
+    func listenNBD(_ module: VMModule) throws -> [ListeningExport] {
         let mode = mode_t(config.nbd.socketMode)
-        return try module.volumes.map { volume in
-            try NBDServer(volume: volume, socket: .init(path: socketPath(volume.configuration.name), mode: mode, group: socketGroup), logger: logger)
+        var exports: [ListeningExport] = []
+        do {
+            for volume in module.volumes {
+                let server = try NBDServer(
+                    volume: volume, socket: .init(path: socketPath(volume.configuration.name), mode: mode, group: socketGroup), logger: logger)
+                exports.append(ListeningExport(server: server, listener: try server.listen()))
+            }
+        } catch {
+            for export in exports { export.close() }
+            throw error
         }
-    }
-
-    /// Waits until QEMU can connect.
-    func waitUntilListening(_ servers: [NBDServer]) async {
-        for server in servers {
-            // Poll: NBDServer does not yet publish "listening"; bounded to 1 s, QEMU retries anyway.
-            for _ in 0..<100 where access(server.socket.path, F_OK) != 0 { try? await Task.sleep(for: .milliseconds(10)) }
-        }
+        return exports
     }
 
     /// What a primary runs, in one task on the ring's executor: its NBD servers (or `exports`,
     /// those an incoming live migration's domain already uses) and a replication per volume.
-    func startPrimaryTask(_ module: VMModule, servers: [NBDServer], exports: Task<Void, Never>? = nil) {
+    func startPrimaryTask(_ module: VMModule, exports servers: [ListeningExport], migrated exports: Task<Void, Never>? = nil) {
         let peerAddress = TCPSocket.Address("\(peer.replicationAddress.host):\(peer.replicationAddress.port)")!
         let replications = module.volumes.map {
             PrimaryReplication(
@@ -703,8 +752,8 @@ public actor ClusterNode {
         module.primaryTask = Task(executorPreference: ring) {
             await withTaskCancellationHandler {
                 await withDiscardingTaskGroup { group in
-                    for server in servers {
-                        group.addTask(executorPreference: ring) { try? await server.run() }
+                    for export in servers {
+                        group.addTask(executorPreference: ring) { await export.server.serve(listener: export.listener) }
                     }
                     for replication in replications {
                         group.addTask(executorPreference: ring) { await replication.run() }
@@ -851,9 +900,10 @@ public actor ClusterNode {
             default: continue
             }
             guard let module = modules.values.first(where: { $0.domainXML.name == domainEvent.domainName }) else { continue }
-            await operations.acquire()
-            await restartCrashed(module, reason: reason)
-            operations.release()
+            let name = module.config.name
+            await inLoop(otherwise: ()) { node in
+                if let module = node.modules[name] { await node.restartCrashed(module, reason: reason) }
+            }
         }
     }
 
@@ -878,17 +928,27 @@ public actor ClusterNode {
 
     // MARK: - Peer commands (switchover)
 
-    func peerCommand(_ command: PeerCommand) async {
+    /// A live migration's answer goes to its runner (waiting in the loop); any other command is
+    /// queued for the loop.
+    func peerCommand(_ command: PeerCommand) {
         guard let module = modules[command.vm] else { return }
         if [.livePrepared, .liveRefused].contains(command.kind) {
-            module.liveReply = command  // the runner waits for it while holding `operations`
+            module.liveReply = command
             stateChanged()
             return
         }
-        await operations.acquire()
-        defer { operations.release() }
+        enqueue(LoopJob(run: { await self.carryOut(command, module) }, cancel: {}))
+    }
+
+    /// A peer command, in the control loop.
+    func carryOut(_ command: PeerCommand, _ module: VMModule) async {
         switch command.kind {
         case .promote:
+            if [.prim, .alone].contains(module.status.state) {
+                // A resend that crossed our promotion (`HostPolicy.promoteDue`).
+                logger.debug("\(module.config.name): promote from \(peer.name) ignored: it already runs here")
+                return
+            }
             guard module.status.state == .second || module.status.state == .wait else {
                 record("\(module.config.name): \(peer.name) asked to promote it, refused: it is \(module.status) here")
                 return
@@ -939,11 +999,12 @@ public actor ClusterNode {
         guard module.status.state == .second else {
             return "switchover left \(module.config.name) \(module.status) here, not SECOND (last error: \(module.lastError ?? "none"))"
         }
-        // Timer: five promote datagrams over a second (UDP); the replay window admits one. If all
-        // are lost, the control loop sends more until the peer runs it (`handedOver`).
+        // The first promote; the control loop sends more (`HostPolicy.promoteDue`) until the
+        // peer runs it.
         module.handedOver = true
-        for _ in 0..<5 { sendPeerCommand(.promote, vm: module.config.name); try? await Task.sleep(for: .milliseconds(200)) }
-        module.lastPromoteSent = .now
+        module.promotesSent = 1
+        module.lastPromoteSent = monotonicNow()
+        sendPeerCommand(.promote, vm: module.config.name)
         return nil
     }
 
@@ -972,6 +1033,7 @@ public actor ClusterNode {
     /// Wakes every caller waiting in `nextChange`: a heartbeat was handled, a module changed
     /// state, a replication link moved, or a peer command's answer arrived.
     func stateChanged() {
+        changes &+= 1
         let waiters = changeWaiters
         changeWaiters = [:]
         for waiter in waiters.values {
@@ -1006,6 +1068,24 @@ public actor ClusterNode {
             await nextChange(before: deadline)
         }
     }
+}
+
+/// An NBD server whose socket listens, not yet served.
+struct ListeningExport: Sendable {
+    var server: NBDServer
+    var listener: FileDescriptor
+
+    func close() {
+        try? listener.close()
+        unlink(server.socket.path)
+    }
+}
+
+/// A unit of the control loop's work (`ClusterNode.inLoop`).
+struct LoopJob {
+    var run: () async -> Void
+    /// Answers the caller when the loop stops before running it.
+    var cancel: () -> Void
 }
 
 struct VMHAClusterError: Error, CustomStringConvertible {

@@ -247,8 +247,9 @@ public final class PrimaryReplication: Sendable {
             $0.lastError = nil
             $0.attachments += 1
         }
-        advance(.decided(resyncNeeded || dirty > 0 ? .source : .inSync))
+        // Attached before the decision is announced: a waiter woken by it finds the link attached.
         await volume.setReplicator(session)
+        advance(.decided(resyncNeeded || dirty > 0 ? .source : .inSync))
         attached.withLock { $0 = true }
         if resyncNeeded || dirty > 0 {
             try await resync(session: session, method: fullSyncMethod)

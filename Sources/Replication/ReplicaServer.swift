@@ -32,9 +32,15 @@ public final class ReplicaServer: Sendable {
         var endWaiters: [ObjectIdentifier: [CheckedContinuation<Void, Never>]] = [:]
     }
 
+    /// Told each link state change of a volume (its name), outside the server's lock: the node's
+    /// loop looks again on it instead of polling.
+    private let onLinkChange: @Sendable (String, ReplicationLinkMachine.State) -> Void
+
     public init(
-        listen: TCPSocket.Address, volumes: [LocalVolume] = [], ring: IOUring, options: ReplicationOptions, logger: Logger
+        listen: TCPSocket.Address, volumes: [LocalVolume] = [], ring: IOUring, options: ReplicationOptions, logger: Logger,
+        onLinkChange: @escaping @Sendable (String, ReplicationLinkMachine.State) -> Void = { _, _ in }
     ) {
+        self.onLinkChange = onLinkChange
         self.listenAddress = listen
         self.ring = ring
         self.options = options
@@ -138,50 +144,57 @@ public final class ReplicaServer: Sendable {
             await group.waitForAll()
         }
         let name = attached.withLock { $0 }
-        let waiters = registry.withLock { r -> [CheckedContinuation<Void, Never>] in
+        let (waiters, changed) = registry.withLock { r -> ([CheckedContinuation<Void, Never>], ReplicationLinkMachine.State?) in
             r.running.remove(id)
+            var changed: ReplicationLinkMachine.State?
             // Only the volume's current session reports its end (a replaced or removed one does not).
             if let name, r.sessions[name] === session {
                 r.sessions[name] = nil
-                Self.advance(&r, name, .failed, logger: logger)
+                changed = Self.advance(&r, name, .failed, logger: logger)
                 r.statuses[name]?.lastError = session.failure.map { "\($0)" }
             }
-            return r.endWaiters.removeValue(forKey: id) ?? []
+            return (r.endWaiters.removeValue(forKey: id) ?? [], changed)
         }
+        if let name, let changed { onLinkChange(name, changed) }
         for waiter in waiters { waiter.resume() }
     }
 
     /// Each link change of a volume goes through `ReplicationLinkMachine`; an illegal one is a
     /// bug here, logged, and the state is kept.
-    private static func advance(_ r: inout Registry, _ name: String, _ event: ReplicationLinkMachine.Event, logger: Logger) {
-        guard let state = r.statuses[name]?.link else { return }
+    /// Returns the new state if it changed.
+    private static func advance(_ r: inout Registry, _ name: String, _ event: ReplicationLinkMachine.Event, logger: Logger) -> ReplicationLinkMachine.State? {
+        guard let state = r.statuses[name]?.link else { return nil }
         do throws(ReplicationLinkMachine.TransitionError) {
-            r.statuses[name]?.link = try ReplicationLinkMachine.transition(from: state, on: event).state
+            let next = try ReplicationLinkMachine.transition(from: state, on: event).state
+            r.statuses[name]?.link = next
+            return next != state ? next : nil
         } catch {
             logger.error("replication link: \(error)", metadata: ["volume": "\(name)"])
+            return nil
         }
     }
 
     /// The link event, if `session` is still the volume's.
     private func advance(_ name: String, _ event: ReplicationLinkMachine.Event, session: ReplicationSession) {
         let logger = self.logger
-        registry.withLock { r in
-            guard r.sessions[name] === session else { return }
-            Self.advance(&r, name, event, logger: logger)
+        let changed = registry.withLock { r -> ReplicationLinkMachine.State? in
+            guard r.sessions[name] === session else { return nil }
+            return Self.advance(&r, name, event, logger: logger)
         }
+        if let changed { onLinkChange(name, changed) }
     }
 
     /// Attaches `session` to the volume the peer offers, replacing an older session of that
     /// volume; nil when the volume is not served here.
     private func claim(_ name: String, session: ReplicationSession) -> LocalVolume? {
         let logger = self.logger
-        let (volume, replaced) = registry.withLock { r -> (LocalVolume?, ReplicationSession?) in
-            guard let volume = r.volumes[name] else { return (nil, nil) }
+        let (volume, replaced, changed) = registry.withLock { r -> (LocalVolume?, ReplicationSession?, ReplicationLinkMachine.State?) in
+            guard let volume = r.volumes[name] else { return (nil, nil, nil) }
             let replaced = r.sessions[name]
             r.sessions[name] = session
-            Self.advance(&r, name, .offered, logger: logger)
-            return (volume, replaced)
+            return (volume, replaced, Self.advance(&r, name, .offered, logger: logger))
         }
+        if let changed { onLinkChange(name, changed) }
         replaced?.fail(.refused("replaced by a new connection"))
         return volume
     }

@@ -41,16 +41,33 @@ public struct NBDServer: Sendable {
         self.logger = logger
     }
 
-    /// Listens and serves until the task is cancelled; then stops accepting, ends every
-    /// connection, and removes the socket file.
+    /// Listens and serves until the task is cancelled (`listen`, then `serve`).
     public func run() async throws {
-        let ring = volume.ring
+        await serve(listener: try listen())
+    }
+
+    /// Binds the socket with its mode, owner and group: clients can connect once this returns
+    /// (a caller that starts a domain next needs no wait).
+    public func listen() throws -> FileDescriptor {
         let listener = try UnixSocket.listen(path: socket.path)
+        do {
+            try UnixSocket.setPermissions(path: socket.path, mode: socket.mode, owner: socket.owner, group: socket.group)
+        } catch {
+            try? listener.close()
+            unlink(socket.path)
+            throw error
+        }
+        return listener
+    }
+
+    /// Serves `listener` (from `listen`) until the task is cancelled; then stops accepting, ends
+    /// every connection, closes it and removes the socket file.
+    public func serve(listener: FileDescriptor) async {
+        let ring = volume.ring
         defer {
             try? listener.close()
             unlink(socket.path)
         }
-        try UnixSocket.setPermissions(path: socket.path, mode: socket.mode, owner: socket.owner, group: socket.group)
         logger.info("NBD export listening", metadata: ["export": "\(export.name)", "socket": "\(socket.path)", "size": "\(export.size)"])
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled {

@@ -1,4 +1,5 @@
 import Cluster
+import Crypto
 import Testing
 
 @testable import HAService
@@ -45,6 +46,35 @@ struct NodeEventTests {
         #expect(!(await node.waitUntil(.now + .milliseconds(300)) { $0.modules["vm01"]?.status.state == .second }))
         #expect(ContinuousClock.now - quiet >= .milliseconds(300))
         #expect(await node.changeWaiters.isEmpty, "no waiter or timer is left behind")
+        await node.stopAndShutDown()
+    }
+
+    /// The control loop steps when something happens and when the policy's clock-derived inputs
+    /// change (`HostPolicy.nextLook`: here the peer's detection timeout), not on a tick: before,
+    /// it stepped every 100 ms whatever happened.
+    @Test(.timeLimit(.minutes(1))) func theControlLoopStepsOnEventsAndDeadlinesNotOnATick() async throws {
+        let created = ContinuousClock.now  // before the node: its detection starts later
+        let (fixture, node, _) = try await NodeFixture.oneVMNode()
+        defer { fixture.remove() }
+        let loop = Task { await node.controlLoop() }
+        try await Task.sleep(for: .seconds(1))
+        let quiet = await node.controlSteps
+        #expect(quiet >= 1 && quiet <= 3, "\(quiet) steps in a second with nothing happening")
+        // Nothing is heard from hostB: the loop looks again when the detection timeout (3 s) ends.
+        #expect(await node.waitUntil(.now + .seconds(10)) { $0.peerState == .lost })
+        #expect(ContinuousClock.now - created >= .seconds(3))
+        let afterLoss = await node.controlSteps
+        // A heartbeat is an event: the loop steps on it and calls the peer up.
+        let heartbeat = try Heartbeat(
+            clusterName: "test", sender: "hostB", network: 0, incarnation: 5, sequence: 1, timestamp: MonotonicInstant(nanoseconds: 1),
+            vms: [.init(name: "vm01", state: .second, replica: .upToDate)]
+        ).encode(key: SymmetricKey(data: fixture.key))
+        await node.datagram(heartbeat, network: 0, at: monotonicNow())
+        #expect(await node.waitUntil(.now + .seconds(2)) { $0.peerState == .alive })
+        #expect(await node.controlSteps > afterLoss)
+        await node.beginStopping()
+        await node.stateChanged()
+        await loop.value
         await node.stopAndShutDown()
     }
 

@@ -122,15 +122,18 @@ struct PeerCommandReplayTests {
         let promote = PeerCommand(kind: .promote, sender: "hostB", target: "hostA", vm: "vm01", incarnation: peerIncarnation, sequence: 1)
             .encode(key: fixture.key)
 
-        await node.datagram(promote, network: 0, at: MonotonicInstant(nanoseconds: 2))?.value
+        await node.datagram(promote, network: 0, at: MonotonicInstant(nanoseconds: 2))
+        await node.runQueuedJobs()
         #expect(await node.moduleState("vm01")?.state == .wait, "no command is admitted before a heartbeat names the peer's incarnation")
         await node.datagram(heartbeat, network: 0, at: MonotonicInstant(nanoseconds: 3))
-        await node.datagram(promote, network: 0, at: MonotonicInstant(nanoseconds: 4))?.value
+        await node.datagram(promote, network: 0, at: MonotonicInstant(nanoseconds: 4))
+        await node.runQueuedJobs()
         #expect(await node.moduleState("vm01")?.state == .prim, "the first copy is acted on")
         // The VM is handed back to the peer (a switchover from here).
         await node.feed(named: "vm01", .switchoverRequested)
         #expect(await node.moduleState("vm01")?.state == .second)
-        await node.datagram(promote, network: 0, at: MonotonicInstant(nanoseconds: 5))?.value
+        await node.datagram(promote, network: 0, at: MonotonicInstant(nanoseconds: 5))
+        await node.runQueuedJobs()
         #expect(await node.moduleState("vm01")?.state == .second, "the replayed promote was acted on")
         #expect(log.lines.contains { $0.contains("peer command dropped") && $0.contains("replayed") })
         await node.stopAndShutDown()
