@@ -206,7 +206,9 @@ public enum HostPolicy {
     /// window ends (`mayRun`). Everything else the policy reads changes only with an event
     /// (a datagram, a transition, a link change, a command), so looking again at these instants
     /// and on every event decides exactly as a loop that looked all the time.
-    /// `also`: the node's own timers (e.g. a promote resend).
+    /// `now` is the instant the step's snapshot was read at; an instant returned may have passed
+    /// by the time the loop waits (then it steps at once). `also`: the node's own timers (e.g. a
+    /// promote resend).
     public static func nextLook(
         liveness: PeerLiveness.Status, lease: LeaseClient, at now: MonotonicInstant, also: [MonotonicInstant] = []
     ) -> MonotonicInstant? {

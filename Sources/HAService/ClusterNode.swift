@@ -46,6 +46,8 @@ final class VMModule {
     var promotesSent = 0
     /// When the domain was restarted after crashes (the last ten minutes).
     var crashRestarts: [ContinuousClock.Instant] = []
+    /// When a domain start that failed is tried again (`ClusterNode.startRetryDelay`).
+    var startRetryAt: MonotonicInstant?
     /// While vmhad itself shuts the domain down (switchover), its shutdown event is expected.
     var stoppingDomain = false
     /// Target of a live migration: the exports of this secondary's volumes the incoming domain
@@ -409,11 +411,11 @@ public actor ClusterNode {
         while !Task.isCancelled && !stopping {
             if !inbox.isEmpty { await inbox.removeFirst().run() }
             let seen = changes
-            await step()
+            let stepped = await step()
             guard changes == seen, inbox.isEmpty, !stopping else { continue }
-            let now = monotonicNow()
-            let look = nextLook(at: now) ?? now + config.timeouts.detection
-            await nextChange(before: .now + (look - now))
+            // Looked at from the step's instant: one that passed since is due at once.
+            let look = nextLook(at: stepped) ?? stepped + config.timeouts.detection
+            await nextChange(before: .now + (look - monotonicNow()))
         }
         let left = inbox
         inbox = []
@@ -425,7 +427,8 @@ public actor ClusterNode {
         let resends = modules.values.compactMap { module in
             module.handedOver ? module.lastPromoteSent.map { HostPolicy.promoteDue(sent: module.promotesSent, last: $0) } : nil
         }
-        return HostPolicy.nextLook(liveness: liveness.status(at: now), lease: lease, at: now, also: resends)
+        let retries = fenced ? [] : modules.values.compactMap(\.startRetryAt)
+        return HostPolicy.nextLook(liveness: liveness.status(at: now), lease: lease, at: now, also: resends + retries)
     }
 
     /// Runs `body` in the control loop after what is queued, and returns its result; `otherwise`
@@ -449,13 +452,22 @@ public actor ClusterNode {
     }
 
     /// One pass of the control loop: the policy decides on a snapshot, the node carries out.
-    func step() async {
+    /// Returns the snapshot's instant.
+    @discardableResult
+    func step() async -> MonotonicInstant {
         controlSteps += 1
         let now = monotonicNow()
+        // A retry waits while fenced (the unfence is a step of its own).
+        for name in order where !fenced {
+            guard let module = modules[name], let at = module.startRetryAt, at <= now else { continue }
+            module.startRetryAt = nil
+            await restartCrashed(module, reason: "its start failed (\(module.lastError ?? "no reason given"))")
+        }
         var replicas: [String: Cluster.ReplicaState] = [:]
         for name in order { replicas[name] = await readLocalReplica(modules[name]!) }
         let snapshot = policySnapshot(localReplicas: replicas, at: now)
         for decision in HostPolicy.decide(snapshot) { await carryOut(decision) }
+        return now
     }
 
     /// What the policy decides on, read off this node now (`localReplicas` from the volumes).
@@ -640,6 +652,7 @@ public actor ClusterNode {
                 }
             } catch {
                 module.lastError = "\(action): \(error)"
+                if case .startDomain = action { module.startRetryAt = monotonicNow() + startRetryDelay }
                 failures.append(module.lastError!)
                 publish(.actionFailed(vm: module.config.name, action: "\(action)", reason: "\(error)"))
                 logger.error("\(module.config.name): \(action) failed: \(error)")
@@ -650,6 +663,7 @@ public actor ClusterNode {
             // (Except the one a live migration is bringing in.)
             if module.status.state == .second && module.incomingExports == nil { await destroyStrayDomain(module) }
         }
+        if ![.prim, .alone].contains(module.status.state) { module.startRetryAt = nil }
         module.settleFlags()
         return failures.isEmpty ? nil : failures.joined(separator: "; ")
     }
@@ -907,6 +921,9 @@ public actor ClusterNode {
         }
     }
 
+    /// A domain that failed to start is started again after this, as a crash restart (the same
+    /// limit below): libvirt's failures are often passing (a busy daemon, a lock held).
+    var startRetryDelay = Duration.seconds(5)
     static let maxCrashRestarts = 3
     static let crashRestartWindow = Duration.seconds(600)
 

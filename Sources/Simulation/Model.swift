@@ -9,7 +9,16 @@ struct VMState {
         case closed, primary, secondary
         var description: String { switch self { case .closed: "closed"; case .primary: "primary"; case .secondary: "secondary" } }
     }
-    enum Domain { case none, running, paused }
+    enum Domain: Equatable {
+        case none
+        /// Started, not yet writing (QEMU holds the disks writable: counts as running for
+        /// invariant 1).
+        case booting(until: Int64)
+        case running, paused
+
+        /// QEMU runs with the disks open (booting, running or paused).
+        var isActive: Bool { self != .none }
+    }
 
     var status = ModuleStatus(.stop, .unknown)
     var lastPeer: Heartbeat.VMSummary?
@@ -17,6 +26,13 @@ struct VMState {
     var notStartedReason: String?
     var handedOver = false
     var lastPromoteSent: Int64?
+    var promotesSent = 0
+    /// `VMModule.startRetryAt`: a failed domain start is tried again then.
+    var startRetryAt: Int64?
+    /// `VMModule.crashRestarts`: restarts in the last `crashRestartWindow`.
+    var crashRestarts: [Int64] = []
+    /// Fault: this many of the next domain starts fail (libvirt).
+    var startFailuresLeft = 0
     var role = Role.closed
     var writePolicy = UnreplicatedWritePolicy.complete
     var domain = Domain.none
@@ -63,6 +79,9 @@ struct VMState {
 /// One host: what `ClusterNode` keeps between control steps, and the VMs it holds.
 struct Host {
     let index: Int
+    /// This host's clock rate error (ppm, within `max_clock_drift_ppm`): every instant the
+    /// host's code sees is its own clock's reading.
+    let driftPPM: Int64
     var vms: [VMState]
     var up = true
     var incarnation: UInt64
@@ -78,22 +97,36 @@ struct Host {
     var restartingIncarnation: UInt64?
     var peerSummaries: [String: Heartbeat.VMSummary] = [:]
     var nextHeartbeat: Int64 = 0
+    /// The highest heartbeat timestamp per network of the peer's incarnation: `HeartbeatDecoder`
+    /// refuses a sequence that is not higher (a delayed, reordered datagram).
+    var highestHeard: [Int64?] = [nil, nil]
     /// Sends restart-grace heartbeats until it goes down (a graceful vmhad restart).
     var stoppingGracefully = false
+    /// Something the control loop reads changed since its last step (`ClusterNode.stateChanged`).
+    var wake = true
+    /// When the loop looks again with no event (`HostPolicy.nextLook` after its last step).
+    var nextLookAt: MonotonicInstant?
 
-    init(index: Int, vms: [VMState], incarnation: UInt64, startedAt: Int64, timeouts: ClusterConfiguration.Timeouts) {
+    init(index: Int, driftPPM: Int64, vms: [VMState], incarnation: UInt64, startedAt: Int64, timeouts: ClusterConfiguration.Timeouts) {
         self.index = index
+        self.driftPPM = driftPPM
         self.vms = vms
         self.incarnation = incarnation
-        (liveness, lease) = Self.fresh(index: index, incarnation: incarnation, at: startedAt, timeouts: timeouts)
+        (liveness, lease) = Self.fresh(index: index, incarnation: incarnation, at: Self.clock(startedAt, driftPPM), timeouts: timeouts)
     }
 
-    static func fresh(index: Int, incarnation: UInt64, at time: Int64, timeouts: ClusterConfiguration.Timeouts) -> (PeerLiveness, LeaseClient) {
+    /// A clock that runs `ppm` fast (or slow) against simulated time `ms`.
+    static func clock(_ ms: Int64, _ ppm: Int64) -> MonotonicInstant { .init(nanoseconds: ms * 1_000_000 + ms * ppm) }
+
+    /// This host's clock at simulated time `ms`.
+    func clock(_ ms: Int64) -> MonotonicInstant { Self.clock(ms, driftPPM) }
+
+    static func fresh(index: Int, incarnation: UInt64, at time: MonotonicInstant, timeouts: ClusterConfiguration.Timeouts) -> (PeerLiveness, LeaseClient) {
         let timing = timeouts.leaseTiming
         return (
             PeerLiveness(
                 networks: 2, detectionTimeout: timeouts.detection, fenceTimeout: timing.fenceTimeout(detection: timeouts.detection),
-                startedAt: .milliseconds(time)),
+                startedAt: time),
             LeaseClient(host: World.hostName(index), timing: timing, firstRequestID: incarnation << 20)
         )
     }
@@ -103,7 +136,9 @@ struct Host {
         up = true
         stoppingGracefully = false
         if time > 0 { incarnation += 1 }
-        (liveness, lease) = Self.fresh(index: index, incarnation: incarnation, at: time, timeouts: timeouts)
+        (liveness, lease) = Self.fresh(index: index, incarnation: incarnation, at: clock(time), timeouts: timeouts)
+        wake = true
+        highestHeard = [nil, nil]
         hadLease = false
         fenced = false
         writePolicy = .complete
@@ -118,6 +153,8 @@ struct Host {
             vms[vm].lastPeer = nil
             vms[vm].arrivedByFailover = false
             vms[vm].handedOver = false
+            vms[vm].startRetryAt = nil
+            vms[vm].crashRestarts = []
             vms[vm].notStartedReason = nil
             vms[vm].role = .secondary
             vms[vm].primaryFlag = false
@@ -139,23 +176,29 @@ struct Host {
     mutating func stopDaemon() {
         up = false
         for vm in vms.indices {
-            if vms[vm].domain == .running { vms[vm].domain = .paused }
+            if vms[vm].domain.isActive { vms[vm].domain = .paused }
             vms[vm].pendingWrite = nil
         }
     }
 
     /// `ClusterNode.datagram` for a heartbeat (authenticated, replay-checked by the decoder).
+    /// `timestamp` and the echo are nanoseconds of the sender's clock.
     mutating func receiveHeartbeat(
         network: Int, incarnation peer: UInt64, timestamp: Int64, echo: (UInt64, Int64)?, vms summaries: [Heartbeat.VMSummary],
         restartGrace: Int64?, at time: Int64
     ) {
         guard peer >= peerIncarnation else { return }  // an older incarnation's late datagram
+        if peer > peerIncarnation { highestHeard = [nil, nil] }
+        if let highest = highestHeard[network], timestamp <= highest { return }  // a reordered one
+        highestHeard[network] = timestamp
         peerIncarnation = peer
-        let echoed: MonotonicInstant? = echo.flatMap { $0.0 == incarnation ? .milliseconds($0.1) : nil }
+        wake = true
+        let now = clock(time)
+        let echoed: MonotonicInstant? = echo.flatMap { $0.0 == incarnation ? MonotonicInstant(nanoseconds: $0.1) : nil }
         peerHeardUs = echoed != nil
-        liveness.received(on: network, at: .milliseconds(time), echoedTimestamp: echoed)
+        liveness.received(on: network, at: now, echoedTimestamp: echoed)
         if let grace = restartGrace {
-            liveness.peerRestarting(at: .milliseconds(time), grace: .milliseconds(grace))
+            liveness.peerRestarting(at: now, grace: .milliseconds(grace))
             restartingIncarnation = peer
         } else if let restarting = restartingIncarnation, restarting != peer {
             liveness.peerRestarted()
@@ -180,9 +223,13 @@ struct Network {
     var heartbeatCuts = [0, 0]
     var replicationCuts = 0
     var witnessCuts = [0, 0]
+    /// Datagrams from host i to its peer are lost (both heartbeat networks); TCP stalls.
+    var oneWayCuts = [0, 0]
+    /// While positive, datagrams between the hosts take up to `slowDelayMS` (reordered).
+    var slow = 0
 
     var heartbeatUp: [Bool] { heartbeatCuts.map { $0 == 0 } }
-    var replicationUp: Bool { replicationCuts == 0 }
+    var replicationUp: Bool { replicationCuts == 0 && oneWayCuts == [0, 0] }
     var witnessReachable: [Bool] { witnessCuts.map { $0 == 0 } }
 }
 

@@ -15,6 +15,15 @@ public enum Fault: Sendable, Codable, Equatable, CustomStringConvertible {
     case cutWitness(host: Int, forMS: Int64)
     /// `vmha migrate VM --to` the host that does not run it.
     case switchover(vm: Int)
+    /// Datagrams from the host to its peer are lost (both heartbeat networks); the peer's reach
+    /// it. TCP cannot work one way: the replication link stalls.
+    case oneWay(from: Int, forMS: Int64)
+    /// Datagrams between the hosts take up to `World.slowDelayMS`, reordered.
+    case slowNetwork(forMS: Int64)
+    /// libvirt fails the next `times` starts of the VM's domain on the host.
+    case startFails(host: Int, vm: Int, times: Int)
+    /// Boots on the host take up to 15 s (a loaded hypervisor).
+    case slowBoots(host: Int, forMS: Int64)
 
     public var description: String {
         func s(_ ms: Int64) -> String { "\(Double(ms) / 1000) s" }
@@ -27,6 +36,10 @@ public enum Fault: Sendable, Codable, Equatable, CustomStringConvertible {
         case .witnessDown(let d): "witness down for \(s(d))"
         case .cutWitness(let h, let d): "cut \(World.hostName(h)) from the witness for \(s(d))"
         case .switchover(let vm): "vmha migrate \(World.vmName(vm)) to the other host"
+        case .oneWay(let h, let d): "datagrams from \(World.hostName(h)) to its peer lost for \(s(d))"
+        case .slowNetwork(let d): "datagrams between the hosts delayed up to \(Double(World.slowDelayMS) / 1000) s for \(s(d))"
+        case .startFails(let h, let vm, let n): "libvirt fails the next \(n) start(s) of \(World.vmName(vm)) on \(World.hostName(h))"
+        case .slowBoots(let h, let d): "boots on \(World.hostName(h)) take up to 15 s for \(s(d))"
         }
     }
 }
@@ -38,11 +51,26 @@ public struct Schedule: Sendable, Codable, Equatable {
     }
     public var seed: UInt64
     public var steps: [Step]
+    /// Clock rate errors of host a, host b and the witness, within `max_clock_drift_ppm`.
+    public var driftPPM: [Int64]
+    /// A domain boots in up to this long (0: at once).
+    public var bootMS: Int64
 
-    public init(seed: UInt64, steps: [Step]) {
+    public init(seed: UInt64, steps: [Step], driftPPM: [Int64] = [0, 0, 0], bootMS: Int64 = 0) {
         self.seed = seed
         self.steps = steps
+        self.driftPPM = driftPPM
+        self.bootMS = bootMS
     }
+}
+
+/// Which faults a schedule draws from.
+public enum FaultSet: Sendable {
+    /// The first eight kinds (crash … switchover), perfect clocks, instant boots: what the
+    /// fixed-seed regression tests were found with, so that their schedules stay the same.
+    case classic
+    /// Every kind, clock drift within the configured bound, boots of up to 3 s.
+    case all
 }
 
 public struct ScheduleResult: Sendable, Codable, Equatable {
@@ -60,7 +88,7 @@ public enum Simulator {
     public static let endMS: Int64 = 120_000
 
     /// The schedule a seed stands for: one to `maxFaults` faults.
-    public static func schedule(seed: UInt64, maxFaults: Int = 4) -> Schedule {
+    public static func schedule(seed: UInt64, maxFaults: Int = 4, faults: FaultSet = .all) -> Schedule {
         var random = SplitMix64(seed: seed)
         func pick(_ range: ClosedRange<Int64>) -> Int64 { range.lowerBound + Int64(random.next() % UInt64(range.upperBound - range.lowerBound + 1)) }
         let count = 1 + Int(random.next() % UInt64(max(1, maxFaults)))
@@ -70,7 +98,7 @@ public enum Simulator {
             let longest = max(1_000, healedByMS - at)
             func duration() -> Int64 { pick(500...min(20_000, longest)) }
             let host = Int(random.next() % 2)
-            let fault: Fault = switch random.next() % 8 {
+            let fault: Fault = switch random.next() % (faults == .classic ? 8 : 12) {
             case 0: .crash(host: host, downMS: duration())
             case 1: .restartDaemon(host: host, downMS: duration())
             case 2: .cutHeartbeat(network: host, forMS: duration())
@@ -78,19 +106,28 @@ public enum Simulator {
             case 4: .isolate(host: host, forMS: duration())
             case 5: .witnessDown(forMS: duration())
             case 6: .cutWitness(host: host, forMS: duration())
-            default: .switchover(vm: Int(random.next() % UInt64(World.vmCount)))
+            case 7: .switchover(vm: Int(random.next() % UInt64(World.vmCount)))
+            case 8: .oneWay(from: host, forMS: duration())
+            case 9: .slowNetwork(forMS: duration())
+            case 10: .startFails(host: host, vm: Int(random.next() % UInt64(World.vmCount)), times: 1 + Int(random.next() % 3))
+            default: .slowBoots(host: host, forMS: duration())
             }
             steps.append(Schedule.Step(atMS: at - at % World.tickMS, fault: fault))
         }
-        return Schedule(seed: seed, steps: steps.sorted { $0.atMS < $1.atMS })
+        guard faults == .all else { return Schedule(seed: seed, steps: steps.sorted { $0.atMS < $1.atMS }) }
+        let bound = Int64(ClusterConfiguration.Timeouts().maxClockDriftPPM)
+        let drift = (0..<3).map { _ in Int64(random.next() % UInt64(2 * bound + 1)) - bound }
+        return Schedule(seed: seed, steps: steps.sorted { $0.atMS < $1.atMS }, driftPPM: drift, bootMS: 3000)
     }
 
-    public static func run(seed: UInt64, maxFaults: Int = 4, trace: (@Sendable (String) -> Void)? = nil) -> ScheduleResult {
-        run(schedule(seed: seed, maxFaults: maxFaults), trace: trace)
+    public static func run(
+        seed: UInt64, maxFaults: Int = 4, faults: FaultSet = .all, trace: (@Sendable (String) -> Void)? = nil
+    ) -> ScheduleResult {
+        run(schedule(seed: seed, maxFaults: maxFaults, faults: faults), trace: trace)
     }
 
     public static func run(_ schedule: Schedule, trace: (@Sendable (String) -> Void)? = nil) -> ScheduleResult {
-        var world = World(seed: schedule.seed ^ 0x5EED_F00D)
+        var world = World(seed: schedule.seed ^ 0x5EED_F00D, driftPPM: schedule.driftPPM, bootMS: schedule.bootMS)
         world.trace = trace
         /// When each fault (by index) heals.
         var heals: [(at: Int64, index: Int)] = []
@@ -150,6 +187,18 @@ extension World {
                 switchover(host: host, vm: vm)
             }
             return nil
+        case .oneWay(let host, let duration):
+            network.oneWayCuts[host] += 1
+            return now + duration
+        case .slowNetwork(let duration):
+            network.slow += 1
+            return now + duration
+        case .startFails(let host, let vm, let times):
+            hosts[host].vms[vm].startFailuresLeft += times
+            return nil
+        case .slowBoots(let host, let duration):
+            slowBoots[host] += 1
+            return now + duration
         }
     }
 
@@ -169,11 +218,17 @@ extension World {
             // A restarted witness remembers only its state file (the highest term, the unsynced
             // writer), and keeps quiet for a lease.
             witness = Witness(
-                lease: WitnessLease(timing: timeouts.leaseTiming, startedAt: instant, lastTerm: witness.highestTerm, unsyncedWriter: witness.unsyncedWriter),
+                lease: WitnessLease(timing: timeouts.leaseTiming, startedAt: witnessClock, lastTerm: witness.highestTerm, unsyncedWriter: witness.unsyncedWriter),
                 up: true, highestTerm: witness.highestTerm, unsyncedWriter: witness.unsyncedWriter)
         case .cutWitness(let host, _):
             network.witnessCuts[host] -= 1
-        case .switchover:
+        case .oneWay(let host, _):
+            network.oneWayCuts[host] -= 1
+        case .slowNetwork:
+            network.slow -= 1
+        case .slowBoots(let host, _):
+            slowBoots[host] -= 1
+        case .switchover, .startFails:
             break
         }
     }

@@ -15,7 +15,12 @@ import Volume
 struct World {
     static let vmCount = 3
     static let tickMS: Int64 = 50
-    static let controlIntervalMS: Int64 = 100
+    /// `Network.slow`: the longest a datagram between the hosts takes then (below detection).
+    static let slowDelayMS: Int64 = 1200
+    /// `ClusterNode.startRetryDelay`, `maxCrashRestarts`, `crashRestartWindow`.
+    static let startRetryDelayMS: Int64 = 5000
+    static let maxCrashRestarts = 3
+    static let crashRestartWindowMS: Int64 = 600_000
     /// The replication link's peer timeout (`ClusterNode`: 2/3 of detection).
     static let linkTimeoutMS: Int64 = 2000
     static let reconnectIntervalMS: Int64 = 1000
@@ -33,11 +38,21 @@ struct World {
     var violations: [Violation] = []
     /// Receives one line per module transition and fault (`vmha-sim --trace`).
     var trace: (@Sendable (String) -> Void)?
+    /// The witness's clock rate error (ppm).
+    let witnessDriftPPM: Int64
+    /// How long a boot takes at most (`Schedule.bootMS`), and on a host with slow boots.
+    let bootMS: Int64
+    var slowBoots = [0, 0]
+    /// Boot durations come from their own generator: a schedule without boot times replays as before.
+    var bootRandom: SplitMix64
 
-    init(seed: UInt64) {
+    init(seed: UInt64, driftPPM: [Int64] = [0, 0, 0], bootMS: Int64 = 0) {
         random = SplitMix64(seed: seed)
+        bootRandom = SplitMix64(seed: seed ^ 0xB007)
+        self.bootMS = bootMS
+        witnessDriftPPM = driftPPM[2]
         hosts = []
-        witness = Witness(lease: WitnessLease(timing: ClusterConfiguration.Timeouts().leaseTiming, startedAt: .milliseconds(0)))
+        witness = Witness(lease: WitnessLease(timing: ClusterConfiguration.Timeouts().leaseTiming, startedAt: Host.clock(0, driftPPM[2])))
         acked = Array(repeating: [], count: Self.vmCount)
         for index in 0..<2 {
             let vms = (0..<Self.vmCount).map { vm in
@@ -48,7 +63,7 @@ struct World {
                 if preferred { generations.startNewGeneration(UInt64(vm + 1) << 32 | 1, origin: .promotion) }
                 return VMState(replica: [], consistent: preferred, generations: generations)
             }
-            hosts.append(Host(index: index, vms: vms, incarnation: 1, startedAt: 0, timeouts: timeouts))
+            hosts.append(Host(index: index, driftPPM: driftPPM[index], vms: vms, incarnation: 1, startedAt: 0, timeouts: timeouts))
         }
         for index in 0..<2 { hosts[index].boot(at: 0, timeouts: timeouts) }
     }
@@ -58,7 +73,8 @@ struct World {
     static func preferredHost(_ vm: Int) -> String { vm == 1 ? "b" : "a" }
     static func vmIndex(_ name: String) -> Int { Int(name.dropFirst(2))! - 1 }
 
-    var instant: MonotonicInstant { .milliseconds(now) }
+    /// The witness's clock now.
+    var witnessClock: MonotonicInstant { Host.clock(now, witnessDriftPPM) }
 
     // MARK: - Running
 
@@ -70,11 +86,17 @@ struct World {
         for index in 0..<2 where hosts[index].up {
             if now >= hosts[index].nextHeartbeat { sendHeartbeats(from: index) }
         }
-        if now % Self.controlIntervalMS == 0 {
-            for index in 0..<2 where hosts[index].up { controlStep(index) }
+        for index in 0..<2 where hosts[index].up {
+            // `ClusterNode.controlLoop`: a step on every change and at `HostPolicy.nextLook`.
+            if hosts[index].wake || hosts[index].nextLookAt.map({ $0 <= hosts[index].clock(now) }) == true { controlStep(index) }
         }
         if now % 1000 == 0 {
             for index in 0..<2 where hosts[index].up { resumeLoop(index) }
+        }
+        for index in 0..<2 where hosts[index].up {
+            for vm in 0..<Self.vmCount {
+                if case .booting(let until) = hosts[index].vms[vm].domain, until <= now { hosts[index].vms[vm].domain = .running }
+            }
         }
         for vm in 0..<Self.vmCount { replicate(vm) }
         if now % 100 == 0 {
@@ -103,7 +125,8 @@ struct World {
     }
 
     mutating func send(_ payload: Payload, from: Int, to: Int) {
-        let delay = Int64(random.next() % 40)
+        var delay = Int64(random.next() % 40)
+        if network.slow > 0 && to < 2 && from < 2 { delay += Int64(bootRandom.next() % UInt64(Self.slowDelayMS)) }
         messages.append(Message(deliverAt: now + delay, to: to, from: from, payload: payload))
     }
 
@@ -111,6 +134,7 @@ struct World {
         let due = messages.filter { $0.deliverAt <= now }
         messages.removeAll { $0.deliverAt <= now }
         for message in due {
+            if message.from < 2 && message.to < 2 && network.oneWayCuts[message.from] > 0 { continue }
             switch message.payload {
             case .heartbeat(let net, let incarnation, let timestamp, let echo, let vms, let grace):
                 guard hosts[message.to].up, network.heartbeatUp[net] else { continue }
@@ -118,17 +142,19 @@ struct World {
                     network: net, incarnation: incarnation, timestamp: timestamp, echo: echo, vms: vms, restartGrace: grace, at: now)
             case .leaseRequest(let request):
                 guard witness.up, network.witnessReachable[message.from] else { continue }
-                let response = witness.lease.handle(request, at: instant)
+                let response = witness.lease.handle(request, at: witnessClock)
                 witness.highestTerm = max(witness.highestTerm, witness.lease.grant?.term ?? 0)
                 witness.unsyncedWriter = witness.lease.unsyncedWriter
                 send(.leaseResponse(response, incarnation: hosts[message.from].incarnation), from: 2, to: message.from)
             case .leaseResponse(let response, let incarnation):
                 guard hosts[message.to].up, hosts[message.to].incarnation == incarnation, network.witnessReachable[message.to] else { continue }
-                if case .granted = hosts[message.to].lease.receive(response, at: instant) { hosts[message.to].hadLease = true }
+                if case .granted = hosts[message.to].lease.receive(response, at: hosts[message.to].clock(now)) { hosts[message.to].hadLease = true }
+                hosts[message.to].wake = true
             case .promote(let vm, let incarnation):
                 guard hosts[message.to].up, network.heartbeatUp.contains(true), hosts[message.from].incarnation == incarnation else { continue }
                 let index = Self.vmIndex(vm)
                 let state = hosts[message.to].vms[index].status.state
+                // `ClusterNode.carryOut(_:_:)`: a resend that crossed the promotion is ignored.
                 if state == .second || state == .wait { feed(host: message.to, vm: index, .promoteRequested) }
             }
         }
@@ -145,13 +171,13 @@ struct World {
         for net in 0..<2 where network.heartbeatUp[net] {
             send(
                 .heartbeat(
-                    network: net, incarnation: host.incarnation, timestamp: now, echo: host.heardFromPeer, vms: summaries,
+                    network: net, incarnation: host.incarnation, timestamp: host.clock(now).nanoseconds, echo: host.heardFromPeer, vms: summaries,
                     restartGrace: host.stoppingGracefully ? timeouts.restartGrace.milliseconds : nil),
                 from: index, to: 1 - index)
         }
         let snapshot = snapshot(index)
         if snapshot.wantsLease {
-            let request = hosts[index].lease.makeRequest(at: instant, peerInSync: snapshot.peerHasOurWrites)
+            let request = hosts[index].lease.makeRequest(at: host.clock(now), peerInSync: snapshot.peerHasOurWrites)
             send(.leaseRequest(request), from: index, to: 2)
         }
     }
@@ -160,7 +186,8 @@ struct World {
 
     func snapshot(_ index: Int) -> HostSnapshot {
         let host = hosts[index]
-        let live = host.liveness.status(at: instant)
+        let clock = host.clock(now)
+        let live = host.liveness.status(at: clock)
         let vms = (0..<Self.vmCount).map { vm -> HostSnapshot.VM in
             let state = host.vms[vm]
             return HostSnapshot.VM(
@@ -176,7 +203,7 @@ struct World {
         return HostSnapshot(
             me: Self.hostName(index), peer: Self.hostName(1 - index), vms: vms, peerState: host.peerState,
             heardFromPeer: host.heardFromPeer != nil, peerHeardUs: host.peerHeardUs, peerAlive: live.peerAlive, mustFence: live.mustFence,
-            mayRun: host.lease.mayRunPrimary(at: instant), witnessHoldsPeerOutdated: host.lease.peerOutdated, hadLease: host.hadLease, fenced: host.fenced, witnessConfigured: true,
+            mayRun: host.lease.mayRunPrimary(at: clock), witnessHoldsPeerOutdated: host.lease.peerOutdated, hadLease: host.hadLease, fenced: host.fenced, witnessConfigured: true,
             writePolicy: host.writePolicy, localCapacity: Resources(vcpus: 8, memoryMiB: 16384), maxConcurrentStarts: 2)
     }
 
@@ -191,12 +218,46 @@ struct World {
         return state.consistent ? .upToDate : .inconsistent
     }
 
+    /// `ClusterNode.nextLook`.
+    func nextLook(_ index: Int) -> MonotonicInstant? {
+        let host = hosts[index]
+        let clock = host.clock(now)
+        var also: [MonotonicInstant] = []
+        for vm in host.vms {
+            if vm.handedOver, let last = vm.lastPromoteSent { also.append(HostPolicy.promoteDue(sent: vm.promotesSent, last: host.clock(last))) }
+            if let retry = vm.startRetryAt, !host.fenced { also.append(host.clock(retry)) }
+        }
+        return HostPolicy.nextLook(liveness: host.liveness.status(at: clock), lease: host.lease, at: clock, also: also)
+    }
+
+    /// `ClusterNode.step`: due start retries, then the policy on a snapshot.
     mutating func controlStep(_ index: Int) {
+        hosts[index].wake = false
+        for vm in 0..<Self.vmCount where !hosts[index].fenced {
+            guard let at = hosts[index].vms[vm].startRetryAt, at <= now else { continue }
+            hosts[index].vms[vm].startRetryAt = nil
+            restartCrashed(host: index, vm: vm)
+        }
         let decisions = HostPolicy.decide(snapshot(index))
         for decision in decisions { carryOut(decision, host: index) }
+        hosts[index].nextLookAt = nextLook(index)
+    }
+
+    /// `ClusterNode.restartCrashed`, within the crash-restart limit.
+    mutating func restartCrashed(host index: Int, vm: Int) {
+        guard [.prim, .alone].contains(hosts[index].vms[vm].status.state), !hosts[index].fenced else { return }
+        hosts[index].vms[vm].crashRestarts.removeAll { now - $0 > Self.crashRestartWindowMS }
+        guard hosts[index].vms[vm].crashRestarts.count < Self.maxCrashRestarts else { return }
+        hosts[index].vms[vm].crashRestarts.append(now)
+        hosts[index].vms[vm].domain = .none
+        feed(host: index, vm: vm, .domainCrashed)
     }
 
     mutating func carryOut(_ decision: HostDecision, host index: Int) {
+        switch decision {
+        case .acknowledgePeer, .setReplica, .feed, .resendPromote, .handOverCompleted: break
+        default: hosts[index].wake = true  // what `ClusterNode.carryOut` publishes
+        }
         switch decision {
         case .peerUp:
             hosts[index].peerState = .alive
@@ -216,7 +277,7 @@ struct World {
             hosts[index].hadLease = false
         case .fence(let names):
             hosts[index].fenced = true
-            for name in names where hosts[index].vms[Self.vmIndex(name)].domain == .running { hosts[index].vms[Self.vmIndex(name)].domain = .paused }
+            for name in names where hosts[index].vms[Self.vmIndex(name)].domain.isActive { hosts[index].vms[Self.vmIndex(name)].domain = .paused }
         case .unfence(let names):
             hosts[index].fenced = false
             for name in names where hosts[index].vms[Self.vmIndex(name)].domain == .paused { hosts[index].vms[Self.vmIndex(name)].domain = .running }
@@ -235,9 +296,11 @@ struct World {
             switchover(host: index, vm: vm)
         case .resendPromote(let name):
             let vm = Self.vmIndex(name)
-            if let last = hosts[index].vms[vm].lastPromoteSent, now - last < 1000 { return }
+            let host = hosts[index]
+            if let last = host.vms[vm].lastPromoteSent, host.clock(now) < HostPolicy.promoteDue(sent: host.vms[vm].promotesSent, last: host.clock(last)) { return }
             hosts[index].vms[vm].lastPromoteSent = now
-            for _ in 0..<2 { send(.promote(vm: name, incarnation: hosts[index].incarnation), from: index, to: 1 - index) }
+            hosts[index].vms[vm].promotesSent += 1
+            for net in 0..<2 where network.heartbeatUp[net] { send(.promote(vm: name, incarnation: hosts[index].incarnation), from: index, to: 1 - index) }
         case .handOverCompleted(let name):
             hosts[index].vms[Self.vmIndex(name)].handedOver = false
         case .record(let line):
@@ -254,8 +317,9 @@ struct World {
         guard hosts[index].vms[vm].status.state == .second else { return }
         hosts[index].vms[vm].handedOver = true
         hosts[index].vms[vm].lastPromoteSent = now
-        // Five promote datagrams over a second; one that arrives is enough.
-        for _ in 0..<5 { for _ in 0..<2 { send(.promote(vm: Self.vmName(vm), incarnation: hosts[index].incarnation), from: index, to: 1 - index) } }
+        hosts[index].vms[vm].promotesSent = 1
+        // One promote now, on each network; the loop resends (`HostPolicy.promoteDue`).
+        for net in 0..<2 where network.heartbeatUp[net] { send(.promote(vm: Self.vmName(vm), incarnation: hosts[index].incarnation), from: index, to: 1 - index) }
     }
 
     /// `ClusterNode.feed`: the machine's transition, then its actions in order.
@@ -266,6 +330,7 @@ struct World {
             report(Violation(invariant: .validStates, at: now, detail: "\(Self.hostName(index)) \(Self.vmName(vm)): \(before) —\(event)→ \(result.status)"))
         }
         hosts[index].vms[vm].status = result.status
+        if result.status != before || !result.actions.isEmpty { hosts[index].wake = true }  // `publish`
         if let trace, result.status != before || !result.actions.isEmpty {
             trace("\(Double(now) / 1000) s \(Self.hostName(index)) \(Self.vmName(vm)): \(before) —\(event)→ \(result.status) \(result.actions)")
         }
@@ -282,13 +347,14 @@ struct World {
                 hosts[index].vms[vm].pendingWrite = nil
             case .suspendIO:
                 hosts[index].vms[vm].writePolicy = .fail
-                if hosts[index].vms[vm].domain == .running { hosts[index].vms[vm].domain = .paused }
+                if hosts[index].vms[vm].domain.isActive { hosts[index].vms[vm].domain = .paused }
             case .adoptMigratedDomain, .startResync, .requestWitnessVote, .reportError:
                 break
             }
         }
         // A module that does not run the VM here must not have a live domain here.
         if hosts[index].vms[vm].status.state == .second { hosts[index].vms[vm].domain = .none }
+        if ![.prim, .alone].contains(hosts[index].vms[vm].status.state) { hosts[index].vms[vm].startRetryAt = nil }
         var state = hosts[index].vms[vm]
         HostSnapshot.VM.settleFlags(
             for: state.status.state, arrivedByFailover: &state.arrivedByFailover, notStartedReason: &state.notStartedReason,
@@ -323,7 +389,17 @@ struct World {
                     invariant: .noAcknowledgedWriteLost, at: now,
                     detail: "\(Self.vmName(vm)) started on \(Self.hostName(index)) without \(missing.count) acknowledged write(s), e.g. #\(missing.min()!)"))
         }
-        hosts[index].vms[vm].domain = .running
+        if hosts[index].vms[vm].domain.isActive { return }  // `ClusterNode.startDomain`: resumes it
+        if hosts[index].vms[vm].startFailuresLeft > 0 {
+            // libvirt refused: the action fails, the loop tries again later.
+            hosts[index].vms[vm].startFailuresLeft -= 1
+            hosts[index].vms[vm].startRetryAt = now + Self.startRetryDelayMS
+            trace?("\(Double(now) / 1000) s \(Self.hostName(index)) \(Self.vmName(vm)): domain start failed")
+            return
+        }
+        let longest = slowBoots[index] > 0 ? 15_000 : bootMS
+        let boot = longest > 0 ? Int64(bootRandom.next() % UInt64(longest)) : 0
+        hosts[index].vms[vm].domain = boot > 0 ? .booting(until: now + boot) : .running
     }
 
     /// `resumeLoop`: domains paused by an I/O error on a running module are resumed unless fenced.
@@ -350,7 +426,11 @@ struct World {
     var links: [Int: Link] = [:]
     var nextConnectAttempt: [Int: Int64] = [:]
 
+    /// A link change wakes both hosts' loops (`PrimaryReplication` and `ReplicaServer` report it).
+    mutating func wakeLinkHosts() { for index in 0..<2 { hosts[index].wake = true } }
+
     mutating func dropLink(_ vm: Int) {
+        if links[vm] != nil { wakeLinkHosts() }
         links[vm] = nil
         nextConnectAttempt[vm] = now + Self.reconnectIntervalMS
     }
@@ -376,6 +456,7 @@ struct World {
                 hosts[link.primary].vms[vm].answeredWithoutPeer = false
                 hosts[link.secondary].vms[vm].answeredWithoutPeer = false
                 link.resyncingUntil = nil
+                wakeLinkHosts()
             }
             links[vm] = link
             return
@@ -434,6 +515,7 @@ struct World {
             link.resyncingUntil = now + 300 + Int64(random.next() % 700)
         }
         links[vm] = link
+        wakeLinkHosts()
     }
 
     // MARK: - Guests
@@ -487,7 +569,11 @@ struct World {
     mutating func checkSafety() {
         for vm in 0..<Self.vmCount {
             // Invariant 1: two hosts never both run a VM's guest unpaused on a primary volume.
-            let running = (0..<2).filter { hosts[$0].up && hosts[$0].vms[vm].domain == .running && hosts[$0].vms[vm].role == .primary }
+            let running = (0..<2).filter {
+                guard hosts[$0].up, hosts[$0].vms[vm].role == .primary else { return false }
+                if case .booting = hosts[$0].vms[vm].domain { return true }
+                return hosts[$0].vms[vm].domain == .running
+            }
             if running.count == 2 {
                 report(Violation(invariant: .neverTwoPrimaries, at: now, detail: "\(Self.vmName(vm)) runs on both hosts"))
             }

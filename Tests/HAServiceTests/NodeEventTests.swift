@@ -78,6 +78,29 @@ struct NodeEventTests {
         await node.stopAndShutDown()
     }
 
+    /// A domain whose start failed is started again after a delay, as a crashed one is, and
+    /// left down with the reason after the crash-restart limit: before, a passing libvirt
+    /// failure left a running module without its domain until an operator acted (vmha-sim's
+    /// libvirt start failures found it).
+    @Test(.timeLimit(.minutes(1))) func aFailedDomainStartIsRetriedUpToTheCrashLimit() async throws {
+        let (fixture, node, _) = try await NodeFixture.oneVMNode()
+        defer { fixture.remove() }
+        await node.setStartRetryDelay(.milliseconds(100))
+        await node.feed(named: "vm01", .peerLost)
+        await node.feed(named: "vm01", .witnessVoteGranted)  // no libvirt here: every start fails
+        let loop = Task { await node.controlLoop() }
+        let gaveUp = await node.waitUntil(.now + .seconds(20)) { $0.failoverLog.contains { $0.contains("not restarted again") } }
+        #expect(gaveUp)
+        let log = await node.failoverLog
+        let restarts = log.filter { $0.contains("its start failed") && $0.contains("restarting its domain") }
+        #expect(restarts.count == ClusterNode.maxCrashRestarts, "\(log)")
+        #expect(await !node.startRetryPending("vm01"), "no retry after giving up")
+        await node.beginStopping()
+        await node.stateChanged()
+        await loop.value
+        await node.stopAndShutDown()
+    }
+
     @Test func aReaderThatFellBehindIsTold() {
         var log = NodeEventLog(incarnation: 7, capacity: 3)
         for i in 1...5 { log.append(.note("n\(i)"), time: 0) }

@@ -79,6 +79,10 @@ extension ClusterNode {
     func switchoverProblem(_ vm: String) async -> String? { await switchover(modules[vm]!) }
 
     func moduleState(_ vm: String) -> ModuleStatus? { modules[vm]?.status }
+
+    func setStartRetryDelay(_ delay: Duration) { startRetryDelay = delay }
+
+    func startRetryPending(_ vm: String) -> Bool { modules[vm]?.startRetryAt != nil }
 }
 
 /// Collects what a logger is given, message and metadata, one line per record.

@@ -33,9 +33,22 @@ struct WitnessStateTests {
             process.executableURL = URL(fileURLWithPath: try builtProduct("vmha"))
             // A short lease: the quiet period after start is one lease plus margin.
             process.arguments = ["witness", "--listen", "127.0.0.1:\(port)", "--key-file", keyFile, "--lease-ms", "300", "--state-file", stateFile] + extra
-            process.standardOutput = FileHandle.nullDevice
+            let output = Pipe()
+            process.standardOutput = output
             process.standardError = FileHandle.nullDevice
             try process.run()
+            // Ready when it says so. The requests' deadline must not count the start: on a loaded
+            // machine (CI running guests beside it) starting the process took longer than that
+            // deadline, and the test failed with "no answer" from a witness not yet listening.
+            let reader = output.fileHandleForReading
+            var seen = Data()
+            while !String(decoding: seen, as: UTF8.self).contains("witness listening") {
+                let chunk = reader.availableData
+                guard !chunk.isEmpty else { throw HAClusterError("vmha witness exited before listening: \(String(decoding: seen, as: UTF8.self))") }
+                seen += chunk
+            }
+            // Keep draining what it prints, so that it never blocks on a full pipe.
+            Thread.detachNewThread { while !reader.availableData.isEmpty {} }
         }
 
         func stop() {
