@@ -22,13 +22,19 @@ public struct ControlRequest: Codable, Sendable {
     public var stop: Bool?
     /// events: only those after this sequence number.
     public var since: UInt64?
+    /// events: first the current state, as `exists` events (like `drbdsetup events2 --now`).
+    public var now: Bool?
+    /// events: with nothing new after `since`, answer when there is, or after this many seconds.
+    public var waitSeconds: Double?
 
     public init(
         command: String, vm: String? = nil, to: String? = nil, force: Bool? = nil, live: Bool? = nil, full: Bool? = nil, mode: String? = nil,
         dryRun: Bool? = nil, vms: [String]? = nil, on: String? = nil, vmTOML: String? = nil, stop: Bool? = nil,
-        since: UInt64? = nil
+        since: UInt64? = nil, now: Bool? = nil, waitSeconds: Double? = nil
     ) {
         self.since = since
+        self.now = now
+        self.waitSeconds = waitSeconds
         self.vmTOML = vmTOML
         self.stop = stop
         self.vms = vms

@@ -12,8 +12,29 @@ public struct NodeEvent: Sendable, Codable, Equatable {
         case fence(on: Bool)
         /// What primaries do with writes their peer misses.
         case writePolicy(String)
-        /// A line for the operator (failover waves, failback, refusals, crashes…).
+        /// A line for the operator (failback, refusals, crashes…).
         case note(String)
+        /// A volume's replication link changed state (`ReplicationStatus.Link`).
+        case link(volume: String, state: String)
+        /// This host started resyncing the peer's copy of the volume.
+        case resyncStarted(volume: String, totalBytes: UInt64, method: String)
+        /// About every 2 s while it runs; `etaSeconds` is nil until a rate is known.
+        case resyncProgress(volume: String, doneBytes: UInt64, totalBytes: UInt64, bytesPerSecond: Double, etaSeconds: Double?)
+        /// `bytes`: what the resync covered (the dirty bytes at its start); `sentBytes`: what
+        /// crossed the link (holes travel as markers).
+        case resyncFinished(volume: String, bytes: UInt64, sentBytes: UInt64, seconds: Double)
+        /// A split brain the link found, and how it was settled (or that it waits for an operator).
+        case splitBrain(volume: String, resolution: String)
+        /// Heartbeats on one network started or stopped arriving.
+        case network(index: Int, up: Bool)
+        /// A failover wave started (`limits.concurrent_starts` VMs at most).
+        case failoverWave(number: Int, vms: [String])
+        /// A failover did not start the VM, and why.
+        case notStarted(vm: String, reason: String)
+        /// An operator's command (`vmha migrate`, `resync`, `add`, `remove`, `place`) and its outcome.
+        case command(name: String, vm: String?, ok: Bool, detail: String)
+        /// The state when a reader starts (`vmha events`, like `drbdsetup events2 --now`): one per VM.
+        case exists(vm: String, status: ModuleStatus, links: [String: String])
     }
 
     public var sequence: UInt64
@@ -38,9 +59,13 @@ public struct NodeEventLog: Sendable {
     public private(set) var events: [NodeEvent] = []
     public private(set) var lastSequence: UInt64 = 0
 
-    public init(incarnation: UInt64, capacity: Int = 2000) {
+    /// - Parameter restoring: a previous incarnation's events (the persisted history): they are
+    ///   kept, and sequence numbers go on after the last of them.
+    public init(incarnation: UInt64, capacity: Int = 2000, restoring: [NodeEvent] = []) {
         self.incarnation = incarnation
         self.capacity = max(1, capacity)
+        events = Array(restoring.suffix(self.capacity))
+        lastSequence = restoring.last?.sequence ?? 0
     }
 
     @discardableResult

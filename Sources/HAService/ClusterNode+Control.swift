@@ -14,7 +14,45 @@ extension ClusterNode {
                 "command": "\(request.command)", "vm": "\(request.vm ?? "-")", "reason": "\(response.error ?? "no reason given")",
             ])
         }
+        if Self.operatorCommands.contains(request.command), request.dryRun != true {
+            publish(.command(name: request.command, vm: request.vm, ok: response.ok, detail: response.error ?? response.message ?? ""))
+        }
         return response
+    }
+
+    /// Commands that change something: their outcome is an event.
+    static let operatorCommands: Set<String> = ["migrate", "resync", "add", "remove", "place"]
+
+    /// The events after `since` (first the current state when asked), waiting up to
+    /// `waitSeconds` (at most a minute) for one when there is none yet.
+    func eventsReport(_ request: ControlRequest) async -> EventsReport {
+        let since = request.since ?? (request.now == true ? eventLog.lastSequence : nil)
+        if let wait = request.waitSeconds, wait > 0, let since, eventLog.lastSequence <= since {
+            _ = await waitUntil(.now + .milliseconds(Int64(min(wait, 60) * 1000))) { $0.eventLog.lastSequence > since }
+        }
+        var (events, missed) = eventLog.since(since)
+        if request.now == true { events = currentState() + events }
+        return EventsReport(host: me.name, incarnation: incarnation, lastSequence: eventLog.lastSequence, missed: missed, events: events)
+    }
+
+    /// The node's state as events, numbered with the sequence they are current at.
+    func currentState() -> [NodeEvent] {
+        let time = Date().timeIntervalSince1970
+        var kinds: [NodeEvent.Kind] = [.peer(state: peerState)]
+        for (index, up) in networksUp.enumerated() { kinds.append(.network(index: index, up: up)) }
+        if config.witness != nil { kinds.append(.lease(outcome: lastLeaseOutcome)) }
+        kinds.append(.fence(on: fenced))
+        for name in order {
+            let module = modules[name]!
+            var links: [String: String] = [:]
+            for (index, volume) in module.volumeNames.enumerated() {
+                let status = module.role == .primary
+                    ? (index < module.replications.count ? module.replications[index].status : nil) : replicaServer.status(of: volume)
+                links[volume] = status?.link.rawValue ?? "standalone"
+            }
+            kinds.append(.exists(vm: name, status: module.status, links: links))
+        }
+        return kinds.map { NodeEvent(sequence: eventLog.lastSequence, incarnation: incarnation, time: time, kind: $0) }
     }
 
     private func answer(_ request: ControlRequest) async -> ControlResponse {
@@ -22,10 +60,7 @@ extension ClusterNode {
         case "status":
             return ControlResponse(ok: true, status: await statusReport())
         case "events":
-            let (events, missed) = eventLog.since(request.since)
-            return ControlResponse(
-                ok: true,
-                events: EventsReport(host: me.name, incarnation: incarnation, lastSequence: eventLog.lastSequence, missed: missed, events: events))
+            return ControlResponse(ok: true, events: await eventsReport(request))
         case "migrate":
             guard let vm = request.vm, let module = modules[vm] else { return ControlResponse(ok: false, error: "no such VM: \(request.vm ?? "")") }
             guard let to = request.to, to == me.name || to == peer.name else { return ControlResponse(ok: false, error: "--to must be \(me.name) or \(peer.name)") }

@@ -140,8 +140,21 @@ public actor ClusterNode {
     /// Callers waiting for the node's state to change (`nextChange`), each with its deadline timer.
     var changeWaiters: [UInt64: (continuation: CheckedContinuation<Void, Never>, timer: Task<Void, Never>)] = [:]
     var nextWaiterID: UInt64 = 0
-    /// Every state change, numbered (`vmha events`).
+    /// Every state change, numbered (`vmha events`), and its copy on disk.
     var eventLog: NodeEventLog
+    var history: EventHistory
+    /// Link and resync status changes of every volume, in the order they happened: the
+    /// replication tasks yield them, `statusLoop` makes them events.
+    let linkChanges: AsyncStream<(volume: String, status: ReplicationStatus)>
+    let linkChangesInput: AsyncStream<(volume: String, status: ReplicationStatus)>.Continuation
+    /// The last status seen per volume (events are published on change).
+    var linkSeen: [String: ReplicationStatus] = [:]
+    /// Per volume this host resyncs: the last progress sample (`resyncProgress` events).
+    var resyncSamples: [String: (at: MonotonicInstant, done: UInt64)] = [:]
+    var nextResyncProgress: MonotonicInstant?
+    static let resyncProgressInterval = Duration.seconds(2)
+    /// Per heartbeat network: whether the peer's heartbeats arrive (`network` events).
+    var networksUp: [Bool]
     var stopping = false
 
     public init(
@@ -162,11 +175,12 @@ public actor ClusterNode {
         options.timing.keepaliveInterval = config.timeouts.heartbeatInterval
         options.splitBrainPolicy = config.splitBrainPolicy
         self.replicationOptions = options
-        // The secondary side's link changes wake the loop too (set once `self` exists).
-        let wake = Locked<(@Sendable () -> Void)?>(nil)
+        let (linkChanges, linkChangesInput) = AsyncStream<(volume: String, status: ReplicationStatus)>.makeStream()
+        self.linkChanges = linkChanges
+        self.linkChangesInput = linkChangesInput
         replicaServer = ReplicaServer(
             listen: TCPSocket.Address("0.0.0.0:\(me.replicationAddress.port)")!, ring: ring, options: options, logger: logger,
-            onLinkChange: { _, _ in wake.withLock { $0 }?() })
+            onLinkChange: { linkChangesInput.yield(($0, $1)) })
         // Incarnation: strictly increasing across restarts, persisted in the state directory.
         let path = "\(config.stateDirectory)/incarnation"
         let previous = (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
@@ -174,24 +188,32 @@ public actor ClusterNode {
         incarnation = max(previous + 1, wall)
         try "\(incarnation)\n".write(toFile: path, atomically: true, encoding: .utf8)
         startedAt = monotonicNow()
-        eventLog = NodeEventLog(incarnation: incarnation)
+        let historyPath = "\(config.stateDirectory)/events.jsonl"
+        let (restored, unreadable) = EventHistory.load(path: historyPath)
+        eventLog = NodeEventLog(incarnation: incarnation, restoring: restored)
+        history = EventHistory(path: historyPath, logger: logger)
+        networksUp = Array(repeating: false, count: me.heartbeatAddresses.count)
+        if unreadable > 0 {
+            logger.warning("event history: skipped lines that are not events", metadata: ["file": "\(historyPath)", "lines": "\(unreadable)"])
+        }
         decoder = HeartbeatDecoder(key: SymmetricKey(data: key), clusterName: config.clusterName, localHost: hostName)
         let timing = config.timeouts.leaseTiming
         liveness = PeerLiveness(
             networks: me.heartbeatAddresses.count, detectionTimeout: config.timeouts.detection,
             fenceTimeout: timing.fenceTimeout(detection: config.timeouts.detection), startedAt: startedAt)
         lease = LeaseClient(host: hostName, timing: timing, firstRequestID: incarnation << 20)
-        wake.withLock { $0 = { [weak self] in Task { await self?.stateChanged() } } }
     }
 
     // MARK: - Start and stop
 
     func start() async throws {
         try FileManager.default.createDirectory(atPath: config.nbd.socketDirectory, withIntermediateDirectories: true)
+        let connecting = ContinuousClock.now
         libvirt = try await LibvirtConnection.open(uri: me.libvirtURI, logger: logger)
         if let info = try? await libvirt?.nodeInfo() {
             localCapacity = Resources(vcpus: info.cpus, memoryMiB: Int(info.memoryBytes >> 20))
         }
+        logger.info("libvirt connected", metadata: ["uri": "\(me.libvirtURI)", "seconds": "\(connecting.duration(to: .now))"])
         try await openModules()
         for (index, address) in me.heartbeatAddresses.enumerated() {
             let socket = try UDPSocket(bind: TCPSocket.Address("\(address.host):\(address.port)") ?? TCPSocket.Address("0.0.0.0:\(address.port)")!)
@@ -249,6 +271,8 @@ public actor ClusterNode {
         receivers = []
         for socket in heartbeatSockets { socket.close() }
         witnessSocket?.close()
+        linkChangesInput.finish()
+        history.close()
         await libvirt?.close()
     }
 
@@ -428,7 +452,11 @@ public actor ClusterNode {
             module.handedOver ? module.lastPromoteSent.map { HostPolicy.promoteDue(sent: module.promotesSent, last: $0) } : nil
         }
         let retries = fenced ? [] : modules.values.compactMap(\.startRetryAt)
-        return HostPolicy.nextLook(liveness: liveness.status(at: now), lease: lease, at: now, also: resends + retries)
+        let live = liveness.status(at: now)
+        // Not the policy's: when a network goes silent, and the next resync progress event.
+        let silent = live.networks.compactMap { if case .up(let heard) = $0 { heard + config.timeouts.detection } else { nil } }
+        let progress = nextResyncProgress.map { [$0] } ?? []
+        return HostPolicy.nextLook(liveness: live, lease: lease, at: now, also: resends + retries + silent + progress)
     }
 
     /// Runs `body` in the control loop after what is queued, and returns its result; `otherwise`
@@ -467,6 +495,8 @@ public actor ClusterNode {
         for name in order { replicas[name] = await readLocalReplica(modules[name]!) }
         let snapshot = policySnapshot(localReplicas: replicas, at: now)
         for decision in HostPolicy.decide(snapshot) { await carryOut(decision) }
+        publishNetworkChanges(at: now)
+        if let due = nextResyncProgress, due <= now { publishResyncProgress(at: now) }
         return now
     }
 
@@ -561,10 +591,10 @@ public actor ClusterNode {
         let started = ContinuousClock.now
         for skipped in plan.notStarted {
             modules[skipped.name]?.notStartedReason = skipped.reason.description
-            record("failover: \(skipped.name) not started: \(skipped.reason)")
+            record(.notStarted(vm: skipped.name, reason: skipped.reason.description), "failover: \(skipped.name) not started: \(skipped.reason)")
         }
         for (index, wave) in plan.waves.enumerated() {
-            record("failover wave \(index + 1): \(wave.joined(separator: ", "))")
+            record(.failoverWave(number: index + 1, vms: wave), "failover wave \(index + 1): \(wave.joined(separator: ", "))")
             await withTaskGroup(of: Void.self) { group in
                 for name in wave {
                     group.addTask { await self.feed(named: name, .witnessVoteGranted) }
@@ -578,16 +608,87 @@ public actor ClusterNode {
     }
 
     func publish(_ kind: NodeEvent.Kind) {
-        eventLog.append(kind, time: Date().timeIntervalSince1970)
+        history.append(eventLog.append(kind, time: Date().timeIntervalSince1970))
         stateChanged()
     }
 
-    func record(_ line: String) {
-        publish(.note(line))
+    /// An event that is also a line for the operator (log and `vmha status`).
+    func record(_ kind: NodeEvent.Kind, _ line: String) {
+        publish(kind)
         logger.notice("\(line)")
         failoverLog.append(line)
         if failoverLog.count > 50 { failoverLog.removeFirst() }
     }
+
+    // MARK: - Link, resync and network events
+
+    /// Turns the volumes' status changes into events, in the order they happened.
+    func statusLoop() async {
+        for await change in linkChanges {
+            linkChanged(change.volume, change.status)
+            stateChanged()
+        }
+    }
+
+    func linkChanged(_ volume: String, _ status: ReplicationStatus) {
+        let before = linkSeen[volume]
+        linkSeen[volume] = status
+        if status.link != before?.link { publish(.link(volume: volume, state: status.link.rawValue)) }
+        if status.resyncsStarted > (before?.resyncsStarted ?? 0) {
+            publish(.resyncStarted(volume: volume, totalBytes: status.resyncTotalBytes, method: status.resyncMethod ?? "data"))
+            resyncSamples[volume] = (monotonicNow(), 0)
+            if nextResyncProgress == nil { nextResyncProgress = monotonicNow() + Self.resyncProgressInterval }
+        }
+        if status.resyncsCompleted > (before?.resyncsCompleted ?? 0) {
+            resyncSamples[volume] = nil
+            publish(.resyncFinished(volume: volume, bytes: status.resyncDoneBytes, sentBytes: status.resyncSentBytes, seconds: status.resyncSeconds))
+        } else if status.link != .syncSource && before?.link == .syncSource {
+            resyncSamples[volume] = nil  // the link failed: a new resync starts on the next connect
+        }
+        if status.link == .splitBrain && before?.link != .splitBrain {
+            publish(.splitBrain(volume: volume, resolution: "not settled: the link waits for an operator (split_brain policy)"))
+        }
+        if let settled = status.splitBrainResolved, settled != before?.splitBrainResolved {
+            publish(.splitBrain(volume: volume, resolution: settled))
+        }
+    }
+
+    /// The primary side's current status of a volume this host resyncs.
+    func primaryStatus(of volume: String) -> ReplicationStatus? {
+        for module in modules.values where module.role == .primary {
+            if let index = module.volumeNames.firstIndex(of: volume), index < module.replications.count { return module.replications[index].status }
+        }
+        return nil
+    }
+
+    func publishResyncProgress(at now: MonotonicInstant) {
+        for (volume, sample) in resyncSamples.sorted(by: { $0.key < $1.key }) {
+            guard let status = primaryStatus(of: volume), status.link == .syncSource else {
+                resyncSamples[volume] = nil
+                continue
+            }
+            let elapsed = (now - sample.at).components
+            let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
+            let rate = seconds > 0 ? Double(status.resyncDoneBytes &- min(sample.done, status.resyncDoneBytes)) / seconds : 0
+            let left = Double(status.resyncTotalBytes &- min(status.resyncDoneBytes, status.resyncTotalBytes))
+            publish(.resyncProgress(
+                volume: volume, doneBytes: status.resyncDoneBytes, totalBytes: status.resyncTotalBytes, bytesPerSecond: rate,
+                etaSeconds: rate > 0 ? left / rate : nil))
+            resyncSamples[volume] = (now, status.resyncDoneBytes)
+        }
+        nextResyncProgress = resyncSamples.isEmpty ? nil : now + Self.resyncProgressInterval
+    }
+
+    func publishNetworkChanges(at now: MonotonicInstant) {
+        for (index, network) in liveness.status(at: now).networks.enumerated() where index < networksUp.count {
+            let up = if case .up = network { true } else { false }
+            guard up != networksUp[index] else { continue }
+            networksUp[index] = up
+            publish(.network(index: index, up: up))
+        }
+    }
+
+    func record(_ line: String) { record(.note(line), line) }
 
     // MARK: - State machine
 
@@ -759,7 +860,7 @@ public actor ClusterNode {
         let replications = module.volumes.map {
             PrimaryReplication(
                 volume: $0, peer: peerAddress, options: replicationOptions, logger: logger,
-                onLinkChange: { [weak self] _ in Task { await self?.stateChanged() } })
+                onLinkChange: { [input = linkChangesInput, name = $0.configuration.name] in input.yield((name, $0)) })
         }
         module.replications = replications
         let ring = self.ring

@@ -31,6 +31,7 @@ public struct ClusterService: Service {
             group.addTask { await node.controlLoop() }
             group.addTask { await node.resumeLoop() }
             group.addTask { await node.domainEventLoop() }
+            group.addTask { await node.statusLoop() }
             try? await gracefulShutdown()
             await node.beginStopping()
             group.cancelAll()  // ends the loops' sleeps and the libvirt event stream

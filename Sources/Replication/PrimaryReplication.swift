@@ -36,11 +36,13 @@ public final class PrimaryReplication: Sendable {
 
     /// Called after every change of the link's state, off the link's task: the owner's cue to
     /// look again (it publishes the change; nothing polls the link).
-    private let onLinkChange: @Sendable (ReplicationLinkMachine.State) -> Void
+    /// Told each link state change, with the status as it is right after it (a resync's final
+    /// figures are in it when the link leaves `syncSource`), and each resync's start.
+    private let onLinkChange: @Sendable (ReplicationStatus) -> Void
 
     public init(
         volume: LocalVolume, peer: TCPSocket.Address, options: ReplicationOptions, logger: Logger,
-        onLinkChange: @escaping @Sendable (ReplicationLinkMachine.State) -> Void = { _ in }
+        onLinkChange: @escaping @Sendable (ReplicationStatus) -> Void = { _ in }
     ) {
         self.volume = volume
         self.peer = peer
@@ -80,11 +82,12 @@ public final class PrimaryReplication: Sendable {
     /// Every link change goes through `ReplicationLinkMachine`; an illegal one is a bug here,
     /// logged, and the state is kept.
     private func advance(_ event: ReplicationLinkMachine.Event) {
-        let (refused, changed) = statusBox.withLock { s -> (String?, ReplicationLinkMachine.State?) in
+        let (refused, changed) = statusBox.withLock { s -> (String?, ReplicationStatus?) in
             do throws(ReplicationLinkMachine.TransitionError) {
                 let next = try ReplicationLinkMachine.transition(from: s.link, on: event).state
-                defer { s.link = next }
-                return (nil, next != s.link ? next : nil)
+                guard next != s.link else { return (nil, nil) }
+                s.link = next
+                return (nil, s)
             } catch {
                 return (error.description, nil)
             }
@@ -296,13 +299,16 @@ public final class PrimaryReplication: Sendable {
         let total = bitmap.dirtyByteCount
         let start = ContinuousClock.now
         advance(.resyncRequested)
-        statusBox.withLock {
+        let started = statusBox.withLock {
             $0.resyncTotalBytes = total
             $0.resyncDoneBytes = 0
             $0.resyncSentBytes = 0
             $0.verifyMismatchBytes = 0
             $0.resyncMethod = method.rawValue
+            $0.resyncsStarted += 1
+            return $0
         }
+        onLinkChange(started)
         logger.info("resync started", metadata: ["volume": "\(volume.configuration.name)", "bytes": "\(total)", "method": "\(method.rawValue)"])
         let chunk = UInt64(options.resyncChunkBytes)
         // The window counts bytes (in units of a fraction of a block), not blocks.

@@ -34,11 +34,11 @@ public final class ReplicaServer: Sendable {
 
     /// Told each link state change of a volume (its name), outside the server's lock: the node's
     /// loop looks again on it instead of polling.
-    private let onLinkChange: @Sendable (String, ReplicationLinkMachine.State) -> Void
+    private let onLinkChange: @Sendable (String, ReplicationStatus) -> Void
 
     public init(
         listen: TCPSocket.Address, volumes: [LocalVolume] = [], ring: IOUring, options: ReplicationOptions, logger: Logger,
-        onLinkChange: @escaping @Sendable (String, ReplicationLinkMachine.State) -> Void = { _, _ in }
+        onLinkChange: @escaping @Sendable (String, ReplicationStatus) -> Void = { _, _ in }
     ) {
         self.onLinkChange = onLinkChange
         self.listenAddress = listen
@@ -144,14 +144,14 @@ public final class ReplicaServer: Sendable {
             await group.waitForAll()
         }
         let name = attached.withLock { $0 }
-        let (waiters, changed) = registry.withLock { r -> ([CheckedContinuation<Void, Never>], ReplicationLinkMachine.State?) in
+        let (waiters, changed) = registry.withLock { r -> ([CheckedContinuation<Void, Never>], ReplicationStatus?) in
             r.running.remove(id)
-            var changed: ReplicationLinkMachine.State?
+            var changed: ReplicationStatus?
             // Only the volume's current session reports its end (a replaced or removed one does not).
             if let name, r.sessions[name] === session {
                 r.sessions[name] = nil
-                changed = Self.advance(&r, name, .failed, logger: logger)
                 r.statuses[name]?.lastError = session.failure.map { "\($0)" }
+                changed = Self.advance(&r, name, .failed, logger: logger)
             }
             return (r.endWaiters.removeValue(forKey: id) ?? [], changed)
         }
@@ -161,13 +161,13 @@ public final class ReplicaServer: Sendable {
 
     /// Each link change of a volume goes through `ReplicationLinkMachine`; an illegal one is a
     /// bug here, logged, and the state is kept.
-    /// Returns the new state if it changed.
-    private static func advance(_ r: inout Registry, _ name: String, _ event: ReplicationLinkMachine.Event, logger: Logger) -> ReplicationLinkMachine.State? {
+    /// Returns the status after the change, if the state changed.
+    private static func advance(_ r: inout Registry, _ name: String, _ event: ReplicationLinkMachine.Event, logger: Logger) -> ReplicationStatus? {
         guard let state = r.statuses[name]?.link else { return nil }
         do throws(ReplicationLinkMachine.TransitionError) {
             let next = try ReplicationLinkMachine.transition(from: state, on: event).state
             r.statuses[name]?.link = next
-            return next != state ? next : nil
+            return next != state ? r.statuses[name] : nil
         } catch {
             logger.error("replication link: \(error)", metadata: ["volume": "\(name)"])
             return nil
@@ -177,7 +177,7 @@ public final class ReplicaServer: Sendable {
     /// The link event, if `session` is still the volume's.
     private func advance(_ name: String, _ event: ReplicationLinkMachine.Event, session: ReplicationSession) {
         let logger = self.logger
-        let changed = registry.withLock { r -> ReplicationLinkMachine.State? in
+        let changed = registry.withLock { r -> ReplicationStatus? in
             guard r.sessions[name] === session else { return nil }
             return Self.advance(&r, name, event, logger: logger)
         }
@@ -188,7 +188,7 @@ public final class ReplicaServer: Sendable {
     /// volume; nil when the volume is not served here.
     private func claim(_ name: String, session: ReplicationSession) -> LocalVolume? {
         let logger = self.logger
-        let (volume, replaced, changed) = registry.withLock { r -> (LocalVolume?, ReplicationSession?, ReplicationLinkMachine.State?) in
+        let (volume, replaced, changed) = registry.withLock { r -> (LocalVolume?, ReplicationSession?, ReplicationStatus?) in
             guard let volume = r.volumes[name] else { return (nil, nil, nil) }
             let replaced = r.sessions[name]
             r.sessions[name] = session

@@ -17,6 +17,9 @@ public struct ReplicationStatus: Sendable, Codable, Equatable {
     public var resyncMethod: String?
     /// Bytes an online verify found different on the peer (now marked dirty).
     public var verifyMismatchBytes: UInt64 = 0
+    /// Resyncs begun and finished on this link object: a reader of successive statuses tells a
+    /// new resync from the same one by these.
+    public var resyncsStarted: Int = 0
     public var resyncsCompleted: Int = 0
     /// Times the link was attached (handshake and state exchange done): more than one means it
     /// went down and came back.

@@ -5,37 +5,51 @@ import Foundation
 /// `vmha events`: the node's numbered state changes, oldest first; `--follow` keeps reading.
 struct Events: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "The local vmhad's state changes, numbered: module transitions, peer, lease, fence, notes.",
+        abstract: "The local vmhad's state, then each change as it happens, numbered.",
         discussion: """
-            Each line: sequence, time, what changed. vmhad keeps the newest 2000; a reader that fell
-            further behind is told so. Sequences start again at 1 when vmhad restarts (new incarnation).
+            First the current state (one `exists` line per VM, the peer, each network, the vote,
+            the fence), then every change: module transitions, replication links, resync start /
+            progress (about every 2 s: done, total, rate, ETA) / end (bytes resynced, seconds),
+            failover waves and what was not started and why, peer and networks, vote, fence,
+            split brains and how they were settled, operator commands and their outcome, failed
+            actions. With --since, the events after that sequence number instead of the state.
+            Sequence numbers go on across vmhad restarts: the history is kept in the state
+            directory (events.jsonl, rotated); vmhad serves the newest 2000, and a reader that fell
+            further behind is told so.
             """)
     @OptionGroup var control: ControlOptions
-    @Option(help: "Only events after this sequence number.") var since: UInt64?
-    @Flag(help: "Keep printing new events until interrupted.") var follow = false
+    @Option(help: "The events after this sequence number (instead of the current state).") var since: UInt64?
+    @Flag(help: "Print what there is and exit instead of following.") var noFollow = false
     @Flag(help: "One JSON object per event.") var json = false
 
     func run() throws {
+        var request = since.map { ControlRequest(command: "events", since: $0) } ?? ControlRequest(command: "events", now: true)
         var after = since
-        var incarnation: UInt64?
         while true {
-            let response = try control.send(ControlRequest(command: "events", since: after))
-            try failIfRefused(response)
-            guard let report = response.events else { throw ExitCode(1) }
-            if let known = incarnation, known != report.incarnation {
-                // vmhad restarted: its sequences started again; read the new incarnation from its start.
-                print("-- vmhad on \(report.host) restarted (incarnation \(report.incarnation))")
-                incarnation = report.incarnation
-                after = nil
+            let response: ControlResponse
+            do {
+                response = try control.send(request)
+            } catch where !noFollow && after != nil {
+                // vmhad restarting: a reader's retry interval, not a decision of the node.
+                print("-- vmhad not reachable (\(error)); trying again")
+                Thread.sleep(forTimeInterval: 1)
                 continue
             }
-            incarnation = report.incarnation
+            try failIfRefused(response)
+            guard let report = response.events else { throw ExitCode(1) }
+            if let seen = after, report.lastSequence < seen {
+                print("-- vmhad on \(report.host) numbers from 1 again (its event history was removed)")
+                after = nil
+                request = ControlRequest(command: "events")
+                continue
+            }
             if report.missed { print("-- events after #\(after ?? 0) were dropped before they were read") }
             for event in report.events { try print(json ? Self.json(event) : Self.line(event)) }
+            fflush(nil)
+            guard !noFollow else { return }
             after = report.lastSequence
-            guard follow else { return }
-            // A reader's polling interval, not a decision of the node.
-            Thread.sleep(forTimeInterval: 0.5)
+            // The node answers when there is something new (or after 30 s with nothing).
+            request = ControlRequest(command: "events", since: report.lastSequence, waitSeconds: 30)
         }
     }
 
@@ -58,6 +72,19 @@ struct Events: ParsableCommand {
         case .fence(let on): on ? "fenced: domains paused" : "fence lifted"
         case .writePolicy(let policy): "unreplicated writes: \(policy)"
         case .note(let text): text
+        case .link(let volume, let state): "\(volume): link \(state)"
+        case .resyncStarted(let volume, let total, let method): "\(volume): resync started (\(method)), \(total) bytes"
+        case .resyncProgress(let volume, let done, let total, let rate, let eta):
+            "\(volume): resync \(done)/\(total) bytes, \(Int(rate)) B/s\(eta.map { ", ETA \(Int($0.rounded(.up))) s" } ?? "")"
+        case .resyncFinished(let volume, let bytes, let sent, let seconds):
+            "\(volume): resync finished: \(bytes) bytes resynced (\(sent) sent) in \(String(format: "%.2f", seconds)) s"
+        case .splitBrain(let volume, let resolution): "\(volume): split brain: \(resolution)"
+        case .network(let index, let up): "heartbeat network \(index) \(up ? "up" : "silent")"
+        case .failoverWave(let number, let vms): "failover wave \(number): \(vms.joined(separator: ", "))"
+        case .notStarted(let vm, let reason): "\(vm): not started: \(reason)"
+        case .command(let name, let vm, let ok, let detail): "command \(name)\(vm.map { " \($0)" } ?? ""): \(ok ? "done" : "refused")\(detail.isEmpty ? "" : ": \(detail)")"
+        case .exists(let vm, let status, let links):
+            "\(vm): exists \(status)\(links.isEmpty ? "" : " " + links.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))"
         }
         return "#\(event.sequence) \(time) \(what)"
     }

@@ -167,6 +167,8 @@ struct VMHADaemon: AsyncParsableCommand {
 
 extension VMHADaemon {
     func runCluster(configPath: String, logger: Logger) async throws {
+        // The first line: how long a start takes shows from here to "cluster node started".
+        logger.info("vmhad starting", metadata: ["config": "\(configPath)", "pid": "\(getpid())"])
         let setup: ClusterSetup
         switch ClusterSetup.load(path: configPath, host: clusterHost) {
         case .success(let s): setup = s

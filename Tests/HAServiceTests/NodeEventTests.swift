@@ -1,5 +1,7 @@
 import Cluster
 import Crypto
+import Foundation
+import Replication
 import Testing
 
 @testable import HAService
@@ -98,6 +100,109 @@ struct NodeEventTests {
         await node.beginStopping()
         await node.stateChanged()
         await loop.value
+        await node.stopAndShutDown()
+    }
+
+    /// The history is kept in the state directory: a restarted vmhad serves what the previous
+    /// one published and numbers on; a torn line (a crash in the middle of a write) is skipped
+    /// with a warning, not fatal.
+    @Test(.timeLimit(.minutes(1))) func eventsSurviveARestartAndNumberOn() async throws {
+        var (fixture, node, _) = try await NodeFixture.oneVMNode()
+        defer { fixture.remove() }
+        await node.feed(named: "vm01", .peerLost)
+        let first = try #require(await node.handle(ControlRequest(command: "events")).events)
+        #expect(!first.events.isEmpty)
+        await node.stopAndShutDown()
+        let file = "\(fixture.directory)/state/events.jsonl"
+        let handle = try #require(FileHandle(forWritingAtPath: file))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(#"{"sequence":99,"kind":"#.utf8))
+        try handle.close()
+
+        let log = LogRecorder()
+        fixture.logger = log.logger
+        let again = try fixture.makeNode()
+        try await again.openModules()
+        let report = try #require(await again.handle(ControlRequest(command: "events")).events)
+        #expect(Array(report.events.prefix(first.events.count)) == first.events, "the previous incarnation's events are served")
+        let next = try #require(report.events.dropFirst(first.events.count).first)
+        #expect(next.sequence == first.lastSequence + 1 && next.incarnation == again.incarnation, "numbered on after them")
+        #expect(log.lines.contains { $0.contains("skipped lines that are not events") && $0.contains("lines=1") })
+        await again.stopAndShutDown()
+    }
+
+    /// A history that cannot be written (here a directory where the file should be; a full disk
+    /// does the same) costs the history, not the node: one warning, events still served.
+    @Test(.timeLimit(.minutes(1))) func anUnwritableHistoryIsOneWarning() async throws {
+        var fixture = try NodeFixture(vms: 1, preferredHost: { _ in "hostA" })
+        defer { fixture.remove() }
+        try FileManager.default.createDirectory(atPath: "\(fixture.directory)/state/events.jsonl", withIntermediateDirectories: true)
+        let log = LogRecorder()
+        fixture.logger = log.logger
+        let node = try fixture.makeNode()
+        try await node.openModules()
+        await node.feed(named: "vm01", .peerLost)
+        await node.feed(named: "vm01", .witnessVoteGranted)
+        let report = try #require(await node.handle(ControlRequest(command: "events")).events)
+        #expect(report.events.count >= 3)
+        #expect(log.lines.filter { $0.contains("event history: cannot write") }.count == 1)
+        await node.stopAndShutDown()
+    }
+
+    /// Link and resync changes become events in order, with the resync's own figures: its start
+    /// (bytes to do), progress, its end (bytes resynced, seconds) — `vmha demo` reports these.
+    @Test(.timeLimit(.minutes(1))) func linkAndResyncChangesAreEvents() async throws {
+        let (fixture, node, _) = try await NodeFixture.oneVMNode()
+        defer { fixture.remove() }
+        let start = await node.eventLog.lastSequence
+        var status = ReplicationStatus()
+        for link in [ReplicationStatus.Link.connecting, .handshaking, .deciding, .syncSource] {
+            status.link = link
+            await node.linkChanged("vm01-disk0", status)
+        }
+        status.resyncsStarted = 1
+        status.resyncTotalBytes = 1 << 20
+        status.resyncMethod = "data"
+        await node.linkChanged("vm01-disk0", status)
+        status.link = .connected
+        status.resyncsCompleted = 1
+        status.resyncDoneBytes = 1 << 20
+        status.resyncSentBytes = 4096
+        status.resyncSeconds = 0.5
+        await node.linkChanged("vm01-disk0", status)
+        status.link = .splitBrain
+        await node.linkChanged("vm01-disk0", status)
+        let kinds = try #require(await node.handle(ControlRequest(command: "events", since: start)).events).events.map(\.kind)
+        #expect(kinds == [
+            .link(volume: "vm01-disk0", state: "connecting"), .link(volume: "vm01-disk0", state: "handshaking"),
+            .link(volume: "vm01-disk0", state: "deciding"), .link(volume: "vm01-disk0", state: "syncSource"),
+            .resyncStarted(volume: "vm01-disk0", totalBytes: 1 << 20, method: "data"),
+            .link(volume: "vm01-disk0", state: "connected"),
+            .resyncFinished(volume: "vm01-disk0", bytes: 1 << 20, sentBytes: 4096, seconds: 0.5),
+            .link(volume: "vm01-disk0", state: "splitBrain"),
+            .splitBrain(volume: "vm01-disk0", resolution: "not settled: the link waits for an operator (split_brain policy)"),
+        ])
+        await node.stopAndShutDown()
+    }
+
+    /// `vmha events` starts from the current state and then waits for the next event on the node
+    /// (a long poll answered by the change), not on a reader's timer.
+    @Test(.timeLimit(.minutes(1))) func aReaderGetsTheStateThenWaitsForTheNextEvent() async throws {
+        let (fixture, node, _) = try await NodeFixture.oneVMNode()
+        defer { fixture.remove() }
+        let now = try #require(await node.handle(ControlRequest(command: "events", now: true)).events)
+        #expect(now.events.contains { $0.kind == .exists(vm: "vm01", status: ModuleStatus(.wait, .upToDate), links: ["vm01-disk0": "standalone"]) })
+        #expect(now.events.contains { $0.kind == .peer(state: .unknown) })
+        let asked = ContinuousClock.now
+        async let waited = node.handle(ControlRequest(command: "events", since: now.lastSequence, waitSeconds: 20))
+        try await Task.sleep(for: .milliseconds(300))
+        await node.record("something happened")
+        let answer = try #require(await waited.events)
+        #expect(answer.events.map(\.kind) == [.note("something happened")])
+        #expect(ContinuousClock.now - asked < .seconds(10), "answered by the event, not at the wait's end")
+        let quiet = ContinuousClock.now
+        let none = try #require(await node.handle(ControlRequest(command: "events", since: answer.lastSequence, waitSeconds: 0.3)).events)
+        #expect(none.events.isEmpty && ContinuousClock.now - quiet >= .milliseconds(300))
         await node.stopAndShutDown()
     }
 

@@ -99,6 +99,15 @@ struct FailoverTests {
             print("RESYNC: redundant again \(backAt.duration(to: .now)) after A's vmhad restart; resync \(resynced.resyncTotalBytes) bytes in \(resynced.resyncSeconds) s (of a \(64 << 20)-byte disk)")
             #expect(resynced.resyncTotalBytes < 64 << 20, "incremental, not full")
             print(try ha.vmhaCommand(1, ["status"]).output)
+            // The resync's own events say what it did (the figure `vmha demo` reports).
+            let events = try ha.vmhaCommand(1, ["events", "--since", "0", "--no-follow", "--json"])
+            #expect(events.status == 0, "\(events.output)")
+            let kinds = events.output.split(separator: "\n").compactMap { try? JSONDecoder().decode(NodeEvent.self, from: Data($0.utf8)).kind }
+            let finished = kinds.compactMap { if case .resyncFinished(let volume, let bytes, _, _) = $0, volume == "vm1-disk0" { bytes } else { nil } }
+            #expect(finished.last == resynced.resyncTotalBytes && (finished.last ?? 0) > 0, "resync events: \(finished)")
+            #expect(kinds.contains { if case .resyncStarted(volume: "vm1-disk0", _, _) = $0 { true } else { false } })
+            #expect(kinds.contains(.failoverWave(number: 1, vms: ["vm1"])), "B's failover is an event")
+            #expect(kinds.contains(.link(volume: "vm1-disk0", state: "connected")))
 
             // (e) Switchover back to A with `vmha migrate`.
             let migrateStart = ContinuousClock.now
