@@ -7,6 +7,9 @@ let package = Package(
     products: [
         .executable(name: "vmhad", targets: ["vmhad"]),
         .executable(name: "vmha", targets: ["vmha"]),
+        .library(name: "SystemCalls", targets: ["SystemCalls"]),
+        .library(name: "Locking", targets: ["Locking"]),
+        .library(name: "Sockets", targets: ["Sockets"]),
         .library(name: "Uring", targets: ["Uring"]),
         .library(name: "Libvirt", targets: ["Libvirt"]),
         .library(name: "Volume", targets: ["Volume"]),
@@ -34,11 +37,30 @@ let package = Package(
             name: "CLibvirt", path: "CLibvirt", pkgConfig: "libvirt",
             providers: [.apt(["libvirt-dev"])]),
 
-        // Thin Swift wrappers over the C edges.
+        // The one wrapper of raw system calls (`Syscall.call`: the call's name and its errno as a
+        // `SystemCallError`, EINTR retried), the host's monotonic clock, O_DIRECT.
+        .target(
+            name: "SystemCalls",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+
+        // `Locked` (a value behind a pthread mutex) and `AsyncSemaphore` (tasks waiting their turn).
+        // Not `Synchronization`: that is the standard library's module (`Mutex`, `Atomic`), which
+        // Libvirt and Harness import too; not `Concurrency`: it reads as Swift's `_Concurrency`.
+        .target(name: "Locking"),
+
+        // Sockets before the ring sees them: creation, options, bind/listen, IPv4 and UNIX
+        // addresses, and the blocking UDP the witness runs on. Accept, connect, recv and send on a
+        // ring are ring operations (`Uring`).
+        .target(
+            name: "Sockets",
+            dependencies: ["SystemCalls", .product(name: "SystemPackage", package: "swift-system")]),
+
+        // Thin Swift wrappers over the C edges. Uring is the io_uring engine only: the ring, its
+        // operations (file and socket I/O), its executor, and `SerializedSender` on it.
         .target(
             name: "Uring",
             dependencies: [
-                "CUring",
+                "CUring", "SystemCalls", "Locking",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -57,7 +79,7 @@ let package = Package(
         .target(
             name: "Volume",
             dependencies: [
-                "Uring", "ReplicationPolicy",
+                "Uring", "SystemCalls", "Locking", "Sockets", "ReplicationPolicy",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -67,7 +89,7 @@ let package = Package(
         .target(
             name: "Replication",
             dependencies: [
-                "Uring", "Volume", "ReplicationPolicy",
+                "Uring", "SystemCalls", "Locking", "Sockets", "Volume", "ReplicationPolicy",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -87,7 +109,8 @@ let package = Package(
         .target(
             name: "HAService",
             dependencies: [
-                "Uring", "Volume", "Replication", "ReplicationPolicy", "Cluster", "Libvirt",
+                "Uring", "SystemCalls", "Locking", "Sockets", "Volume", "Replication", "ReplicationPolicy", "Cluster",
+                "Libvirt",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -101,14 +124,14 @@ let package = Package(
         .target(
             name: "Harness",
             dependencies: [
-                "Libvirt", "Cluster",
+                "Libvirt", "Cluster", "SystemCalls",
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
         .executableTarget(
             name: "vmhad",
             dependencies: [
-                "Uring", "Volume", "Replication", "ReplicationPolicy", "Cluster", "HAService",
+                "Uring", "Sockets", "Volume", "Replication", "ReplicationPolicy", "Cluster", "HAService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -117,7 +140,7 @@ let package = Package(
         .executableTarget(
             name: "vmha",
             dependencies: [
-                "Uring", "Volume", "Replication", "Cluster", "Libvirt", "Harness",
+                "Uring", "SystemCalls", "Locking", "Sockets", "Volume", "Replication", "Cluster", "Libvirt", "Harness",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -131,7 +154,7 @@ let package = Package(
         .executableTarget(
             name: "vmha-perf",
             dependencies: [
-                "Uring", "Harness", "Libvirt", "Cluster",
+                "Uring", "SystemCalls", "Harness", "Libvirt", "Cluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -143,26 +166,27 @@ let package = Package(
             name: "PeerFrameFuzz", dependencies: ["Replication"], path: "perf/Fuzz/PeerFrameFuzz",
             linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic"])]),
 
-        .testTarget(name: "UringTests", dependencies: ["Uring"]),
+        .testTarget(name: "UringTests", dependencies: ["Uring", "Sockets", "SystemCalls"]),
         .testTarget(
             name: "LibvirtTests",
             dependencies: ["Libvirt", "Harness", .product(name: "Logging", package: "swift-log")],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "VolumeTests", dependencies: ["Volume", "ReplicationPolicy", "Uring", "Harness"]),
-        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "ReplicationPolicy", "Volume", "Uring", "Harness"]),
+        .testTarget(name: "VolumeTests", dependencies: ["Volume", "ReplicationPolicy", "Uring", "SystemCalls", "Harness"]),
+        .testTarget(
+            name: "ReplicationTests", dependencies: ["Replication", "ReplicationPolicy", "Volume", "Uring", "Sockets", "Harness"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "ReplicationPolicy"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Cluster"]),
         .testTarget(
             name: "HAServiceTests",
             dependencies: [
-                "HAService", "Cluster", "Volume", "Replication", "Uring", "Harness",
+                "HAService", "Cluster", "Volume", "Replication", "Uring", "SystemCalls", "Locking", "Sockets", "Harness",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // The HA service end to end: vmhad --config on simulated hosts, real guests, a witness.
         .testTarget(
             name: "HATests",
             dependencies: [
-                "Harness", "Libvirt", "Cluster", "Volume", "Replication", "Uring",
+                "Harness", "Libvirt", "Cluster", "Volume", "Replication", "Locking", "Sockets",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // A real guest on a real vmhad export (simulated libvirt host, needs root).

@@ -2,7 +2,6 @@ import Cluster
 import Foundation
 import Libvirt
 import Replication
-import Uring
 import Volume
 
 extension ClusterNode {

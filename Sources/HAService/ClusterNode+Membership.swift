@@ -1,7 +1,7 @@
 import Cluster
 import Foundation
 import Libvirt
-import Uring
+import SystemCalls
 
 /// `vmha add` and `vmha remove`: the configuration file is rewritten first (so a restarted vmhad
 /// agrees), then the module is created or retired. Each host has its own file, so the operator
@@ -103,7 +103,7 @@ extension ClusterNode {
             try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: temporary)
         }
         do {
-            _ = try Syscall.call { rename(temporary, configPath) }
+            _ = try Syscall.call("rename") { rename(temporary, configPath) }
         } catch {
             throw VMHAClusterError("rename \(temporary) → \(configPath): \(error)")
         }

@@ -2,9 +2,12 @@ import Cluster
 import Crypto
 import Foundation
 import Libvirt
+import Locking
 import Logging
 import Replication
 import ReplicationPolicy
+import Sockets
+import SystemCalls
 import SystemPackage
 import Uring
 import Volume
@@ -14,11 +17,7 @@ import Glibc
 #endif
 
 /// This host's reading of CLOCK_MONOTONIC.
-func monotonicNow() -> MonotonicInstant {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return MonotonicInstant(nanoseconds: Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec))
-}
+func monotonicNow() -> MonotonicInstant { MonotonicInstant(nanoseconds: MonotonicClock.nanoseconds()) }
 
 /// One VM's module on this host: the state machine's status plus what runs for it.
 final class VMModule {
@@ -1195,7 +1194,7 @@ struct ListeningExport: Sendable {
 
     func close() {
         try? listener.close()
-        unlink(server.socket.path)
+        _ = try? Syscall.call("unlink") { unlink(server.socket.path) }
     }
 }
 

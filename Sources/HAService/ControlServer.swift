@@ -1,6 +1,8 @@
 import Cluster
 import Foundation
 import Logging
+import Sockets
+import SystemCalls
 import SystemPackage
 import Uring
 
@@ -24,7 +26,7 @@ final class ControlServer: Sendable {
         self.node = node
         self.ring = ring
         self.logger = logger
-        unlink(path)
+        _ = try? Syscall.call("unlink") { unlink(path) }  // ENOENT (nothing stale there) is the usual case
         listener = try UnixSocket.listen(path: path)
         try UnixSocket.setPermissions(path: path, mode: 0o600, owner: 0, group: 0)
     }
@@ -33,7 +35,7 @@ final class ControlServer: Sendable {
     func run() async {
         defer {
             try? listener.close()
-            unlink(path)
+            _ = try? Syscall.call("unlink") { unlink(path) }
         }
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled {

@@ -1,6 +1,7 @@
 import Cluster
 import Foundation
 import Logging
+import SystemCalls
 
 #if canImport(Glibc)
 import Glibc
@@ -97,9 +98,10 @@ public final class HACluster: @unchecked Sendable {
         try Shell.run(["ip", "-n", c.netns, "addr", "add", "\(witnessIP)/32", "dev", "lo"])
         try Shell.run(["ip", "-n", a.netns, "route", "add", "\(witnessIP)/32", "via", cluster.address(of: 2, toward: 0)])
         try Shell.run(["ip", "-n", b.netns, "route", "add", "\(witnessIP)/32", "via", cluster.address(of: 2, toward: 1)])
-        key = "\(scratch)/cluster.key"
+        let key = "\(scratch)/cluster.key"
+        self.key = key
         try Data((0..<32).map { _ in UInt8.random(in: 0...255) }).write(to: URL(fileURLWithPath: key))
-        chmod(key, 0o600)
+        _ = try? Syscall.call("chmod") { chmod(key, 0o600) }
 
         // Each VM names a file disk; vmhad rewrites it to its NBD export on whichever host runs it.
         var serials: [String: SerialLog] = [:]

@@ -1,4 +1,5 @@
 import Foundation
+import SystemCalls
 
 #if canImport(Glibc)
 import Glibc
@@ -97,7 +98,7 @@ public final class NamespacedDaemon: @unchecked Sendable {
     /// Sends `signal` and waits for the process to end (SIGKILL after `timeout`).
     public func stop(_ signal: Int32 = SIGTERM, timeout: Duration = .seconds(15)) async {
         guard process.isRunning else { return }
-        Glibc.kill(process.processIdentifier, signal)
+        _ = try? Syscall.call("kill") { Glibc.kill(process.processIdentifier, signal) }
         let deadline = ContinuousClock.now + timeout
         while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
         kill()
@@ -105,7 +106,7 @@ public final class NamespacedDaemon: @unchecked Sendable {
 
     /// SIGKILL at once (a hard crash), without waiting.
     public func kill() {
-        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
+        if process.isRunning { _ = try? Syscall.call("kill") { Glibc.kill(process.processIdentifier, SIGKILL) } }
     }
 
     deinit { kill() }

@@ -1,4 +1,5 @@
 import Foundation
+import SystemCalls
 
 /// A process the harness started, found through its pidfile and identity-checked against its
 /// command line before any signal is sent (a pidfile is stale after SIGKILL and its PID may
@@ -26,7 +27,7 @@ public struct OwnedProcess: Sendable {
     @discardableResult
     public func kill(_ signal: Int32 = SIGTERM, timeout: Duration = .seconds(10)) -> Bool {
         guard let pid else { return false }
-        Glibc.kill(pid, signal)
+        _ = try? Syscall.call("kill") { Glibc.kill(pid, signal) }
         return Self.waitGone(pid, timeout: timeout)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import SystemCalls
 
 /// A `qemu-nbd` serving one image file on a UNIX socket, as the test hosts' shared storage.
 ///
@@ -24,7 +25,7 @@ public struct QemuNBD: Sendable {
 
     /// Starts the server; returns once the socket accepts connections (`--fork` waits for that).
     public func start() throws {
-        unlink(socket)
+        _ = try? Syscall.call("unlink") { unlink(socket) }  // a stale socket from an earlier run, if any
         try Shell.run([
             "sh", "-c", "umask 000; exec \"$@\"", "sh",
             "qemu-nbd", "--socket=\(socket)", "-f", format, "--persistent", "--shared=8",
@@ -38,7 +39,7 @@ public struct QemuNBD: Sendable {
     /// exit within 2 s is killed.
     public func stop(signal: Int32 = SIGTERM) {
         if !process.kill(signal, timeout: .seconds(2)) { process.kill(SIGKILL) }
-        unlink(socket)
+        _ = try? Syscall.call("unlink") { unlink(socket) }
     }
 
     /// A sparse raw image of `bytes` size.

@@ -1,4 +1,5 @@
 import Foundation
+import SystemCalls
 
 /// A command that failed, with everything needed to see why.
 public struct ShellError: Error, Sendable, CustomStringConvertible {
@@ -42,14 +43,13 @@ public enum Shell {
             envp.forEach { free($0) }
         }
         var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, arguments[0], &actions, nil, argv, envp)
-        guard rc == 0 else {
-            throw ShellError(command: arguments, status: -1, stderr: "spawn failed: \(String(cString: strerror(rc)))", stdout: "")
+        do {
+            try Syscall.callReturningErrorNumber("posix_spawnp") { posix_spawnp(&pid, arguments[0], &actions, nil, argv, envp) }
+        } catch {
+            throw ShellError(command: arguments, status: -1, stderr: "spawn failed: \(error.errno)", stdout: "")
         }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            if errno != EINTR { break }
-        }
+        _ = try? Syscall.call("waitpid") { waitpid(pid, &status, 0) }
         let stdout = out.contents()
         let stderr = err.contents()
         // WIFEXITED / WEXITSTATUS are macros; decode the wait status by hand.
@@ -86,12 +86,11 @@ private final class TemporaryFile {
     init() throws {
         var template = Array((NSTemporaryDirectory() + "/vmha-shell-XXXXXX").utf8CString)
         // CLOEXEC: only the dup2'ed copies may reach the child (and any daemon it starts).
-        let fd = mkstemp(&template)
-        guard fd >= 0, fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 else {
-            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
-        }
-        path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        unlink(path)
+        let fd = try Syscall.call("mkstemp") { mkstemp(&template) }
+        try Syscall.call("fcntl") { fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        self.path = path
+        _ = try? Syscall.call("unlink") { unlink(path) }  // the open descriptor keeps the file
         handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
     }
 

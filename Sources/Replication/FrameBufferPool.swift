@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Uring
+import Locking
 
 /// Page-aligned buffers in a few size classes, reused: resync moves gigabytes through multi-MiB
 /// blocks, and a fresh buffer of that size costs a page fault (and the kernel zeroing a page) per

@@ -1,5 +1,8 @@
 import Crypto
+import Locking
 import Logging
+import Sockets
+import SystemCalls
 import SystemPackage
 import Uring
 
@@ -159,7 +162,7 @@ public final class PeerConnection: Sendable {
             return !c
         }
         guard first else { return }
-        _ = Glibc.shutdown(socket.rawValue, Int32(SHUT_RDWR))
+        _ = try? Syscall.call("shutdown") { Glibc.shutdown(socket.rawValue, Int32(SHUT_RDWR)) }
     }
 
     deinit { try? socket.close() }

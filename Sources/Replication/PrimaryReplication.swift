@@ -1,6 +1,9 @@
 import Crypto
 import Foundation
+import Locking
 import Logging
+import Sockets
+import SystemCalls
 import SystemPackage
 import Uring
 import Volume

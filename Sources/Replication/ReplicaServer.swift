@@ -1,5 +1,7 @@
 import Crypto
+import Locking
 import Logging
+import Sockets
 import SystemPackage
 import Uring
 import Volume

@@ -1,4 +1,5 @@
 import CUring
+import SystemCalls
 import SystemPackage
 
 #if canImport(Glibc)
@@ -208,10 +209,12 @@ private final class SendableIovecs: @unchecked Sendable {
     init(_ vectors: [iovec]) { self.vectors = vectors }
 }
 
-extension Duration {
-    /// The duration in seconds, as a `Double` (for rates and reports).
-    public var seconds: Double {
-        let (s, a) = components
-        return Double(s) + Double(a) / 1e18
+extension Syscall {
+    /// Maps an io_uring completion (`res`: a count, or `-errno`) to a typed result. The error
+    /// stays a bare `Errno`: the operation's method names the call, and the data path matches
+    /// errors by errno (`.canceled`, NBD error codes).
+    static func completion(_ res: Int32) throws(Errno) -> Int {
+        if res < 0 { throw Errno(rawValue: -res) }
+        return Int(res)
     }
 }

@@ -1,7 +1,9 @@
 import CUring
 import Dispatch
 import Foundation
+import Locking
 import Logging
+import SystemCalls
 import SystemPackage
 
 #if canImport(Glibc)
@@ -77,7 +79,7 @@ public final class IOUring: Sendable {
         self.ring = .allocate(capacity: 1)
         let efd: Int32
         do {
-            efd = try Syscall.call { eventfd(0, Int32(EFD_CLOEXEC)) }
+            efd = try Syscall.call("eventfd") { eventfd(0, Int32(EFD_CLOEXEC)) }
         } catch {
             ring.deallocate()
             throw .setupFailed(error)
@@ -99,13 +101,13 @@ public final class IOUring: Sendable {
         ready.wait()
         let result = setup.withLock { $0 }
         if result < 0 {
-            close(efd)
+            _ = try? Syscall.call("close", retryOnInterrupt: false) { close(efd) }
             self.ring.deallocate()
             let errno = Errno(rawValue: -result)
             if errno == .permissionDenied || errno == .noFunction || errno == .notPermitted {
                 throw .unavailable(errno)
             }
-            throw .setupFailed(errno)
+            throw .setupFailed(SystemCallError("io_uring_queue_init_params", errno))
         }
     }
 
@@ -130,7 +132,7 @@ public final class IOUring: Sendable {
 
     deinit {
         // `shutdown()` must have completed; the owner thread held `self` until then.
-        close(wakeFD)
+        _ = try? Syscall.call("close", retryOnInterrupt: false) { close(wakeFD) }
         ring.deallocate()
     }
 
@@ -211,7 +213,7 @@ public final class IOUring: Sendable {
     private func signalOwner() {
         var one: UInt64 = 1
         // EAGAIN means the counter is already non-zero: the owner will wake anyway.
-        _ = try? Syscall.call { Glibc.write(wakeFD, &one, 8) }
+        _ = try? Syscall.call("write") { Glibc.write(wakeFD, &one, 8) }
     }
 
     // MARK: Owner thread

@@ -1,17 +1,14 @@
+import Locking
 import SystemPackage
 
 /// Serializes messages on one stream socket: concurrent requests finish in any order, but one
 /// message's bytes must never interleave with another's. Senders are served first come, first served.
 public final class SerializedSender: Sendable {
-    private struct State {
-        var busy = false
-        var waiters: [CheckedContinuation<Void, Never>] = []
-        var broken = false
-    }
-
     private let ring: IOUring
     private let socket: FileDescriptor
-    private let state = Locked(State())
+    /// One sender at a time, in arrival order (the slot passes straight to the next waiter).
+    private let turn = AsyncSemaphore(1)
+    private let broken = Locked(false)
 
     public init(ring: IOUring, socket: FileDescriptor) {
         self.ring = ring
@@ -26,43 +23,19 @@ public final class SerializedSender: Sendable {
     }
 
     /// True once a send failed: the stream is unusable and later sends are dropped.
-    public var isBroken: Bool { state.withLock { $0.broken } }
+    public var isBroken: Bool { broken.withLock { $0 } }
 
     /// Sends all of `bytes` after every earlier sender; a failure marks the stream broken.
     nonisolated(nonsending) public func send(_ bytes: UnsafeRawBufferPointer) async {
-        let mustWait = state.withLock { s -> Bool in
-            if s.busy { return true }
-            s.busy = true
-            return false
-        }
-        if mustWait {
-            await withCheckedContinuation { continuation in
-                let runNow = state.withLock { s -> Bool in
-                    if !s.busy {
-                        s.busy = true
-                        return true
-                    }
-                    s.waiters.append(continuation)
-                    return false
-                }
-                if runNow { continuation.resume() }
-            }
-        }
-        if !state.withLock({ $0.broken }) {
+        await turn.acquire()
+        if !isBroken {
             do {
                 try await ring.sendAll(.file(socket), bytes)
             } catch {
                 // The peer is gone; the receive side sees it too and ends the connection.
-                state.withLock { $0.broken = true }
+                broken.withLock { $0 = true }
             }
         }
-        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
-            if s.waiters.isEmpty {
-                s.busy = false
-                return nil
-            }
-            return s.waiters.removeFirst()  // stays busy: ownership passes to the next sender
-        }
-        next?.resume()
+        turn.release()
     }
 }

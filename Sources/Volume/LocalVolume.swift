@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ReplicationPolicy
+import SystemCalls
 import SystemPackage
 import Uring
 
@@ -114,9 +115,11 @@ public actor LocalVolume {
     ) async throws(VolumeError) -> LocalVolume {
         let image = configuration.imagePath
         var st = stat()
-        guard stat(image, &st) == 0 else {
-            if errno == ENOENT { throw .imageMissing(path: image) }
-            throw .io(path: image, Errno(rawValue: errno))
+        do {
+            try Syscall.call("stat") { stat(image, &st) }
+        } catch {
+            if error.errno == .noSuchFileOrDirectory { throw .imageMissing(path: image) }
+            throw .io(path: image, error.errno)
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw .imageUnusable(path: image, reason: "not a regular file") }
         let direct: FileDescriptor, buffered: FileDescriptor
@@ -124,7 +127,7 @@ public actor LocalVolume {
             direct = try FileDescriptor.open(image, .readWrite, options: [.direct, .closeOnExec])
             buffered = try FileDescriptor.open(image, .readWrite, options: [.closeOnExec])
         } catch {
-            throw .io(path: image, error as? Errno ?? .ioError)
+            throw .io(path: image, ioErrno(error))
         }
         do {
             var header = [UInt8](repeating: 0, count: 512)
@@ -139,7 +142,7 @@ public actor LocalVolume {
                     throw VolumeError.imageUnusable(path: image, reason: "\(error)")
                 }
                 if size > UInt64(st.st_size) {
-                    try Syscall.call { ftruncate(buffered.rawValue, off_t(size)) }
+                    try Syscall.call("ftruncate") { ftruncate(buffered.rawValue, off_t(size)) }
                 }
             }
             guard size > 0, size % 512 == 0 else {
@@ -148,8 +151,8 @@ public actor LocalVolume {
             // Pages of the image still cached (from whatever wrote it last, e.g. `qemu-img convert`)
             // would push every O_DIRECT write over them to io_uring's worker threads: the kernel
             // must drop them first and cannot without blocking. Write them back and drop them once.
-            try Syscall.call { fdatasync(buffered.rawValue) }
-            try Syscall.callReturningErrorNumber { posix_fadvise(buffered.rawValue, 0, 0, POSIX_FADV_DONTNEED) }
+            try Syscall.call("fdatasync") { fdatasync(buffered.rawValue) }
+            try Syscall.callReturningErrorNumber("posix_fadvise") { posix_fadvise(buffered.rawValue, 0, 0, POSIX_FADV_DONTNEED) }
             let (metadataFD, metadata, bitmap, activityLog, report) = try await openMetadata(
                 configuration, size: size, ring: ring, logger: logger)
             return LocalVolume(
@@ -163,7 +166,7 @@ public actor LocalVolume {
         } catch {
             try? direct.close()
             try? buffered.close()
-            throw .io(path: image, error as? Errno ?? .ioError)
+            throw .io(path: image, ioErrno(error))
         }
     }
 
@@ -190,14 +193,14 @@ public actor LocalVolume {
         _ configuration: Configuration, size: UInt64, ring: IOUring, logger: Logger
     ) async throws(VolumeError) -> (FileDescriptor, VolumeMetadata, DirtyBitmap, ActivityLog, OpenReport) {
         let path = configuration.metadataPath
-        let exists = access(path, F_OK) == 0
+        let exists = (try? Syscall.call("access") { access(path, F_OK) }) != nil
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(
                 path, .readWrite, options: exists ? [.closeOnExec] : [.create, .exclusiveCreate, .closeOnExec],
                 permissions: [.ownerReadWrite])
         } catch {
-            throw .metadataIO(path: path, error as? Errno ?? .ioError)
+            throw .metadataIO(path: path, ioErrno(error))
         }
         do {
             var metadata: VolumeMetadata
@@ -250,7 +253,7 @@ public actor LocalVolume {
                 } catch {
                     throw VolumeError.imageUnusable(path: configuration.imagePath, reason: "\(error)")
                 }
-                try Syscall.call { ftruncate(fd.rawValue, off_t(metadata.layout.fileSize)) }
+                try Syscall.call("ftruncate") { ftruncate(fd.rawValue, off_t(metadata.layout.fileSize)) }
             }
             let activityLog: ActivityLog
             do {
@@ -268,7 +271,7 @@ public actor LocalVolume {
                 let (offset, bytes) = metadata.nextSuperblockWrite()
                 try writeBytes(fd, bytes, at: offset, path: path)
             }
-            try Syscall.call { fdatasync(fd.rawValue) }
+            try Syscall.call("fdatasync") { fdatasync(fd.rawValue) }
             report.dirtyBytes = bitmap.dirtyByteCount
             logger.info(
                 "volume opened",
@@ -283,8 +286,13 @@ public actor LocalVolume {
             throw error
         } catch {
             try? fd.close()
-            throw .metadataIO(path: path, error as? Errno ?? .ioError)
+            throw .metadataIO(path: path, ioErrno(error))
         }
+    }
+
+    /// The errno of a failed swift-system call (`Errno`) or `Syscall` (`SystemCallError`).
+    private static func ioErrno(_ error: any Error) -> Errno {
+        (error as? SystemCallError)?.errno ?? error as? Errno ?? .ioError
     }
 
     private static func readBytes(_ fd: FileDescriptor, at offset: UInt64, count: Int, path: String) throws(VolumeError) -> [UInt8] {
@@ -297,7 +305,7 @@ public actor LocalVolume {
         } catch let error as VolumeError {
             throw error
         } catch {
-            throw .metadataIO(path: path, error as? Errno ?? .ioError)
+            throw .metadataIO(path: path, ioErrno(error))
         }
         return bytes
     }
@@ -306,7 +314,7 @@ public actor LocalVolume {
         do {
             _ = try bytes.withUnsafeBytes { try fd.writeAll(toAbsoluteOffset: Int64(offset), $0) }
         } catch {
-            throw .metadataIO(path: path, error as? Errno ?? .ioError)
+            throw .metadataIO(path: path, ioErrno(error))
         }
     }
 

@@ -1,4 +1,6 @@
+import Locking
 import Logging
+import SystemCalls
 import SystemPackage
 import Uring
 
@@ -59,7 +61,7 @@ struct NBDConnection: Sendable {
         let timeout = UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
         let watchdog = Task(executorPreference: ring) { [socket, ring] in
             try? await ring.sleep(nanoseconds: timeout)
-            if !Task.isCancelled && !done.withLock({ $0 }) { _ = Glibc.shutdown(socket.rawValue, Int32(SHUT_RDWR)) }
+            if !Task.isCancelled && !done.withLock({ $0 }) { _ = try? Syscall.call("shutdown") { Glibc.shutdown(socket.rawValue, Int32(SHUT_RDWR)) } }
         }
         defer {
             done.withLock { $0 = true }

@@ -1,4 +1,6 @@
 import Logging
+import Sockets
+import SystemCalls
 import SystemPackage
 import Uring
 
@@ -54,7 +56,7 @@ public struct NBDServer: Sendable {
             try UnixSocket.setPermissions(path: socket.path, mode: socket.mode, owner: socket.owner, group: socket.group)
         } catch {
             try? listener.close()
-            unlink(socket.path)
+            _ = try? Syscall.call("unlink") { unlink(socket.path) }
             throw error
         }
         return listener
@@ -66,7 +68,7 @@ public struct NBDServer: Sendable {
         let ring = volume.ring
         defer {
             try? listener.close()
-            unlink(socket.path)
+            _ = try? Syscall.call("unlink") { unlink(socket.path) }
         }
         logger.info("NBD export listening", metadata: ["export": "\(export.name)", "socket": "\(socket.path)", "size": "\(export.size)"])
         await withDiscardingTaskGroup { group in

@@ -1,4 +1,4 @@
-import Uring
+import Locking
 
 /// A change to a volume, as sent to the peer.
 public enum ReplicatedChange {

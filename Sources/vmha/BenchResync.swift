@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SystemCalls
 
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 import Foundation
+import SystemCalls
 
 #if canImport(Glibc)
 import Glibc
@@ -78,7 +79,8 @@ enum Shell {
     static func resolve(_ name: String) -> String? {
         func executable(_ path: String) -> Bool {
             var info = stat()
-            return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG && access(path, X_OK) == 0
+            return (try? Syscall.call("stat") { stat(path, &info) }) != nil && (info.st_mode & S_IFMT) == S_IFREG
+                && (try? Syscall.call("access") { access(path, X_OK) }) != nil
         }
         if name.contains("/") { return executable(name) ? name : nil }
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
@@ -127,11 +129,11 @@ enum Shell {
         process.standardError = try FileHandle(forWritingTo: errURL)
         try process.run()
         let pid = process.processIdentifier
-        let token = BenchCleanup.shared.add("kill \(args[0]) \(pid)") { kill(pid, SIGKILL) }
+        let token = BenchCleanup.shared.add("kill \(args[0]) \(pid)") { _ = try? Syscall.call("kill") { kill(pid, SIGKILL) } }
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning {
             if Date() > deadline {
-                kill(pid, SIGKILL)
+                _ = try? Syscall.call("kill") { kill(pid, SIGKILL) }
                 process.waitUntilExit()
                 BenchCleanup.shared.run(token)
                 throw BenchError("`\(args.joined(separator: " "))` did not finish within \(Int(timeout)) s")
@@ -188,11 +190,11 @@ final class BackgroundProcess: @unchecked Sendable {  // `process` is only used 
 
     private static func terminate(_ process: Process, grace: Double) {
         guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
+        _ = try? Syscall.call("kill") { kill(process.processIdentifier, SIGTERM) }
         let deadline = Date().addingTimeInterval(grace)
         while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
+            _ = try? Syscall.call("kill") { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
         }
     }

@@ -1,8 +1,9 @@
 import ArgumentParser
 import Cluster
 import Foundation
+import Sockets
+import SystemCalls
 import SystemPackage
-import Uring
 
 #if canImport(Glibc)
 import Glibc
@@ -40,23 +41,33 @@ struct ControlOptions: ParsableArguments {
         let fd: FileDescriptor
         do { fd = try UnixSocket.socket() } catch { throw unavailable("\(error)") }
         defer { try? fd.close() }
-        let connected: Int32 = (try? UnixSocket.withAddress(path) { (address) throws(Errno) -> Int32 in
-            connect(fd.rawValue, address.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
-        }) ?? -1
-        guard connected == 0 else { throw unavailable(String(cString: strerror(errno))) }
+        do {
+            _ = try UnixSocket.withAddress(path) { (address) throws(SystemCallError) in
+                // Not retried on EINTR: an interrupted connect goes on in the kernel (EALREADY).
+                try Syscall.call("connect", retryOnInterrupt: false) {
+                    connect(fd.rawValue, address.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
+                }
+            }
+        } catch {
+            throw unavailable("\(error)")
+        }
         var bytes = Array(try JSONEncoder().encode(request))
         bytes.append(UInt8(ascii: "\n"))
         var offset = 0
         while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { write(fd.rawValue, $0.baseAddress, $0.count) }
-            guard n > 0 else { throw unavailable("write failed") }
+            let n = try? bytes[offset...].withUnsafeBytes { (chunk) throws(SystemCallError) in
+                try Syscall.call("write") { write(fd.rawValue, chunk.baseAddress, chunk.count) }
+            }
+            guard let n, n > 0 else { throw unavailable("write failed") }
             offset += n
         }
         var answer: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd.rawValue, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
+            let n = try? buffer.withUnsafeMutableBytes { (space) throws(SystemCallError) in
+                try Syscall.call("read") { read(fd.rawValue, space.baseAddress, space.count) }
+            }
+            guard let n, n > 0 else { break }
             answer += buffer[0..<n]
             if answer.last == UInt8(ascii: "\n") { break }
         }

@@ -2,8 +2,9 @@ import ArgumentParser
 import Foundation
 import Harness
 import Libvirt
+import Locking
 import Logging
-import Uring
+import SystemCalls
 
 #if canImport(Glibc)
 import Glibc

@@ -1,7 +1,8 @@
 import ArgumentParser
 import Cluster
 import Foundation
-import Uring
+import Sockets
+import SystemCalls
 
 #if canImport(Glibc)
 import Glibc
@@ -107,9 +108,5 @@ struct Witness: ParsableCommand {
         }
     }
 
-    func now() -> MonotonicInstant {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return MonotonicInstant(nanoseconds: Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec))
-    }
+    func now() -> MonotonicInstant { MonotonicInstant(nanoseconds: MonotonicClock.nanoseconds()) }
 }

@@ -6,6 +6,7 @@ import Logging
 import Replication
 import ReplicationPolicy
 import ServiceLifecycle
+import Sockets
 import Uring
 import Volume
 

@@ -1,6 +1,7 @@
 import Logging
 import Replication
 import ServiceLifecycle
+import Sockets
 import Uring
 import Volume
 

@@ -1,5 +1,7 @@
 import Cluster
 import Foundation
+import Sockets
+import SystemCalls
 import SystemPackage
 import Testing
 import Uring
@@ -49,7 +51,7 @@ func exchange(_ path: String, _ bytes: [UInt8]) async -> [UInt8] {
             defer { continuation.resume(returning: answer) }
             guard let fd = try? UnixSocket.socket() else { return }
             defer { try? fd.close() }
-            let connected = (try? UnixSocket.withAddress(path) { (address) throws(Errno) -> Int32 in
+            let connected = (try? UnixSocket.withAddress(path) { (address) throws(SystemCallError) -> Int32 in
                 connect(fd.rawValue, address.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
             }) ?? -1
             guard connected == 0 else { return }

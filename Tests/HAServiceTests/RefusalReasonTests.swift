@@ -1,6 +1,7 @@
 import Cluster
 import Crypto
 import Foundation
+import Locking
 import Logging
 import Testing
 import Uring

@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import Logging
 import Replication
+import Sockets
 import Testing
 import Uring
 import Volume

@@ -1,9 +1,9 @@
 import Cluster
 import Foundation
 import Harness
+import Locking
 import Logging
 import Testing
-import Uring
 
 @Suite("Live migration on simulated hosts", .serialized)
 struct LiveMigrationTests {

@@ -1,8 +1,8 @@
 import Cluster
 import Foundation
 import Harness
+import Sockets
 import Testing
-import Uring
 
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Logging
+import Sockets
 import SystemPackage
 import Testing
 import Uring

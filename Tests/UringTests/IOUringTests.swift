@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import Sockets
+import SystemCalls
 import SystemPackage
 import Testing
 @testable import Uring
@@ -18,7 +20,7 @@ final class ScratchFile {
         var options: FileDescriptor.OpenOptions = [.create, .truncate]
         if direct { options.insert(.direct) }
         fd = try FileDescriptor.open(path, .readWrite, options: options, permissions: [.ownerReadWrite])
-        try Syscall.call { ftruncate(fd.rawValue, off_t(size)) }
+        try Syscall.call("ftruncate") { ftruncate(fd.rawValue, off_t(size)) }
     }
 
     deinit {
@@ -92,7 +94,7 @@ struct IOUringTests {
             #expect(data[65536..<131072].allSatisfy { $0 == 0xFF })
             #expect(data[131072..<196608].allSatisfy { $0 == 0 })
             var st = stat()
-            try Syscall.call { fstat(file.fd.rawValue, &st) }
+            try Syscall.call("fstat") { fstat(file.fd.rawValue, &st) }
             #expect(st.st_size == 1 << 20, "KEEP_SIZE must not change the file size")
         }
     }
@@ -156,7 +158,7 @@ struct IOUringTests {
     @Test func cancellingATaskCancelsItsRequest() async throws {
         try await withRing { (ring: IOUring) in
             var fds: [Int32] = [0, 0]
-            try Syscall.call { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) }
+            try Syscall.call("socketpair") { socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) }
             defer { close(fds[0]); close(fds[1]) }
             let quiet = FileDescriptor(rawValue: fds[0])
             let start = ContinuousClock.now

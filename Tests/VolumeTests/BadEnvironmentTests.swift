@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SystemCalls
 import SystemPackage
 import Testing
 import Uring
@@ -62,14 +63,14 @@ struct BadEnvironmentTests {
         let directory = NSTemporaryDirectory() + "vmha-full-\(UUID().uuidString.prefix(8))"
         let mount = directory + "/small"
         try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
-        try Syscall.call { Glibc.mount("tmpfs", mount, "tmpfs", 0, "size=8m") }
+        try Syscall.call("mount") { Glibc.mount("tmpfs", mount, "tmpfs", 0, "size=8m") }
         defer {
             umount2(mount, Int32(MNT_DETACH))
             try? FileManager.default.removeItem(atPath: directory)
         }
         let image = mount + "/image"
         let fd = try FileDescriptor.open(image, .readWrite, options: [.create], permissions: [.ownerReadWrite])
-        try Syscall.call { ftruncate(fd.rawValue, 64 << 20) }  // sparse: 64 MiB on an 8 MiB filesystem
+        try Syscall.call("ftruncate") { ftruncate(fd.rawValue, 64 << 20) }  // sparse: 64 MiB on an 8 MiB filesystem
         try fd.close()
 
         let ring = try IOUring(logger: Logger(label: "test"))
@@ -113,7 +114,7 @@ struct ActivityLogEvictionTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let image = directory + "/image"
         let fd = try FileDescriptor.open(image, .readWrite, options: [.create], permissions: [.ownerReadWrite])
-        try Syscall.call { ftruncate(fd.rawValue, 512 << 20) }
+        try Syscall.call("ftruncate") { ftruncate(fd.rawValue, 512 << 20) }
         try fd.close()
         let ring = try IOUring(logger: Logger(label: "test"))
         var configuration = LocalVolume.Configuration(name: "d0", imagePath: image, metadataPath: directory + "/image.vmha")

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SystemCalls
 import SystemPackage
 import Testing
 import Uring
@@ -28,7 +29,7 @@ final class ExportFixture: Sendable {
             try run("/usr/bin/qemu-img", ["create", "-q", "-f", "qcow2", imagePath, "\(virtual)"])
         } else {
             let fd = try FileDescriptor.open(imagePath, .readWrite, options: [.create], permissions: [.ownerReadWrite])
-            try Syscall.call { ftruncate(fd.rawValue, off_t(size)) }
+            try Syscall.call("ftruncate") { ftruncate(fd.rawValue, off_t(size)) }
             try fd.close()
         }
     }

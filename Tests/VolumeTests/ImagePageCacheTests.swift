@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SystemCalls
 import SystemPackage
 import Testing
 import Uring
@@ -23,7 +24,7 @@ struct ImagePageCacheTests {
         guard let map = mmap(nil, size, PROT_READ, MAP_SHARED, fd.rawValue, 0), map != MAP_FAILED else { throw Errno(rawValue: errno) }
         defer { munmap(map, size) }
         var vector = [UInt8](repeating: 0, count: (size + 4095) / 4096)
-        try Syscall.call { mincore(map, size, &vector) }
+        try Syscall.call("mincore") { mincore(map, size, &vector) }
         return vector.filter { $0 & 1 == 1 }.count
     }
 

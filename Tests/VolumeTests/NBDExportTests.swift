@@ -1,6 +1,5 @@
 import Foundation
 import Testing
-import Uring
 @testable import Volume
 
 /// The export end to end: real clients (fio's nbd engine via libnbd, qemu-img, qemu-io) against

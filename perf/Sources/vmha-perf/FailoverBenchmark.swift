@@ -3,6 +3,7 @@ import Foundation
 import Harness
 import Libvirt
 import Logging
+import SystemCalls
 import Uring
 
 /// Failover time of the HA cluster end to end, and its baseline measured on the same simulated

@@ -2,7 +2,7 @@ import Cluster
 import Foundation
 import Harness
 import Logging
-import Uring
+import SystemCalls
 
 /// What vmhad costs while N replicated idle VMs run: both hosts' vmhad CPU and memory, and the
 /// baselines measured in the same run.

@@ -1,4 +1,4 @@
-import CUring  // <sys/socket.h>, <netinet/in.h> constants come through the shim in release builds
+import SystemCalls
 import SystemPackage
 
 #if canImport(Glibc)
@@ -41,8 +41,8 @@ public enum TCPSocket {
     }
 
     /// A close-on-exec TCP socket with `TCP_NODELAY` (acks and small frames must not wait for Nagle).
-    public static func socket() throws(Errno) -> FileDescriptor {
-        let fd = FileDescriptor(rawValue: try Syscall.call { Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0) })
+    public static func socket() throws(SystemCallError) -> FileDescriptor {
+        let fd = FileDescriptor(rawValue: try Syscall.call("socket") { Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0) })
         do {
             try setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         } catch {
@@ -53,17 +53,17 @@ public enum TCPSocket {
     }
 
     /// A listening socket on `address` (`SO_REUSEADDR`, so a restarted daemon can bind at once).
-    public static func listen(_ address: Address, backlog: Int32 = 64) throws(Errno) -> FileDescriptor {
+    public static func listen(_ address: Address, backlog: Int32 = 64) throws(SystemCallError) -> FileDescriptor {
         let fd = try socket()
         do {
             try setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
             var raw = address.sockaddr()
-            try withUnsafePointer(to: &raw) { (pointer) throws(Errno) in
-                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (sa) throws(Errno) in
-                    _ = try Syscall.call { bind(fd.rawValue, sa, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            try withUnsafePointer(to: &raw) { (pointer) throws(SystemCallError) in
+                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (sa) throws(SystemCallError) in
+                    _ = try Syscall.call("bind") { bind(fd.rawValue, sa, socklen_t(MemoryLayout<sockaddr_in>.size)) }
                 }
             }
-            try Syscall.call { Glibc.listen(fd.rawValue, backlog) }
+            try Syscall.call("listen") { Glibc.listen(fd.rawValue, backlog) }
             return fd
         } catch {
             try? fd.close()
@@ -77,9 +77,9 @@ public enum TCPSocket {
         try? setOption(fd, SOL_SOCKET, SO_RCVBUF, bytes)
     }
 
-    static func setOption(_ fd: FileDescriptor, _ level: Int32, _ name: Int32, _ value: Int32) throws(Errno) {
+    static func setOption(_ fd: FileDescriptor, _ level: Int32, _ name: Int32, _ value: Int32) throws(SystemCallError) {
         var value = value
-        try Syscall.call { setsockopt(fd.rawValue, level, name, &value, socklen_t(MemoryLayout<Int32>.size)) }
+        try Syscall.call("setsockopt") { setsockopt(fd.rawValue, level, name, &value, socklen_t(MemoryLayout<Int32>.size)) }
     }
 
     /// The peer's address of a connected socket.
@@ -87,11 +87,20 @@ public enum TCPSocket {
         var address = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd.rawValue, $0, &length) == 0 }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                (try? Syscall.call("getpeername") { getpeername(fd.rawValue, raw, &length) }) != nil
+            }
         }
         guard ok else { return "?" }
-        var text = [CChar](repeating: 0, count: 16)
-        inet_ntop(AF_INET, &address.sin_addr, &text, 16)
-        return "\(String(cString: text)):\(UInt16(bigEndian: address.sin_port))"
+        return text(of: address)
+    }
+
+    /// `"a.b.c.d:port"` of a kernel-filled `sockaddr_in`.
+    static func text(of address: sockaddr_in) -> String {
+        var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+        var addr = address.sin_addr
+        inet_ntop(AF_INET, &addr, &text, socklen_t(INET_ADDRSTRLEN))
+        let host = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return "\(host):\(UInt16(bigEndian: address.sin_port))"
     }
 }

@@ -1,4 +1,4 @@
-import CUring  // <sys/socket.h> constants (SOCK_*) come through the shim in release builds
+import SystemCalls
 import SystemPackage
 
 #if canImport(Glibc)
@@ -8,22 +8,24 @@ import Glibc
 /// `AF_UNIX` stream sockets: creation, binding and addresses (the I/O itself goes through a ring).
 public enum UnixSocket {
     /// A close-on-exec `AF_UNIX` stream socket.
-    public static func socket() throws(Errno) -> FileDescriptor {
-        FileDescriptor(rawValue: try Syscall.call { Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0) })
+    public static func socket() throws(SystemCallError) -> FileDescriptor {
+        FileDescriptor(rawValue: try Syscall.call("socket") { Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0) })
     }
 
     /// Binds a listening socket at `path`, replacing a stale socket file left by a previous run.
-    public static func listen(path: String, backlog: Int32 = 64) throws(Errno) -> FileDescriptor {
+    public static func listen(path: String, backlog: Int32 = 64) throws(SystemCallError) -> FileDescriptor {
         let fd = try socket()
         do {
             var st = stat()
-            if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
-            _ = try withAddress(path) { (address) throws(Errno) in
-                try Syscall.call {
+            if (try? Syscall.call("lstat") { lstat(path, &st) }) != nil && (st.st_mode & S_IFMT) == S_IFSOCK {
+                _ = try? Syscall.call("unlink") { unlink(path) }  // bind reports what is still in the way
+            }
+            _ = try withAddress(path) { (address) throws(SystemCallError) in
+                try Syscall.call("bind") {
                     bind(fd.rawValue, address.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
                 }
             }
-            try Syscall.call { Glibc.listen(fd.rawValue, backlog) }
+            try Syscall.call("listen") { Glibc.listen(fd.rawValue, backlog) }
             return fd
         } catch {
             try? fd.close()
@@ -32,10 +34,10 @@ public enum UnixSocket {
     }
 
     /// Sets the socket file's mode and, when given, its owner and group (who may connect).
-    public static func setPermissions(path: String, mode: mode_t, owner: uid_t? = nil, group: gid_t? = nil) throws(Errno) {
-        try Syscall.call { chmod(path, mode) }
+    public static func setPermissions(path: String, mode: mode_t, owner: uid_t? = nil, group: gid_t? = nil) throws(SystemCallError) {
+        try Syscall.call("chmod") { chmod(path, mode) }
         if owner != nil || group != nil {
-            try Syscall.call { chown(path, owner ?? uid_t.max, group ?? gid_t.max) }
+            try Syscall.call("chown") { chown(path, owner ?? uid_t.max, group ?? gid_t.max) }
         }
     }
 
@@ -54,18 +56,19 @@ public enum UnixSocket {
 
     /// Synchronous variant of ``withAddress(_:_:)-(String,(UnsafeRawBufferPointer)async throws(E)->T)``.
     public static func withAddress<T>(
-        _ path: String, _ body: (UnsafeRawBufferPointer) throws(Errno) -> T
-    ) throws(Errno) -> T {
+        _ path: String, _ body: (UnsafeRawBufferPointer) throws(SystemCallError) -> T
+    ) throws(SystemCallError) -> T {
         let address = try makeAddress(path)
-        return try withUnsafeBytes(of: address) { (bytes) throws(Errno) -> T in try body(bytes) }
+        return try withUnsafeBytes(of: address) { (bytes) throws(SystemCallError) -> T in try body(bytes) }
     }
 
-    static func makeAddress(_ path: String) throws(Errno) -> sockaddr_un {
+    static func makeAddress(_ path: String) throws(SystemCallError) -> sockaddr_un {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
         let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard bytes.count < capacity else { throw .fileNameTooLong }
+        // The kernel would silently truncate the path; refused before any call sees it.
+        guard bytes.count < capacity else { throw SystemCallError("sockaddr_un", .fileNameTooLong) }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             raw.copyBytes(from: bytes)
             raw[bytes.count] = 0

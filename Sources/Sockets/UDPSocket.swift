@@ -1,4 +1,4 @@
-import CUring
+import SystemCalls
 import SystemPackage
 
 #if canImport(Glibc)
@@ -13,15 +13,15 @@ public struct UDPSocket: Sendable {
 
     /// A socket bound to `address` (`0.0.0.0:0` for an ephemeral client socket), whose receives
     /// time out after `receiveTimeoutMilliseconds` (so a reader thread can notice it should stop).
-    public init(bind address: TCPSocket.Address, receiveTimeoutMilliseconds: Int = 100) throws(Errno) {
-        let fd = FileDescriptor(rawValue: try Syscall.call { Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), 0) })
+    public init(bind address: TCPSocket.Address, receiveTimeoutMilliseconds: Int = 100) throws(SystemCallError) {
+        let fd = FileDescriptor(rawValue: try Syscall.call("socket") { Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), 0) })
         do {
             var one: Int32 = 1
-            try Syscall.call { setsockopt(fd.rawValue, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size)) }
+            try Syscall.call("setsockopt") { setsockopt(fd.rawValue, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size)) }
             var timeout = timeval(tv_sec: receiveTimeoutMilliseconds / 1000, tv_usec: (receiveTimeoutMilliseconds % 1000) * 1000)
-            try Syscall.call { setsockopt(fd.rawValue, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) }
+            try Syscall.call("setsockopt") { setsockopt(fd.rawValue, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) }
             var raw = address.sockaddr()
-            try Syscall.call {
+            try Syscall.call("bind") {
                 withUnsafePointer(to: &raw) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
                 }
@@ -35,10 +35,10 @@ public struct UDPSocket: Sendable {
 
     /// Sends one datagram; errors (unreachable network, link down) are returned, not fatal.
     @discardableResult
-    public func send(_ bytes: [UInt8], to address: TCPSocket.Address) -> Errno? {
+    public func send(_ bytes: [UInt8], to address: TCPSocket.Address) -> SystemCallError? {
         var raw = address.sockaddr()
         do {
-            try Syscall.call {
+            try Syscall.call("sendto") {
                 bytes.withUnsafeBytes { buffer in
                     withUnsafePointer(to: &raw) {
                         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -54,27 +54,23 @@ public struct UDPSocket: Sendable {
     }
 
     /// Receives one datagram, or nil after the receive timeout. The sender's address comes along.
-    public func receive(maximumLength: Int = 2048) throws(Errno) -> (bytes: [UInt8], from: TCPSocket.Address)? {
+    public func receive(maximumLength: Int = 2048) throws(SystemCallError) -> (bytes: [UInt8], from: TCPSocket.Address)? {
         var buffer = [UInt8](repeating: 0, count: maximumLength)
         var from = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let count: Int
         do {
-            count = try Syscall.call {
+            count = try Syscall.call("recvfrom") {
                 buffer.withUnsafeMutableBytes { raw in
                     withUnsafeMutablePointer(to: &from) {
                         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.recvfrom(descriptor.rawValue, raw.baseAddress, raw.count, 0, $0, &length) }
                     }
                 }
             }
-        } catch let error where error == .wouldBlock || error == .resourceTemporarilyUnavailable {
+        } catch let error where error.errno == .wouldBlock || error.errno == .resourceTemporarilyUnavailable {
             return nil
         }
-        var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
-        var addr = from.sin_addr
-        inet_ntop(AF_INET, &addr, &text, socklen_t(INET_ADDRSTRLEN))
-        let host = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let address = TCPSocket.Address("\(host):\(UInt16(bigEndian: from.sin_port))")!
+        let address = TCPSocket.Address(TCPSocket.text(of: from))!
         return (Array(buffer[0..<count]), address)
     }
 

@@ -10,7 +10,9 @@ public final class AsyncSemaphore: Sendable {
 
     public init(_ limit: Int) { state = Locked(State(available: limit)) }
 
-    public func acquire() async {
+    /// Runs on the caller's executor (`nonisolated(nonsending)`): a waiter on the ring's thread,
+    /// e.g. `SerializedSender` under `LocalVolume`, is not hopped off it.
+    nonisolated(nonsending) public func acquire() async {
         let acquired = state.withLock { s -> Bool in
             guard s.available > 0 else { return false }
             s.available -= 1
