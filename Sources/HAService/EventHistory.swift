@@ -59,7 +59,7 @@ struct EventHistory {
         do {
             if lines >= rotateAfter { try rotate() }
             if handle == nil {
-                if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+                if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
                 guard let opened = FileHandle(forWritingAtPath: path) else { throw CocoaError(.fileWriteUnknown) }
                 try opened.seekToEnd()
                 handle = opened

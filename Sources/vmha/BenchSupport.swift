@@ -115,8 +115,8 @@ enum Shell {
         let dir = FileManager.default.temporaryDirectory
         let outURL = dir.appendingPathComponent("vmha-bench-\(getpid())-\(UUID().uuidString).out")
         let errURL = dir.appendingPathComponent("vmha-bench-\(getpid())-\(UUID().uuidString).err")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
         defer {
             try? FileManager.default.removeItem(at: outURL)
             try? FileManager.default.removeItem(at: errURL)
@@ -161,7 +161,7 @@ final class BackgroundProcess: @unchecked Sendable {  // `process` is only used 
         self.logPath = logPath
         let full = Shell.inNamespace(ns, args)
         guard let executable = Shell.resolve(full[0]) else { throw BenchError("\(full[0]): not found") }
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
         process = Process()
