@@ -168,8 +168,6 @@ struct VMHADaemon: AsyncParsableCommand {
 
 extension VMHADaemon {
     func runCluster(configPath: String, logger: Logger) async throws {
-        // The first line: how long a start takes shows from here to "cluster node started".
-        logger.info("vmhad starting", metadata: ["config": "\(configPath)", "pid": "\(getpid())"])
         let setup: ClusterSetup
         switch ClusterSetup.load(path: configPath, host: clusterHost) {
         case .success(let s): setup = s
@@ -177,6 +175,9 @@ extension VMHADaemon {
             FileHandle.standardError.write(Data("vmhad: \(problem)\n".utf8))
             throw ExitCode(78)
         }
+        // The first line of a good start (a bad config is one line only): how long a start takes
+        // shows from here to "cluster node started".
+        logger.info("vmhad starting", metadata: ["config": "\(configPath)", "host": "\(setup.host)", "pid": "\(getpid())"])
         let ring: IOUring
         do {
             ring = try IOUring(logger: logger)

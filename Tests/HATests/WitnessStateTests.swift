@@ -57,19 +57,32 @@ struct WitnessStateTests {
         }
     }
 
-    /// Sends one request until an answer comes (the witness may still be starting or quiet).
+    /// Sends one request until an answer comes (the witness may still be quiet after its start).
+    /// On a thread of its own: the blocking receives must not hold one of Swift's pool threads,
+    /// and a test starved of pool threads (the other suites' guests and tools) saw its deadline
+    /// pass between two tries and failed with "no answer" from a witness that was answering.
     func ask(_ witness: RunningWitness, host: String, id: UInt64, peerInSync: Bool) async throws -> LeaseResponse.Decision {
+        let (key, address) = (self.key, witness.address)
+        return try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Result { try Self.askBlocking(address, key: key, host: host, id: id, peerInSync: peerInSync) })
+            }
+        }
+    }
+
+    static func askBlocking(_ address: TCPSocket.Address, key: [UInt8], host: String, id: UInt64, peerInSync: Bool) throws -> LeaseResponse.Decision {
         let socket = try UDPSocket(bind: TCPSocket.Address("127.0.0.1:0")!, receiveTimeoutMilliseconds: 100)
+        defer { socket.close() }
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
-            _ = socket.send(WitnessWire.encode(.request(LeaseRequest(host: host, requestID: id, peerInSync: peerInSync)), key: key), to: witness.address)
+            _ = socket.send(WitnessWire.encode(.request(LeaseRequest(host: host, requestID: id, peerInSync: peerInSync)), key: key), to: address)
             if let (bytes, _) = try socket.receive(), case .response(let response)? = WitnessWire.decode(bytes, key: key), response.requestID == id {
                 // Quiet after start: ask again (a poll: the quiet period ends by time, with no event to wait on).
-                if case .denied(nil, _) = response.decision { try await Task.sleep(for: .milliseconds(100)); continue }
+                if case .denied(nil, _) = response.decision { usleep(100_000); continue }
                 return response.decision
             }
         }
-        throw HAClusterError("no answer from the witness at \(witness.address)")
+        throw HAClusterError("no answer from the witness at \(address)")
     }
 
     func port() -> Int { 20_000 + Int(getpid() % 20_000) }
