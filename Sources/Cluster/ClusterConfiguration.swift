@@ -68,13 +68,16 @@ public struct ClusterConfiguration: Sendable, Equatable {
     public var nbd: NBD
     /// How the replication links settle a split brain (`cluster.split_brain`).
     public var splitBrainPolicy: SplitBrainPolicy
+    /// `metrics.listen`: where vmhad serves `/metrics` (Prometheus); nil: off.
+    public var metricsListen: EndpointAddress?
 
     public init(
         clusterName: String, keyFile: String, stateDirectory: String = "/var/lib/vmha",
         hosts: [HostConfiguration], witness: Witness? = nil, vms: [VMConfiguration] = [],
         limits: Limits = Limits(), timeouts: Timeouts = Timeouts(), nbd: NBD = NBD(),
-        splitBrainPolicy: SplitBrainPolicy = .disconnect
+        splitBrainPolicy: SplitBrainPolicy = .disconnect, metricsListen: EndpointAddress? = nil
     ) {
+        self.metricsListen = metricsListen
         self.clusterName = clusterName
         self.keyFile = keyFile
         self.stateDirectory = stateDirectory

@@ -23,6 +23,7 @@ struct ConfigurationParser {
         let limits = try parseLimits()
         let timeouts = try parseTimeouts(witnessConfigured: witness != nil)
         let nbd = try parseNBD()
+        let metricsListen = try parseMetrics()
         let vms = try parseVMs(hostNames: hosts.map(\.name), limits: limits)
         try root.rejectUnknownKeys()
 
@@ -32,7 +33,16 @@ struct ConfigurationParser {
         }
         return ClusterConfiguration(
             clusterName: name, keyFile: keyFile, stateDirectory: stateDirectory, hosts: hosts, witness: witness,
-            vms: vms, limits: limits, timeouts: timeouts, nbd: nbd, splitBrainPolicy: splitBrainPolicy)
+            vms: vms, limits: limits, timeouts: timeouts, nbd: nbd, splitBrainPolicy: splitBrainPolicy, metricsListen: metricsListen)
+    }
+
+    /// `[metrics] listen = "ADDR:PORT"` (docs/observability.md; 9470 is the documented port).
+    private mutating func parseMetrics() throws(ConfigurationError) -> EndpointAddress? {
+        guard var table = try root.optionalTable("metrics") else { return nil }
+        let text = try table.optionalString("listen")
+        try table.rejectUnknownKeys()
+        guard let text else { return nil }
+        return try address(text, key: table.keyPath("listen"))
     }
 
     private func address(_ text: String, key: String) throws(ConfigurationError) -> EndpointAddress {

@@ -52,6 +52,31 @@ public struct NodeEvent: Sendable, Codable, Equatable {
     }
 }
 
+extension NodeEvent.Kind {
+    /// The case's name (`vmha_events_total`'s `kind` label).
+    public var name: String {
+        switch self {
+        case .module: "module"
+        case .actionFailed: "actionFailed"
+        case .peer: "peer"
+        case .lease: "lease"
+        case .fence: "fence"
+        case .writePolicy: "writePolicy"
+        case .note: "note"
+        case .link: "link"
+        case .resyncStarted: "resyncStarted"
+        case .resyncProgress: "resyncProgress"
+        case .resyncFinished: "resyncFinished"
+        case .splitBrain: "splitBrain"
+        case .network: "network"
+        case .failoverWave: "failoverWave"
+        case .notStarted: "notStarted"
+        case .command: "command"
+        case .exists: "exists"
+        }
+    }
+}
+
 /// The node's recent events, bounded; a reader asks for those after the last sequence it saw.
 public struct NodeEventLog: Sendable {
     public let incarnation: UInt64

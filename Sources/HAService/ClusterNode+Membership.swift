@@ -1,4 +1,5 @@
 import Cluster
+import Metrics
 import Foundation
 import Libvirt
 import SystemCalls
@@ -19,6 +20,8 @@ extension ClusterNode {
             guard known else { throw VMHAClusterError("disks[\(index)].\(key): \"\(value)\" is not a disk of \(vm.domainXMLPath)") }
         }
         let module = VMModule(config: vm, domainXML: domainXML)
+        module.failovers = Counter(label: "vmha_vm_failovers_total", dimensions: [("vm", vm.name), ("host", me.name)])
+        module.restarts = Counter(label: "vmha_vm_restarts_total", dimensions: [("vm", vm.name), ("host", me.name)])
         try await openVolumes(module, as: .secondary)
         modules[vm.name] = module
         order.append(vm.name)

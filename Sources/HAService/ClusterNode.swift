@@ -4,6 +4,7 @@ import Foundation
 import Libvirt
 import Locking
 import Logging
+import Metrics
 import Replication
 import ReplicationPolicy
 import Sockets
@@ -47,6 +48,10 @@ final class VMModule {
     var crashRestarts: [ContinuousClock.Instant] = []
     /// When a domain start that failed is tried again (`ClusterNode.startRetryDelay`).
     var startRetryAt: MonotonicInstant?
+    /// `vmha_vm_failovers_total`, `vmha_vm_restarts_total` (made with the module, so they read 0
+    /// until the first).
+    var failovers: Counter?
+    var restarts: Counter?
     /// While vmhad itself shuts the domain down (switchover), its shutdown event is expected.
     var stoppingDomain = false
     /// Target of a live migration: the exports of this secondary's volumes the incoming domain
@@ -151,6 +156,8 @@ public actor ClusterNode {
     /// Per volume this host resyncs: the last progress sample (`resyncProgress` events).
     var resyncSamples: [String: (at: MonotonicInstant, done: UInt64)] = [:]
     var nextResyncProgress: MonotonicInstant?
+    /// The rate of each running resync at its last progress event (`vmha_volume_resync_bytes_per_second`).
+    var resyncRates: [String: Double] = [:]
     static let resyncProgressInterval = Duration.seconds(2)
     /// Per heartbeat network: whether the peer's heartbeats arrive (`network` events).
     var networksUp: [Bool]
@@ -599,7 +606,10 @@ public actor ClusterNode {
                     group.addTask { await self.feed(named: name, .witnessVoteGranted) }
                 }
             }
-            for name in wave where modules[name]?.status.state == .alone { modules[name]?.arrivedByFailover = true }
+            for name in wave where modules[name]?.status.state == .alone {
+                modules[name]?.arrivedByFailover = true
+                modules[name]?.failovers?.increment()
+            }
         }
         if !plan.waves.isEmpty {
             record("failover done in \(started.duration(to: .now)) (\(plan.waves.joined().count) started, \(plan.notStarted.count) not started)")
@@ -608,6 +618,7 @@ public actor ClusterNode {
 
     func publish(_ kind: NodeEvent.Kind) {
         history.append(eventLog.append(kind, time: Date().timeIntervalSince1970))
+        Counter(label: "vmha_events_total", dimensions: [("host", me.name), ("kind", kind.name)]).increment()
         stateChanged()
     }
 
@@ -673,6 +684,7 @@ public actor ClusterNode {
             publish(.resyncProgress(
                 volume: volume, doneBytes: status.resyncDoneBytes, totalBytes: status.resyncTotalBytes, bytesPerSecond: rate,
                 etaSeconds: rate > 0 ? left / rate : nil))
+            resyncRates[volume] = rate
             resyncSamples[volume] = (now, status.resyncDoneBytes)
         }
         nextResyncProgress = resyncSamples.isEmpty ? nil : now + Self.resyncProgressInterval
@@ -816,6 +828,7 @@ public actor ClusterNode {
             var configuration = LocalVolume.Configuration(name: module.volumeNames[index], imagePath: disk.imagePath, metadataPath: disk.metadataPath)
             // A brand-new pair: the preferred host's copy is the initial data, the other a full-sync target.
             configuration.initialRole = preferred == me.name ? .primary : .secondary
+            configuration.metricsDimensions = [("volume", module.volumeNames[index]), ("vm", module.config.name), ("host", me.name)]
             let volume = try await LocalVolume.open(configuration, ring: ring, logger: logger)
             volumes.append(volume)
             if role == .primary {
@@ -1038,6 +1051,7 @@ public actor ClusterNode {
             return
         }
         module.crashRestarts.append(now)
+        module.restarts?.increment()
         if let domain = await localDomain(module), (try? await domain.state().isActive) == true { try? await domain.destroy() }
         record("\(name): \(reason); restarting its domain on \(me.name) (\(module.crashRestarts.count) of \(Self.maxCrashRestarts) in \(Self.crashRestartWindow))")
         await feed(module, .domainCrashed)

@@ -32,11 +32,14 @@ public actor LocalVolume {
         /// (consistent, a fresh generation); as a secondary it waits for a full sync
         /// (inconsistent, generation 0 — DRBD's "just created").
         public var initialRole: VolumeMetadata.Role = .primary
+        /// The labels of this volume's metrics (`vmha_volume_*`); default: its name as `volume`.
+        public var metricsDimensions: [(String, String)]
 
         public init(name: String, imagePath: String, metadataPath: String) {
             self.name = name
             self.imagePath = imagePath
             self.metadataPath = metadataPath
+            self.metricsDimensions = [("volume", name)]
         }
     }
 
@@ -65,6 +68,7 @@ public actor LocalVolume {
     private let bufferedFD: FileDescriptor
     private let metadataFD: FileDescriptor
     private let logger: Logger
+    private let metrics: VolumeMetrics
     private var metadata: VolumeMetadata
     private var bitmap: DirtyBitmap
     private var activityLog: ActivityLog
@@ -187,6 +191,7 @@ public actor LocalVolume {
         self.activityLog = activityLog
         self.openReport = report
         self.logger = logger
+        self.metrics = VolumeMetrics(dimensions: configuration.metricsDimensions)
     }
 
     private static func openMetadata(
@@ -364,6 +369,14 @@ public actor LocalVolume {
     public func write(
         _ data: UnsafeRawBufferPointer, at offset: UInt64, fua: Bool, origin: Origin = .guest
     ) async throws(VolumeError) {
+        let started = origin == .guest ? ContinuousClock.now : nil
+        defer {
+            if let started {
+                metrics.writes.increment()
+                metrics.writtenBytes.increment(by: data.count)
+                metrics.writeLatency.record(duration: started.duration(to: .now))
+            }
+        }
         try await modify(offset: offset, length: UInt64(data.count), origin: origin) { position, piece in
             let slice = UnsafeRawBufferPointer(rebasing: data[Int(position - offset)..<Int(position - offset + piece)])
             return .write(offset: position, data: slice, fua: fua)
@@ -517,6 +530,7 @@ public actor LocalVolume {
     /// Writes the whole bitmap to the metadata file (resync checkpoints, sync points).
     public func persistBitmap() async throws(VolumeError) {
         try await writeMetadata(bitmap.serialized(), at: metadata.layout.bitmapOffset, durable: true)
+        metrics.bitmapWrites.increment()
     }
 
     /// Records a sync point: the replicas agree, nothing is dirty.
@@ -616,9 +630,13 @@ public actor LocalVolume {
                 failure = error
                 dirty = true  // the peer may hold what we could not write
             }
-            if let ticket, !(await ticket.wait()) {
-                dirty = true
-                if unreplicatedPolicy == .complete { await startOwnGenerationIfNeeded() }
+            if let ticket {
+                if await ticket.wait() {
+                    if let latency = ticket.latency { metrics.peerAckLatency.record(duration: latency) }
+                } else {
+                    dirty = true
+                    if unreplicatedPolicy == .complete { await startOwnGenerationIfNeeded() }
+                }
             }
             if dirty { try? bitmap.set(offset: position, length: piece) }  // in range: checked above
             if let failure { throw .io(path: configuration.imagePath, failure) }
@@ -766,9 +784,11 @@ public actor LocalVolume {
             }
             for block in blocks.sorted() {
                 try await writeMetadata(bitmap.serializedBlock(block), at: metadata.layout.bitmapBlockOffset(block))
+                metrics.bitmapWrites.increment()
             }
             try await writeMetadata(
                 transaction.bytes, at: metadata.layout.activityLogSlotOffset(transaction.slot), durable: true)
+            metrics.activityLogWrites.increment()
             try? activityLog.transactionDidComplete(sequence: transaction.sequence)
         } catch {
             try? activityLog.transactionDidFail(sequence: transaction.sequence)

@@ -21,12 +21,20 @@ public final class ReplicationTicket: Sendable {
     private struct State {
         var result: Bool?
         var status: UInt32?
+        var answeredAt: ContinuousClock.Instant?
         var waiters: [CheckedContinuation<Bool, Never>] = []
     }
 
     private let state = Locked(State())
+    private let submittedAt = ContinuousClock.now
 
     public init() {}
+
+    /// From submission to the peer's acknowledgement (`vmha_volume_peer_ack_latency_seconds`);
+    /// nil unless it was acknowledged.
+    public var latency: Duration? {
+        state.withLock { $0.result == true ? $0.answeredAt.map { submittedAt.duration(to: $0) } : nil }
+    }
 
     /// `status` is the peer's answer when it answered (0: done; otherwise an errno or a
     /// protocol-defined code), nil when the link failed first.
@@ -34,6 +42,7 @@ public final class ReplicationTicket: Sendable {
         let waiters = state.withLock { s -> [CheckedContinuation<Bool, Never>] in
             guard s.result == nil else { return [] }
             s.result = acknowledged
+            s.answeredAt = .now
             s.status = status
             defer { s.waiters = [] }
             return s.waiters

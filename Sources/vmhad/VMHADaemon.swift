@@ -78,7 +78,11 @@ struct VMHADaemon: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: "Serve Prometheus metrics at http://ADDRESS:PORT/metrics (with --config: overrides metrics.listen; 9470 is the documented port).")
+    var metricsListen: String?
+
     func validate() throws {
+        if let metricsListen, TCPSocket.Address(metricsListen) == nil { throw ValidationError("--metrics-listen \(metricsListen) is not ADDRESS:PORT") }
         if config != nil {
             guard exports.isEmpty && replicas.isEmpty else { throw ValidationError("--config cannot be combined with --export/--replica") }
             return
@@ -105,6 +109,8 @@ struct VMHADaemon: AsyncParsableCommand {
             try await runCluster(configPath: config, logger: logger)
             return
         }
+        // Before any volume exists: metrics made earlier would go to the no-op backend.
+        let metrics = metricsListen.flatMap { TCPSocket.Address($0) }.map { ($0, MetricsSetup.bootstrap()) }
         var group: gid_t?
         if let name = socketGroup {
             guard let entry = getgrnam(name) else { throw ValidationError("--socket-group \(name): no such group") }
@@ -148,6 +154,9 @@ struct VMHADaemon: AsyncParsableCommand {
                     replicas: replicas, listen: TCPSocket.Address(listen)!, options: options, activityLogExtents: alExtents,
                     ring: ring, logger: logger))
         }
+        if let (address, registry) = metrics {
+            services.append(MetricsService(host: address.host, port: Int(address.port), registry: registry, refresh: nil, logger: logger))
+        }
         try await Self.serve(services, ring: ring, logger: logger)
     }
 
@@ -185,10 +194,18 @@ extension VMHADaemon {
             logger.critical("\(error)")
             throw ExitCode(70)
         }
+        // Before the node opens any volume: metrics made earlier would go to the no-op backend.
+        let metricsAddress = metricsListen.flatMap { TCPSocket.Address($0) }.map { (host: $0.host, port: Int($0.port)) }
+            ?? setup.configuration.metricsListen.map { (host: $0.host, port: $0.port) }
+        let registry = metricsAddress.map { _ in MetricsSetup.bootstrap() }
         let node = try ClusterNode(
             config: setup.configuration, configPath: configPath, hostName: setup.host, key: setup.key, ring: ring, socketGroup: setup.socketGroup, logger: logger)
-        let service = ClusterService(node: node, controlPath: "\(setup.configuration.stateDirectory)/control.sock", logger: logger)
-        try await Self.serve([service], ring: ring, logger: logger)
+        var services: [any Service] = [ClusterService(node: node, controlPath: "\(setup.configuration.stateDirectory)/control.sock", logger: logger)]
+        if let metricsAddress, let registry {
+            services.append(MetricsService(
+                host: metricsAddress.host, port: metricsAddress.port, registry: registry, refresh: { await node.refreshMetrics() }, logger: logger))
+        }
+        try await Self.serve(services, ring: ring, logger: logger)
     }
 }
 

@@ -184,6 +184,15 @@ import Testing
         #expect(error(Self.minimal + Self.vm("a").replacingOccurrences(of: "name = \"a\"", with: "name = \"a\"\nfailback = \"sometimes\"")) == "vms[0].failback: \"sometimes\" is not one of automatic, manual")
     }
 
+    /// `[metrics] listen`: off unless set; a bad address or key is one line naming it.
+    @Test func metricsListen() throws {
+        #expect(try ClusterConfiguration.parse(Self.minimal).metricsListen == nil)
+        let on = try ClusterConfiguration.parse(Self.minimal + "[metrics]\nlisten = \"0.0.0.0:9470\"\n")
+        #expect(on.metricsListen == EndpointAddress(host: "0.0.0.0", port: 9470))
+        #expect(error(Self.minimal + "[metrics]\nlisten = \"9470\"\n").hasPrefix("metrics.listen: "))
+        #expect(error(Self.minimal + "[metrics]\nport = 9470\n").hasPrefix("metrics.port"))
+    }
+
     @Test func diskNeedsExactlyOneSelector() {
         let both = Self.minimal + Self.vm("a").replacingOccurrences(of: "target = \"vda\"", with: "target = \"vda\"\nsource = \"/x\"")
         #expect(error(both) == "vms[0].disks[0].source: give target or source, not both")
