@@ -63,12 +63,13 @@ public final class HACluster: @unchecked Sendable {
     /// One `records` VM (`vm1`) preferring A, with the `failback` policy given.
     public convenience init(
         cluster: TestCluster, guest: TestGuest, vmhad: String, vmha: String, diskBytes: UInt64 = 64 << 20,
-        failback: String = "manual", ownCapacity: [Int: (vcpus: Int, memoryMiB: Int)] = [:], detectionMs: Int? = nil
+        failback: String = "manual", ownCapacity: [Int: (vcpus: Int, memoryMiB: Int)] = [:], detectionMs: Int? = nil,
+        metricsPort: Int? = nil
     ) throws {
         try self.init(
             cluster: cluster, guest: guest, vmhad: vmhad, vmha: vmha,
             vms: [VM(name: "vm1", workload: .records, diskBytes: diskBytes, memoryMiB: 192, failback: failback)],
-            ownCapacity: ownCapacity, detectionMs: detectionMs)
+            ownCapacity: ownCapacity, detectionMs: detectionMs, metricsPort: metricsPort)
     }
 
     /// Writes the key, the domain XMLs and one configuration per host (the hosts share /tmp, so
@@ -79,10 +80,11 @@ public final class HACluster: @unchecked Sendable {
     ///     (index 0 = A, 1 = B), so the other host learns it from heartbeats.
     ///   - concurrentStarts: `limits.concurrent_starts` (nil: the default).
     ///   - detectionMs: `timeouts.detection_ms` (nil: the default).
+    ///   - metricsPort: `metrics.listen` on every address of the host (nil: off).
     public init(
         cluster: TestCluster, guest: TestGuest, vmhad: String, vmha: String, vms: [VM],
         capacity: [Resources?] = [nil, nil], ownCapacity: [Int: (vcpus: Int, memoryMiB: Int)] = [:],
-        concurrentStarts: Int? = nil, detectionMs: Int? = nil
+        concurrentStarts: Int? = nil, detectionMs: Int? = nil, metricsPort: Int? = nil
     ) throws {
         precondition(cluster.hosts.count >= 3, "hosts A, B and the witness host C")
         precondition(!vms.isEmpty && capacity.count == 2)
@@ -161,6 +163,7 @@ public final class HACluster: @unchecked Sendable {
                 socket_directory = "\(dir)/nbd"
                 socket_mode = "0666"
                 \(detectionMs.map { "[timeouts]\ndetection_ms = \($0)" } ?? "")
+                \(metricsPort.map { "[metrics]\nlisten = \"0.0.0.0:\($0)\"" } ?? "")
                 \(vmsTOML)
                 """
             let path = "\(dir)/vmha.toml"
