@@ -79,9 +79,15 @@ public struct HostSnapshot: Sendable, Equatable {
     public var peerState: PeerState
     /// Whether any heartbeat of the peer was ever accepted.
     public var heardFromPeer: Bool
-    /// Whether the peer's latest heartbeat echoes this incarnation: its summaries were written
-    /// after it heard this daemon, so it is not taking this host's VMs over on an old silence.
+    /// Whether the peer's latest heartbeat echoes this incarnation (see `peerHeardUsRecently`).
     public var peerHeardUs: Bool
+    /// The peer's latest heartbeat echoes this incarnation, and that echo is younger than the fence
+    /// timeout: the peer heard us so recently that it has not called us lost, so it is not taking
+    /// this host's VMs over on a silence — and should it start to, we fence before it may. An old
+    /// echo is not enough: with our datagrams to it lost (one way), its heartbeats still echo the
+    /// last one it heard while it fails over (vmha-sim seed 15860: an election on such an echo
+    /// ran the VM on both hosts).
+    public var peerHeardUsRecently: Bool { peerHeardUs && !mustFence }
     /// `PeerLiveness.status(at: now)`.
     public var peerAlive: Bool
     public var mustFence: Bool
@@ -194,6 +200,15 @@ public enum HostDecision: Sendable, Equatable {
 /// carries the decisions out in order; the simulator (`vmha-sim`) runs two of them against a
 /// model of the world.
 public enum HostPolicy {
+    /// The running VMs to pause now if this host must fence: no echo from the peer for the fence
+    /// timeout and no vote (docs/witness.md). The node applies this rule also while its loop is
+    /// busy with a long job (`ClusterNode.fenceWatchdog`): a live migration or a guest's
+    /// shutdown can hold the loop past the deadline (vmha-sim seed 13232: the VM ran on both).
+    public static func fenceNow(_ s: HostSnapshot) -> [String]? {
+        let running = s.vms.filter { [.prim, .alone].contains($0.status.state) }.map(\.name)
+        return !running.isEmpty && s.mustFence && !s.mayRun && !s.fenced ? running : nil
+    }
+
     /// When the next promote of a hand-over is due, after `sent` of them, the last at `last`: the
     /// first five 200 ms apart (UDP; the replay window admits one), then one a second until the
     /// peer runs the VM.
@@ -255,7 +270,7 @@ public enum HostPolicy {
                 // elects us): only once the peer has heard this incarnation. Before, its summary
                 // may predate a takeover it is making because it lost us (vmha-sim: a vmhad back
                 // within the detection timeout promoted while the peer took the VM over).
-                if s.vms[i].status.state == .wait && !s.peerHeardUs { continue }
+                if s.vms[i].status.state == .wait && !s.peerHeardUsRecently { continue }
                 decisions.append(.acknowledgePeer(vm: s.vms[i].name, summary))
                 s.vms[i].lastPeer = summary
                 let cutOff = s.vms[i].status.state == .alone || (s.vms[i].status.state == .prim && s.fenced)
@@ -323,7 +338,7 @@ public enum HostPolicy {
         if s.peerState == .alive {
             for i in s.vms.indices {
                 let vm = s.vms[i]
-                guard s.peerHeardUs, vm.status.state == .wait, vm.status.replica.canBePrimary, let summary = vm.peerSummary,
+                guard s.peerHeardUsRecently, vm.status.state == .wait, vm.status.replica.canBePrimary, let summary = vm.peerSummary,
                     summary.state == .wait || summary.state == .stop
                 else { continue }
                 switch vm.peerData {
@@ -347,10 +362,13 @@ public enum HostPolicy {
         }
 
         // A secondary whose copy turned out newer than the peer's (the peer ran an older copy and
-        // yielded) runs the VM: nobody else can without losing what it holds.
-        if s.peerState == .alive && s.peerHeardUs {
+        // yielded) runs the VM: nobody else can without losing what it holds. Not one that has
+        // just handed the VM over: the peer's summary it sees may predate the hand-over (a
+        // delayed heartbeat from before its resync finished; vmha-sim seed 4454 at six faults:
+        // the VM ran on both hosts), and the peer is about to promote.
+        if s.peerState == .alive && s.peerHeardUsRecently {
             for i in s.vms.indices {
-                guard s.vms[i].status.state == .second, s.vms[i].peerData == .localNewer, s.vms[i].status.replica.canBePrimary,
+                guard s.vms[i].status.state == .second, !s.vms[i].handedOver, s.vms[i].peerData == .localNewer, s.vms[i].status.replica.canBePrimary,
                     let summary = s.vms[i].peerSummary, summary.state == .wait || summary.state == .stop
                 else { continue }
                 feed(i, .promoteRequested)
@@ -374,10 +392,10 @@ public enum HostPolicy {
             for i in s.vms.indices where s.vms[i].status.state == .alone { feed(i, .leaseExpired) }
         }
         let running = s.vms.filter { [.prim, .alone].contains($0.status.state) }.map(\.name)
-        if !running.isEmpty && s.mustFence && !s.mayRun && !s.fenced {
+        if let vms = fenceNow(s) {
             s.fenced = true
             updateWritePolicy()
-            decisions.append(.fence(running))
+            decisions.append(.fence(vms))
         } else if s.fenced && (!s.mustFence || s.mayRun) {
             s.fenced = false
             updateWritePolicy()

@@ -452,6 +452,22 @@ public actor ClusterNode {
         for job in left { job.cancel() }
     }
 
+    /// Fencing does not wait for the loop: a job there (a live migration, a switchover's guest
+    /// shutdown, a failover wave's boots) can hold it past the fence deadline while the peer
+    /// nears its takeover (vmha-sim seed 13232). At each change and at the fence and vote
+    /// deadlines, `HostPolicy.fenceNow` is applied at once.
+    func fenceWatchdog() async {
+        while !Task.isCancelled && !stopping {
+            let now = monotonicNow()
+            let live = liveness.status(at: now)
+            var deadlines = [now + config.timeouts.detection]
+            if !live.mustFence { deadlines.append(live.fenceDeadline) }
+            if let end = lease.suspendDeadline, end > now { deadlines.append(end) }
+            await nextChange(before: .now + (deadlines.min()! - now))
+            if let vms = HostPolicy.fenceNow(policySnapshot(localReplicas: [:], at: monotonicNow())) { await carryOut(.fence(vms)) }
+        }
+    }
+
     /// See `HostPolicy.nextLook`; the node's own timer is the hand-over's promote resend.
     func nextLook(at now: MonotonicInstant) -> MonotonicInstant? {
         let resends = modules.values.compactMap { module in

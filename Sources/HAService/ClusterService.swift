@@ -32,6 +32,7 @@ public struct ClusterService: Service {
             group.addTask { await node.resumeLoop() }
             group.addTask { await node.domainEventLoop() }
             group.addTask { await node.statusLoop() }
+            group.addTask { await node.fenceWatchdog() }
             try? await gracefulShutdown()
             await node.beginStopping()
             group.cancelAll()  // ends the loops' sleeps and the libvirt event stream

@@ -33,6 +33,8 @@ struct VMState {
     var crashRestarts: [Int64] = []
     /// Fault: this many of the next domain starts fail (libvirt).
     var startFailuresLeft = 0
+    /// Target of a live migration: exports open with guest changes held (`incomingExports`).
+    var incoming = false
     var role = Role.closed
     var writePolicy = UnreplicatedWritePolicy.complete
     var domain = Domain.none
@@ -76,6 +78,20 @@ struct VMState {
     }
 }
 
+/// `ClusterNode.migrateLive` on the runner, one phase at a time.
+struct LiveRun {
+    enum Phase {
+        /// `prepareLive` every 200 ms until the answer, for 5 s.
+        case preparing(until: Int64, nextSend: Int64)
+        /// libvirt moves the domain; done at `doneAt` unless the link or the target fails.
+        case migrating(doneAt: Int64)
+        /// Demoted; `liveArrived` every 100 ms until the peer's heartbeat says PRIM, for 10 s.
+        case arriving(until: Int64, nextSend: Int64)
+    }
+    var vm: Int
+    var phase: Phase
+}
+
 /// One host: what `ClusterNode` keeps between control steps, and the VMs it holds.
 struct Host {
     let index: Int
@@ -104,6 +120,9 @@ struct Host {
     var stoppingGracefully = false
     /// Something the control loop reads changed since its last step (`ClusterNode.stateChanged`).
     var wake = true
+    /// The live migration this host's loop is running (`ClusterNode.migrateLive`): no policy
+    /// step until it ends.
+    var liveRun: LiveRun?
     /// When the loop looks again with no event (`HostPolicy.nextLook` after its last step).
     var nextLookAt: MonotonicInstant?
 
@@ -140,6 +159,7 @@ struct Host {
         wake = true
         highestHeard = [nil, nil]
         hadLease = false
+        liveRun = nil
         fenced = false
         writePolicy = .complete
         peerState = .unknown
@@ -155,6 +175,7 @@ struct Host {
             vms[vm].handedOver = false
             vms[vm].startRetryAt = nil
             vms[vm].crashRestarts = []
+            vms[vm].incoming = false
             vms[vm].notStartedReason = nil
             vms[vm].role = .secondary
             vms[vm].primaryFlag = false

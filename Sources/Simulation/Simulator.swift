@@ -24,6 +24,10 @@ public enum Fault: Sendable, Codable, Equatable, CustomStringConvertible {
     case startFails(host: Int, vm: Int, times: Int)
     /// Boots on the host take up to 15 s (a loaded hypervisor).
     case slowBoots(host: Int, forMS: Int64)
+    /// `vmha place` on the host: the real `Placement` plan from its view, applied as switchovers.
+    case place(host: Int)
+    /// `vmha migrate VM --live` to the host that does not run it.
+    case liveMigrate(vm: Int)
 
     public var description: String {
         func s(_ ms: Int64) -> String { "\(Double(ms) / 1000) s" }
@@ -40,6 +44,8 @@ public enum Fault: Sendable, Codable, Equatable, CustomStringConvertible {
         case .slowNetwork(let d): "datagrams between the hosts delayed up to \(Double(World.slowDelayMS) / 1000) s for \(s(d))"
         case .startFails(let h, let vm, let n): "libvirt fails the next \(n) start(s) of \(World.vmName(vm)) on \(World.hostName(h))"
         case .slowBoots(let h, let d): "boots on \(World.hostName(h)) take up to 15 s for \(s(d))"
+        case .place(let h): "vmha place on \(World.hostName(h))"
+        case .liveMigrate(let vm): "vmha migrate \(World.vmName(vm)) --live to the other host"
         }
     }
 }
@@ -98,7 +104,7 @@ public enum Simulator {
             let longest = max(1_000, healedByMS - at)
             func duration() -> Int64 { pick(500...min(20_000, longest)) }
             let host = Int(random.next() % 2)
-            let fault: Fault = switch random.next() % (faults == .classic ? 8 : 12) {
+            let fault: Fault = switch random.next() % (faults == .classic ? 8 : 14) {
             case 0: .crash(host: host, downMS: duration())
             case 1: .restartDaemon(host: host, downMS: duration())
             case 2: .cutHeartbeat(network: host, forMS: duration())
@@ -110,7 +116,9 @@ public enum Simulator {
             case 8: .oneWay(from: host, forMS: duration())
             case 9: .slowNetwork(forMS: duration())
             case 10: .startFails(host: host, vm: Int(random.next() % UInt64(World.vmCount)), times: 1 + Int(random.next() % 3))
-            default: .slowBoots(host: host, forMS: duration())
+            case 11: .slowBoots(host: host, forMS: duration())
+            case 12: .place(host: host)
+            default: .liveMigrate(vm: Int(random.next() % UInt64(World.vmCount)))
             }
             steps.append(Schedule.Step(atMS: at - at % World.tickMS, fault: fault))
         }
@@ -199,6 +207,15 @@ extension World {
         case .slowBoots(let host, let duration):
             slowBoots[host] += 1
             return now + duration
+        case .place(let host):
+            guard hosts[host].up else { return nil }
+            place(from: host)
+            return nil
+        case .liveMigrate(let vm):
+            if let host = (0..<2).first(where: { hosts[$0].up && hosts[$0].vms[vm].status.state == .prim }) {
+                startLiveMigration(host: host, vm: vm)
+            }
+            return nil
         }
     }
 
@@ -228,7 +245,7 @@ extension World {
             network.slow -= 1
         case .slowBoots(let host, _):
             slowBoots[host] -= 1
-        case .switchover, .startFails:
+        case .switchover, .startFails, .place, .liveMigrate:
             break
         }
     }

@@ -72,6 +72,38 @@ struct HostPolicyTests {
         #expect(HostPolicy.decide(snapshot([waiting])) == [.feed(vm: "v1", .promoteRequested)])
     }
 
+    /// vmha-sim seed 15860: our datagrams to the peer were lost (one way) while its heartbeats
+    /// still echoed the last one it heard; on that old echo we elected ourselves while the peer,
+    /// calling us lost, took the VM over with the vote. An echo older than the fence timeout
+    /// (`mustFence`) is no proof the peer is not taking over: no election on it.
+    @Test func anElectionNeedsAFreshEchoNotAnOldOne() {
+        let peer = Heartbeat.VMSummary(name: "v1", state: .wait, replica: .upToDate)
+        let fresh = snapshot([vm("v1", .wait, peer: peer, preferred: "a")])
+        #expect(fresh.peerHeardUsRecently && HostPolicy.decide(fresh).contains(.feed(vm: "v1", .promoteRequested)))
+        let stale = snapshot([vm("v1", .wait, peer: peer, preferred: "a")], mustFence: true)
+        #expect(stale.peerHeardUs && !stale.peerHeardUsRecently)
+        #expect(!HostPolicy.decide(stale).contains(.feed(vm: "v1", .promoteRequested)))
+    }
+
+    /// vmha-sim seed 4454 (six faults): right after handing the VM over, a delayed heartbeat of
+    /// the peer from before its resync finished showed it WAIT with older data; the "newer copy
+    /// runs it" rule promoted us again while the peer took the promote. A module that handed the
+    /// VM over waits for the peer.
+    @Test func aHostThatHandedTheVMOverDoesNotTakeItBackOnAnOldSummary() {
+        let waiting = Heartbeat.VMSummary(name: "v1", state: .wait, replica: .upToDate)
+        var handedOver = vm("v1", .second, peer: waiting, data: .localNewer)
+        handedOver.handedOver = true
+        #expect(!HostPolicy.decide(snapshot([handedOver])).contains(.feed(vm: "v1", .promoteRequested)))
+    }
+
+    /// `ClusterNode.fenceWatchdog` applies this rule while the loop is busy (vmha-sim seed 13232).
+    @Test func theFenceRuleAloneNamesTheRunningVMs() {
+        let vms = [vm("v1", .prim), vm("v2", .second), vm("v3", .alone)]
+        #expect(HostPolicy.fenceNow(snapshot(vms, mustFence: true)) == ["v1", "v3"])
+        #expect(HostPolicy.fenceNow(snapshot(vms, mustFence: true, mayRun: true)) == nil, "the vote covers it")
+        #expect(HostPolicy.fenceNow(snapshot(vms)) == nil, "a fresh echo covers it")
+    }
+
     @Test func aResyncBecomesEvents() {
         var v = vm("v1", .second, .upToDate, peer: .init(name: "v1", state: .prim, replica: .upToDate))
         v.lastPeer = v.peerSummary

@@ -38,6 +38,7 @@ struct MetricsTests {
         #expect(scrape.status == 0, "\(scrape.output)")
         #expect(scrape.output.contains("Content-Type: text/plain; version=0.0.4"))
         let body = String(scrape.output[scrape.output.range(of: "\r\n\r\n")!.upperBound...])
+        #expect(Set(Self.documented) == Set(MetricsSetup.catalogue.keys), "the catalogue is the documented list")
         for name in Self.documented {
             #expect(body.contains("\n\(name)") || body.contains("\n# TYPE \(name) "), "\(name) missing from the scrape")
         }
@@ -53,6 +54,22 @@ struct MetricsTests {
         let promtool = try run(["/bin/sh", "-c", "promtool check metrics < \(file)"])
         #expect(promtool.status == 0, "promtool: \(promtool.output)")
         await node.stopAndShutDown()
+    }
+
+    /// The example alert rules load in Prometheus (`promtool check rules`), and they and the
+    /// example Grafana dashboard name only metrics vmhad exports.
+    @Test func theExampleAlertsAndDashboardUseExportedMetrics() throws {
+        let monitoring = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/monitoring").path
+        let rules = try run(["/usr/bin/promtool", "check", "rules", "\(monitoring)/vmha-alerts.yml"])
+        #expect(rules.status == 0 && rules.output.contains("SUCCESS"), "\(rules.output)")
+        let dashboard = try String(contentsOfFile: "\(monitoring)/vmha-dashboard.json", encoding: .utf8)
+        #expect((try? JSONSerialization.jsonObject(with: Data(dashboard.utf8))) != nil, "the dashboard is JSON")
+        let alerts = try String(contentsOfFile: "\(monitoring)/vmha-alerts.yml", encoding: .utf8)
+        let used = Set((alerts + dashboard).matches(of: /vmha_[a-z_]+/).map { String($0.output) })
+            .map { $0.replacingOccurrences(of: "_bucket", with: "") }
+        #expect(!used.isEmpty)
+        for name in used { #expect(MetricsSetup.catalogue[name] != nil, "\(name) is not a metric vmhad exports") }
     }
 
     /// The names docs/observability.md documents (and issue 13 asks for).
