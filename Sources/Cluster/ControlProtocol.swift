@@ -161,8 +161,13 @@ public struct VolumeReport: Codable, Sendable {
     public var lastError: String?
     /// What the last split brain settled by policy discarded (`ReplicationStatus.splitBrainResolved`).
     public var splitBrainResolved: String?
+    /// The running resync's rate and time left, from its last progress event (nil until known).
+    public var resyncBytesPerSecond: Double?
+    public var resyncETASeconds: Double?
 
-    public init(name: String, role: String, link: String, dirtyBytes: UInt64, resyncTotalBytes: UInt64, resyncDoneBytes: UInt64, resyncSeconds: Double, resyncsCompleted: Int, lastError: String?, splitBrainResolved: String? = nil) {
+    public init(name: String, role: String, link: String, dirtyBytes: UInt64, resyncTotalBytes: UInt64, resyncDoneBytes: UInt64, resyncSeconds: Double, resyncsCompleted: Int, lastError: String?, splitBrainResolved: String? = nil, resyncBytesPerSecond: Double? = nil, resyncETASeconds: Double? = nil) {
+        self.resyncBytesPerSecond = resyncBytesPerSecond
+        self.resyncETASeconds = resyncETASeconds
         self.name = name
         self.role = role
         self.link = link

@@ -128,12 +128,15 @@ extension ClusterNode {
             var vm = row.report
             if let d = await localDomain(row.module), let state = try? await d.state() { vm.domain = "\(state)" }
             for (index, (volume, status)) in row.volumes.enumerated() {
+                // The resync events' own figures (`resyncProgress`), only while it runs.
+                let rate = status?.link == .syncSource ? resyncRates[row.module.volumeNames[index]] : nil
                 vm.volumes.append(VolumeReport(
                     name: row.module.volumeNames[index], role: row.module.role == .primary ? "primary" : "secondary",
                     link: status?.link.rawValue ?? "standalone", dirtyBytes: await volume.dirtyBytes,
                     resyncTotalBytes: status?.resyncTotalBytes ?? 0, resyncDoneBytes: status?.resyncDoneBytes ?? 0,
                     resyncSeconds: status?.resyncSeconds ?? 0, resyncsCompleted: status?.resyncsCompleted ?? 0, lastError: status?.lastError,
-                    splitBrainResolved: status?.splitBrainResolved))
+                    splitBrainResolved: status?.splitBrainResolved, resyncBytesPerSecond: rate,
+                    resyncETASeconds: rate.flatMap { $0 > 0 ? Double((status?.resyncTotalBytes ?? 0) &- min(status?.resyncDoneBytes ?? 0, status?.resyncTotalBytes ?? 0)) / $0 : nil }))
             }
             report.vms.append(vm)
         }

@@ -667,6 +667,7 @@ public actor ClusterNode {
         }
         if status.resyncsCompleted > (before?.resyncsCompleted ?? 0) {
             resyncSamples[volume] = nil
+            resyncRates[volume] = nil
             publish(.resyncFinished(volume: volume, bytes: status.resyncDoneBytes, sentBytes: status.resyncSentBytes, seconds: status.resyncSeconds))
         } else if status.link != .syncSource && before?.link == .syncSource {
             resyncSamples[volume] = nil  // the link failed: a new resync starts on the next connect

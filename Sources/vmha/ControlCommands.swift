@@ -110,7 +110,11 @@ struct Status: ParsableCommand {
             print("  \(vm.name): \(vm.state)/\(vm.replica)  \(peer)  runs on \(vm.runsOn ?? "-")  domain \(vm.domain ?? "-")")
             for v in vm.volumes {
                 var line = "    \(v.name) \(v.role) link=\(v.link) dirty=\(bytesText(v.dirtyBytes))"
-                if v.link == "syncSource" || v.link == "syncTarget" { line += " resync \(bytesText(v.resyncDoneBytes))/\(bytesText(v.resyncTotalBytes))" }
+                if v.link == "syncSource" || v.link == "syncTarget" {
+                    line += " resync \(bytesText(v.resyncDoneBytes))/\(bytesText(v.resyncTotalBytes))"
+                    if let rate = v.resyncBytesPerSecond { line += " at \(bytesText(UInt64(rate)))/s" }
+                    if let eta = v.resyncETASeconds { line += ", ETA \(Int(eta.rounded(.up))) s" }
+                }
                 print(line)
                 if v.link == "splitBrain", let e = v.lastError { print("      \(e)") }
                 if let r = v.splitBrainResolved { print("      split brain settled by policy: \(r)") }
