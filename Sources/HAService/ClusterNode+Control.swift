@@ -45,9 +45,7 @@ extension ClusterNode {
             let module = modules[name]!
             var links: [String: String] = [:]
             for (index, volume) in module.volumeNames.enumerated() {
-                let status = module.role == .primary
-                    ? (index < module.replications.count ? module.replications[index].status : nil) : replicaServer.status(of: volume)
-                links[volume] = status?.link.rawValue ?? "standalone"
+                links[volume] = linkStatus(module, volume: index)?.link.rawValue ?? "standalone"
             }
             kinds.append(.exists(vm: name, status: module.status, links: links))
         }
@@ -108,11 +106,7 @@ extension ClusterNode {
             var runsOn: String?
             if [.prim, .alone].contains(module.status.state) { runsOn = me.name }
             else if let summary, [.prim, .alone].contains(summary.state) { runsOn = peer.name }
-            let volumes = module.volumes.enumerated().map { index, volume in
-                (volume, module.role == .primary
-                    ? (index < module.replications.count ? module.replications[index].status : nil)
-                    : replicaServer.status(of: module.volumeNames[index]))
-            }
+            let volumes = module.volumes.enumerated().map { index, volume in (volume, linkStatus(module, volume: index)) }
             let report = VMStatusReport(
                 name: name, state: module.status.state.rawValue, replica: module.status.replica.rawValue,
                 peerState: summary?.state.rawValue, peerReplica: summary?.replica.rawValue, runsOn: runsOn, domain: nil,
@@ -136,7 +130,7 @@ extension ClusterNode {
                     resyncTotalBytes: status?.resyncTotalBytes ?? 0, resyncDoneBytes: status?.resyncDoneBytes ?? 0,
                     resyncSeconds: status?.resyncSeconds ?? 0, resyncsCompleted: status?.resyncsCompleted ?? 0, lastError: status?.lastError,
                     splitBrainResolved: status?.splitBrainResolved, resyncBytesPerSecond: rate,
-                    resyncETASeconds: rate.flatMap { $0 > 0 ? Double((status?.resyncTotalBytes ?? 0) &- min(status?.resyncDoneBytes ?? 0, status?.resyncTotalBytes ?? 0)) / $0 : nil }))
+                    resyncETASeconds: rate.flatMap { rate in status.flatMap { rate > 0 ? Double($0.resyncRemainingBytes) / rate : nil } }))
             }
             report.vms.append(vm)
         }

@@ -24,8 +24,7 @@ extension ClusterNode {
             }
             for (index, volumeName) in module.volumeNames.enumerated() {
                 let labels = [("volume", volumeName), vm, host]
-                let status = module.role == .primary
-                    ? (index < module.replications.count ? module.replications[index].status : nil) : replicaServer.status(of: volumeName)
+                let status = linkStatus(module, volume: index)
                 let link = status?.link ?? .standalone
                 for state in ReplicationStatus.Link.allCases {
                     Gauge(label: "vmha_volume_link_state", dimensions: labels + [("state", state.rawValue)]).record(link == state ? 1 : 0)

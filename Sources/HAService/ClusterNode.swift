@@ -138,7 +138,7 @@ public actor ClusterNode {
     var inbox: [LoopJob] = []
     /// Counts `stateChanged()` calls: the loop steps again at once if one came during a step.
     var changes: UInt64 = 0
-    /// Policy steps taken (the loop's work; `vmha status` shows it).
+    /// Policy steps taken (how often the loop worked; `NodeEventTests` reads it).
     var controlSteps: UInt64 = 0
     var failoverLog: [String] = []
     /// Callers waiting for the node's state to change (`nextChange`), each with its deadline timer.
@@ -468,7 +468,8 @@ public actor ClusterNode {
         }
     }
 
-    /// See `HostPolicy.nextLook`; the node's own timer is the hand-over's promote resend.
+    /// See `HostPolicy.nextLook`; the node's own timers: a hand-over's promote resend, a failed
+    /// start's retry, a network going silent, the next resync progress event.
     func nextLook(at now: MonotonicInstant) -> MonotonicInstant? {
         let resends = modules.values.compactMap { module in
             module.handedOver ? module.lastPromoteSent.map { HostPolicy.promoteDue(sent: module.promotesSent, last: $0) } : nil
@@ -670,7 +671,9 @@ public actor ClusterNode {
             resyncRates[volume] = nil
             publish(.resyncFinished(volume: volume, bytes: status.resyncDoneBytes, sentBytes: status.resyncSentBytes, seconds: status.resyncSeconds))
         } else if status.link != .syncSource && before?.link == .syncSource {
-            resyncSamples[volume] = nil  // the link failed: a new resync starts on the next connect
+            // The link failed: a new resync starts on the next connect.
+            resyncSamples[volume] = nil
+            resyncRates[volume] = nil
         }
         if status.link == .splitBrain && before?.link != .splitBrain {
             publish(.splitBrain(volume: volume, resolution: "not settled: the link waits for an operator (split_brain policy)"))
@@ -678,6 +681,14 @@ public actor ClusterNode {
         if let settled = status.splitBrainResolved, settled != before?.splitBrainResolved {
             publish(.splitBrain(volume: volume, resolution: settled))
         }
+    }
+
+    /// A volume's replication status here: its `PrimaryReplication`'s while primary, the replica
+    /// server's while secondary (status, events, metrics and the replica state read this).
+    func linkStatus(_ module: VMModule, volume index: Int) -> ReplicationStatus? {
+        module.role == .primary
+            ? (index < module.replications.count ? module.replications[index].status : nil)
+            : replicaServer.status(of: module.volumeNames[index])
     }
 
     /// The primary side's current status of a volume this host resyncs.
@@ -697,10 +708,9 @@ public actor ClusterNode {
             let elapsed = (now - sample.at).components
             let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
             let rate = seconds > 0 ? Double(status.resyncDoneBytes &- min(sample.done, status.resyncDoneBytes)) / seconds : 0
-            let left = Double(status.resyncTotalBytes &- min(status.resyncDoneBytes, status.resyncTotalBytes))
             publish(.resyncProgress(
                 volume: volume, doneBytes: status.resyncDoneBytes, totalBytes: status.resyncTotalBytes, bytesPerSecond: rate,
-                etaSeconds: rate > 0 ? left / rate : nil))
+                etaSeconds: rate > 0 ? Double(status.resyncRemainingBytes) / rate : nil))
             resyncRates[volume] = rate
             resyncSamples[volume] = (now, status.resyncDoneBytes)
         }
@@ -1223,10 +1233,7 @@ struct ListeningExport: Sendable {
     var server: NBDServer
     var listener: FileDescriptor
 
-    func close() {
-        try? listener.close()
-        _ = try? Syscall.call("unlink") { unlink(server.socket.path) }
-    }
+    func close() { server.close(listener: listener) }
 }
 
 /// A unit of the control loop's work (`ClusterNode.inLoop`).

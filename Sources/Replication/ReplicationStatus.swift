@@ -31,3 +31,8 @@ public struct ReplicationStatus: Sendable, Codable, Equatable {
 
     public init() {}
 }
+
+extension ReplicationStatus {
+    /// What the running resync has still to do.
+    public var resyncRemainingBytes: UInt64 { resyncTotalBytes &- min(resyncDoneBytes, resyncTotalBytes) }
+}

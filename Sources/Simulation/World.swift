@@ -311,7 +311,7 @@ struct World {
             if let last = host.vms[vm].lastPromoteSent, host.clock(now) < HostPolicy.promoteDue(sent: host.vms[vm].promotesSent, last: host.clock(last)) { return }
             hosts[index].vms[vm].lastPromoteSent = now
             hosts[index].vms[vm].promotesSent += 1
-            for net in 0..<2 where network.heartbeatUp[net] { send(.promote(vm: name, incarnation: hosts[index].incarnation), from: index, to: 1 - index) }
+            sendPeerCommand(.promote(vm: name, incarnation: hosts[index].incarnation), from: index)
         case .handOverCompleted(let name):
             hosts[index].vms[Self.vmIndex(name)].handedOver = false
         case .record(let line):
@@ -361,12 +361,13 @@ struct World {
         hosts[index].liveRun = LiveRun(vm: vm, phase: .preparing(until: now + 5000, nextSend: now))
     }
 
-    func sendLive(_ kind: PeerCommand.Kind, vm: Int, from index: Int) -> [(Payload, Int, Int)] {
-        (0..<2).filter { network.heartbeatUp[$0] }.map { _ in (.live(kind, vm: vm, incarnation: hosts[index].incarnation), index, 1 - index) }
+    mutating func send(live kind: PeerCommand.Kind, vm: Int, from index: Int) {
+        sendPeerCommand(.live(kind, vm: vm, incarnation: hosts[index].incarnation), from: index)
     }
 
-    mutating func send(live kind: PeerCommand.Kind, vm: Int, from index: Int) {
-        for (payload, from, to) in sendLive(kind, vm: vm, from: index) { send(payload, from: from, to: to) }
+    /// `ClusterNode.sendPeerCommand`: one datagram on each heartbeat network that is up.
+    mutating func sendPeerCommand(_ payload: Payload, from index: Int) {
+        for net in 0..<2 where network.heartbeatUp[net] { send(payload, from: index, to: 1 - index) }
     }
 
     mutating func advanceLiveRun(_ index: Int) {
@@ -450,7 +451,7 @@ struct World {
         hosts[index].vms[vm].lastPromoteSent = now
         hosts[index].vms[vm].promotesSent = 1
         // One promote now, on each network; the loop resends (`HostPolicy.promoteDue`).
-        for net in 0..<2 where network.heartbeatUp[net] { send(.promote(vm: Self.vmName(vm), incarnation: hosts[index].incarnation), from: index, to: 1 - index) }
+        sendPeerCommand(.promote(vm: Self.vmName(vm), incarnation: hosts[index].incarnation), from: index)
     }
 
     /// `ClusterNode.feed`: the machine's transition, then its actions in order.

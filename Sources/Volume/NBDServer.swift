@@ -55,21 +55,23 @@ public struct NBDServer: Sendable {
         do {
             try UnixSocket.setPermissions(path: socket.path, mode: socket.mode, owner: socket.owner, group: socket.group)
         } catch {
-            try? listener.close()
-            _ = try? Syscall.call("unlink") { unlink(socket.path) }
+            close(listener: listener)
             throw error
         }
         return listener
+    }
+
+    /// Closes a listener from `listen` that is not (or no longer) served, and removes its socket file.
+    public func close(listener: FileDescriptor) {
+        try? listener.close()
+        _ = try? Syscall.call("unlink") { unlink(socket.path) }
     }
 
     /// Serves `listener` (from `listen`) until the task is cancelled; then stops accepting, ends
     /// every connection, closes it and removes the socket file.
     public func serve(listener: FileDescriptor) async {
         let ring = volume.ring
-        defer {
-            try? listener.close()
-            _ = try? Syscall.call("unlink") { unlink(socket.path) }
-        }
+        defer { close(listener: listener) }
         logger.info("NBD export listening", metadata: ["export": "\(export.name)", "socket": "\(socket.path)", "size": "\(export.size)"])
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled {

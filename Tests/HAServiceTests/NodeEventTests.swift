@@ -74,10 +74,7 @@ struct NodeEventTests {
         await node.datagram(heartbeat, network: 0, at: monotonicNow())
         #expect(await node.waitUntil(.now + .seconds(2)) { $0.peerState == .alive })
         #expect(await node.controlSteps > afterLoss)
-        await node.beginStopping()
-        await node.stateChanged()
-        await loop.value
-        await node.stopAndShutDown()
+        await node.stopLoopAndShutDown(loop)
     }
 
     /// A domain whose start failed is started again after a delay, as a crashed one is, and
@@ -97,10 +94,7 @@ struct NodeEventTests {
         let restarts = log.filter { $0.contains("its start failed") && $0.contains("restarting its domain") }
         #expect(restarts.count == ClusterNode.maxCrashRestarts, "\(log)")
         #expect(await !node.startRetryPending("vm01"), "no retry after giving up")
-        await node.beginStopping()
-        await node.stateChanged()
-        await loop.value
-        await node.stopAndShutDown()
+        await node.stopLoopAndShutDown(loop)
     }
 
     /// The history is kept in the state directory: a restarted vmhad serves what the previous

@@ -70,6 +70,14 @@ extension ClusterNode {
         await ring.shutdown()
     }
 
+    /// Ends a `controlLoop` task a test started, then the node.
+    func stopLoopAndShutDown(_ loop: Task<Void, Never>) async {
+        beginStopping()
+        stateChanged()
+        await loop.value
+        await stopAndShutDown()
+    }
+
     /// Puts a module where a race would have it (tests only).
     func pretend(vm: String, status: ModuleStatus, peer summary: Heartbeat.VMSummary) {
         modules[vm]!.status = status
