@@ -150,8 +150,9 @@ let package = Package(
         .executableTarget(
             name: "vmha",
             dependencies: [
-                "Uring", "SystemCalls", "Locking", "Sockets", "Volume", "Replication", "Cluster", "Libvirt", "Harness",
+                "Uring", "SystemCalls", "Locking", "Sockets", "Volume", "Replication", "Cluster", "Libvirt", "Harness", "HAService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
 

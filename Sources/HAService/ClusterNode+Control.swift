@@ -239,3 +239,19 @@ extension ClusterNode {
         }
     }
 }
+
+extension ClusterNode {
+    /// This host's part of a support bundle, for the peer that asked over the peer link.
+    func supportPart(sinceSeconds: UInt64) async -> [UInt8] {
+        let bundle = SupportBundle(host: me.name, configPath: configPath, configuration: config, sinceSeconds: sinceSeconds, key: key)
+        let status = await statusReport()
+        return await Self.collect(bundle, status: status, libvirt: libvirt)
+    }
+
+    /// Off the ring and off the actor: commands, files and libvirt calls take their time.
+    private nonisolated static func collect(_ bundle: SupportBundle, status: ClusterStatusReport, libvirt: LibvirtConnection?) async -> [UInt8] {
+        await withTaskExecutorPreference(globalConcurrentExecutor) {
+            SupportBundle.encode(await bundle.collect(status: status, statusProblem: nil, libvirt: libvirt))
+        }
+    }
+}

@@ -220,6 +220,7 @@ public actor ClusterNode {
             localCapacity = Resources(vcpus: info.cpus, memoryMiB: Int(info.memoryBytes >> 20))
         }
         logger.info("libvirt connected", metadata: ["uri": "\(me.libvirtURI)", "seconds": "\(connecting.duration(to: .now))"])
+        replicaServer.answerSupportRequests { [weak self] since in await self?.supportPart(sinceSeconds: since) ?? [] }
         try await openModules()
         for (index, address) in me.heartbeatAddresses.enumerated() {
             let socket = try UDPSocket(bind: TCPSocket.Address("\(address.host):\(address.port)") ?? TCPSocket.Address("0.0.0.0:\(address.port)")!)

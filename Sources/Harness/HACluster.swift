@@ -220,6 +220,13 @@ public final class HACluster: @unchecked Sendable {
         return try? JSONDecoder().decode(ClusterStatusReport.self, from: Data(result.output.utf8))
     }
 
+    /// One host's events after `since` (`vmha events --no-follow --json`).
+    public func events(_ host: Int, since: UInt64) throws -> [NodeEvent] {
+        let result = try vmhaCommand(host, ["events", "--since", "\(since)", "--no-follow", "--json"])
+        guard result.status == 0 else { throw HAClusterError("vmha events on \(cluster.hosts[host].name) failed (\(result.status)): \(result.output)") }
+        return try result.output.split(separator: "\n").filter { $0.hasPrefix("{") }.map { try JSONDecoder().decode(NodeEvent.self, from: Data($0.utf8)) }
+    }
+
     /// One VM's status on one host (the first VM's by default).
     public func vm(_ host: Int, named name: String? = nil) -> VMStatusReport? {
         status(host)?.vms.first { $0.name == name ?? vms[0].name }
@@ -242,6 +249,25 @@ public final class HACluster: @unchecked Sendable {
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// ``runTool(_:)`` with stdout and stderr apart (stderr through a file: two pipes read one
+    /// after the other could stall the child on the second).
+    public static func runToolSplit(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let errorPath = NSTemporaryDirectory() + "vmha-stderr-\(UUID().uuidString.prefix(8))"
+        FileManager.default.createFile(atPath: errorPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: errorPath) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: arguments[0])
+        process.arguments = Array(arguments.dropFirst())
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorPath))
+        try process.run()
+        let output = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let errors = (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? ""
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self), errors)
     }
 
     public static func waitUntil(_ what: String, timeout: Duration, _ condition: () throws -> Bool) async throws {

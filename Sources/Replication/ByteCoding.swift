@@ -91,3 +91,25 @@ struct PayloadReader {
         guard remaining == 0 else { throw .trailingBytes(type: type, count: remaining) }
     }
 }
+
+/// A chunk of a byte string sent in pieces (BITMAP, SUPPORT_DATA): byte offset u64, total length
+/// u64, the chunk; offset + chunk ≤ total.
+extension PayloadReader {
+    mutating func readChunk() throws(PeerProtocolError) -> (byteOffset: UInt64, totalLength: UInt64, chunk: ArraySlice<UInt8>) {
+        let byteOffset = try read(UInt64.self, "byte offset")
+        let totalLength = try read(UInt64.self, "total length")
+        let chunk = readRest()
+        guard byteOffset <= totalLength, UInt64(chunk.count) <= totalLength - byteOffset else {
+            throw .fieldOutOfRange(type: type, field: "byte offset+count", value: "\(byteOffset)+\(chunk.count) > total \(totalLength)")
+        }
+        return (byteOffset, totalLength, chunk)
+    }
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendChunk(byteOffset: UInt64, totalLength: UInt64, _ chunk: ArraySlice<UInt8>) {
+        appendBigEndian(byteOffset)
+        appendBigEndian(totalLength)
+        append(contentsOf: chunk)
+    }
+}

@@ -25,23 +25,13 @@ public struct PeerBitmap: PeerMessageCodable {
 
     public var headerStreamID: UInt32 { volumeID }
 
-    public func encodePayload(into out: inout [UInt8]) {
-        out.appendBigEndian(byteOffset)
-        out.appendBigEndian(totalLength)
-        out.append(contentsOf: chunk)
-    }
+    public func encodePayload(into out: inout [UInt8]) { out.appendChunk(byteOffset: byteOffset, totalLength: totalLength, chunk) }
 
     public init(header: PeerFrameHeader, payload: ArraySlice<UInt8>) throws(PeerProtocolError) {
         try header.requireType(Self.frameType)
         try header.requireNoSequence()
         var r = PayloadReader(type: Self.frameType, bytes: payload)
         volumeID = header.streamID
-        byteOffset = try r.read(UInt64.self, "byte offset")
-        totalLength = try r.read(UInt64.self, "total length")
-        chunk = r.readRest()
-        guard byteOffset <= totalLength, UInt64(chunk.count) <= totalLength - byteOffset else {
-            throw .fieldOutOfRange(type: Self.frameType, field: "byte offset+count",
-                                   value: "\(byteOffset)+\(chunk.count) > total \(totalLength)")
-        }
+        (byteOffset, totalLength, chunk) = try r.readChunk()
     }
 }

@@ -155,6 +155,11 @@ public final class PeerConnection: Sendable {
         try await ring.sendAll(.file(socket), bytes)
     }
 
+    /// Sends one whole encoded frame.
+    public func send(_ frame: [UInt8]) async throws(Errno) {
+        try await ring.sendAll(.file(socket), bytes: frame)
+    }
+
     /// Ends the connection: pending receives and sends fail, the peer sees EOF.
     public func close() {
         let first = closed.withLock { c -> Bool in

@@ -1,6 +1,6 @@
 /// The type of a peer frame (header bytes 6–7). Values are grouped by purpose
 /// so a packet capture is readable: 1–15 handshake, 16–31 replication,
-/// 32–47 resync, 48–63 connection management.
+/// 32–47 resync, 48–63 connection management, 64–79 support.
 public enum PeerFrameType: UInt16, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     case hello = 1
     case challenge = 2
@@ -25,6 +25,9 @@ public enum PeerFrameType: UInt16, Sendable, Hashable, CaseIterable, CustomStrin
     case pong = 49
     case goodbye = 50
 
+    case supportRequest = 64
+    case supportData = 65
+
     public var description: String {
         switch self {
         case .hello: return "HELLO"
@@ -46,6 +49,8 @@ public enum PeerFrameType: UInt16, Sendable, Hashable, CaseIterable, CustomStrin
         case .ping: return "PING"
         case .pong: return "PONG"
         case .goodbye: return "GOODBYE"
+        case .supportRequest: return "SUPPORT_REQUEST"
+        case .supportData: return "SUPPORT_DATA"
         }
     }
 
@@ -84,6 +89,8 @@ public enum PeerFrameType: UInt16, Sendable, Hashable, CaseIterable, CustomStrin
         case .resyncDone: return 8...8
         case .bitmap: return 16...(16 + PeerProtocol.maximumDataLength)
         case .ping, .pong: return 8...8
+        case .supportRequest: return 8...8
+        case .supportData: return 16...(16 + PeerProtocol.maximumDataLength)
         }
     }
 }

@@ -25,6 +25,8 @@ public enum PeerMessage: Sendable, Hashable {
     case ping(PeerPing)
     case pong(PeerPong)
     case goodbye(PeerGoodbye)
+    case supportRequest(PeerSupportRequest)
+    case supportData(PeerSupportData)
 
     /// Decodes the payload of a validated frame. Data-carrying messages
     /// (WRITE, RESYNC_DATA, BITMAP) slice the frame's payload array without copying.
@@ -51,6 +53,8 @@ public enum PeerMessage: Sendable, Hashable {
         case .ping: self = .ping(try PeerPing(header: h, payload: p))
         case .pong: self = .pong(try PeerPong(header: h, payload: p))
         case .goodbye: self = .goodbye(try PeerGoodbye(header: h, payload: p))
+        case .supportRequest: self = .supportRequest(try PeerSupportRequest(header: h, payload: p))
+        case .supportData: self = .supportData(try PeerSupportData(header: h, payload: p))
         }
     }
 
@@ -76,6 +80,8 @@ public enum PeerMessage: Sendable, Hashable {
         case .ping: return .ping
         case .pong: return .pong
         case .goodbye: return .goodbye
+        case .supportRequest: return .supportRequest
+        case .supportData: return .supportData
         }
     }
 
@@ -101,6 +107,8 @@ public enum PeerMessage: Sendable, Hashable {
         case .ping(let m): m.encode(into: &out, version: version)
         case .pong(let m): m.encode(into: &out, version: version)
         case .goodbye(let m): m.encode(into: &out, version: version)
+        case .supportRequest(let m): m.encode(into: &out, version: version)
+        case .supportData(let m): m.encode(into: &out, version: version)
         }
     }
 
@@ -133,6 +141,8 @@ public enum PeerMessage: Sendable, Hashable {
         case .ping(let m): return m.frame(version: version)
         case .pong(let m): return m.frame(version: version)
         case .goodbye(let m): return m.frame(version: version)
+        case .supportRequest(let m): return m.frame(version: version)
+        case .supportData(let m): return m.frame(version: version)
         }
     }
 }

@@ -181,6 +181,7 @@ extension PeerStreamInvariants {
             PeerResyncDone(volumeID: 1, bytesSynced: 4096),
             PeerBitmap(volumeID: 1, byteOffset: 0, totalLength: 8, chunk: [0, 1, 0, 0, 0, 0, 0, 0][...]),
             PeerPing(token: 1), PeerPong(token: 1), PeerGoodbye(message: "bye"),
+            PeerSupportRequest(sinceSeconds: 60), PeerSupportData(byteOffset: 0, totalLength: 2, chunk: [1, 2][...]),
         ]
         for m in messages { seeds.append(m.encoded()) }
         return seeds

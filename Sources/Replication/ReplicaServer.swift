@@ -37,6 +37,8 @@ public final class ReplicaServer: Sendable {
     /// Told each link state change of a volume (its name), outside the server's lock: the node's
     /// loop looks again on it instead of polling.
     private let onLinkChange: @Sendable (String, ReplicationStatus) -> Void
+    /// Answers a SUPPORT_REQUEST (the since seconds) with this node's part of a support bundle.
+    private let supportPart = Locked<(@Sendable (UInt64) async -> [UInt8])?>(nil)
 
     public init(
         listen: TCPSocket.Address, volumes: [LocalVolume] = [], ring: IOUring, options: ReplicationOptions, logger: Logger,
@@ -53,6 +55,12 @@ public final class ReplicaServer: Sendable {
             registry.statuses[volume.configuration.name] = ReplicationStatus()
         }
         self.registry = Locked(registry)
+    }
+
+    /// From now on a SUPPORT_REQUEST is answered with what `part` returns for its since seconds
+    /// (without, it is refused as unexpected).
+    public func answerSupportRequests(with part: @escaping @Sendable (UInt64) async -> [UInt8]) {
+        supportPart.withLock { $0 = part }
     }
 
     public func status(of volume: String) -> ReplicationStatus? { registry.withLock { $0.statuses[volume] } }
@@ -318,6 +326,15 @@ public final class ReplicaServer: Sendable {
                     break
                 case .goodbye(let goodbye):
                     throw PeerLinkError.refused("peer said goodbye: \(goodbye.message)")
+                case .supportRequest(let request):
+                    // Instead of a volume: the link then carries nothing else, the asker closes it.
+                    guard volume == nil, let supportPart = self.supportPart.withLock({ $0 }) else { throw PeerLinkError.unexpected("SUPPORT_REQUEST on a volume's link") }
+                    logger.notice("support bundle part asked for", metadata: ["by": "\(session.connection.peerHost)", "since_s": "\(request.sinceSeconds)"])
+                    // Collected beside the receive loop, which goes on answering the asker's keepalive.
+                    group.addTask(executorPreference: self.ring) {
+                        let part = await supportPart(request.sinceSeconds)
+                        for frame in PeerSupportData.frames(for: part) { session.post(frame.encoded()) }
+                    }
                 default:
                     throw PeerLinkError.unexpected("\(message.frameType) on the secondary")
                 }

@@ -31,15 +31,28 @@ struct ControlOptions: ParsableArguments {
         }
     }
 
-    /// One request, one response.
+    /// One request, one response; an unreachable vmhad is exit 69 with the reason on stderr.
     func send(_ request: ControlRequest) throws -> ControlResponse {
         let path = try socketPath()
-        let unavailable = { (why: String) -> ExitCode in
-            FileHandle.standardError.write(Data("vmha: cannot reach vmhad at \(path): \(why)\n".utf8))
-            return ExitCode(69)
+        do {
+            return try ControlClient.send(request, socket: path)
+        } catch {
+            FileHandle.standardError.write(Data("vmha: cannot reach vmhad at \(path): \(error.reason)\n".utf8))
+            throw ExitCode(69)
         }
+    }
+}
+
+/// The client side of the control socket.
+enum ControlClient {
+    struct Unavailable: Error, CustomStringConvertible {
+        var reason: String
+        var description: String { reason }
+    }
+
+    static func send(_ request: ControlRequest, socket path: String) throws(Unavailable) -> ControlResponse {
         let fd: FileDescriptor
-        do { fd = try UnixSocket.socket() } catch { throw unavailable("\(error)") }
+        do { fd = try UnixSocket.socket() } catch { throw Unavailable(reason: "\(error)") }
         defer { try? fd.close() }
         do {
             _ = try UnixSocket.withAddress(path) { (address) throws(SystemCallError) in
@@ -49,16 +62,17 @@ struct ControlOptions: ParsableArguments {
                 }
             }
         } catch {
-            throw unavailable("\(error)")
+            throw Unavailable(reason: "\(error)")
         }
-        var bytes = Array(try JSONEncoder().encode(request))
+        guard let encoded = try? JSONEncoder().encode(request) else { throw Unavailable(reason: "cannot encode the request") }
+        var bytes = Array(encoded)
         bytes.append(UInt8(ascii: "\n"))
         var offset = 0
         while offset < bytes.count {
             let n = try? bytes[offset...].withUnsafeBytes { (chunk) throws(SystemCallError) in
                 try Syscall.call("write") { write(fd.rawValue, chunk.baseAddress, chunk.count) }
             }
-            guard let n, n > 0 else { throw unavailable("write failed") }
+            guard let n, n > 0 else { throw Unavailable(reason: "write failed") }
             offset += n
         }
         var answer: [UInt8] = []
@@ -71,7 +85,7 @@ struct ControlOptions: ParsableArguments {
             answer += buffer[0..<n]
             if answer.last == UInt8(ascii: "\n") { break }
         }
-        guard let response = try? JSONDecoder().decode(ControlResponse.self, from: Data(answer)) else { throw unavailable("no answer") }
+        guard let response = try? JSONDecoder().decode(ControlResponse.self, from: Data(answer)) else { throw Unavailable(reason: "no answer") }
         return response
     }
 }

@@ -121,6 +121,10 @@ struct Demo: AsyncParsableCommand {
         try await serial.waitForACK(after: verify.last + 20, timeout: .seconds(60))
         say("hostA comes back (libvirtd, links, vmhad): it rejoins as secondary and is resynced incrementally")
         let ackAtReturn = serial.lastACK() ?? verify.last
+        // The resync's figure comes from its own event on B (the sync source), not from a status
+        // read that a later link change can reset.
+        guard let eventsBefore = ha.status(1)?.eventSequence else { throw HAClusterError("hostB's vmhad did not report its event sequence") }
+        let volumes = Set(ha.vm(1)?.volumes.map(\.name) ?? [])
         try ha.hostA.startLibvirtdInExistingNamespaces()
         try ha.hostA.linksUp()
         try ha.startDaemon(0)
@@ -132,11 +136,18 @@ struct Demo: AsyncParsableCommand {
             }
             return ha.vm(0)?.state == "SECOND" && ha.vm(0)?.replica == "upToDate" && ha.vm(1)?.peerReplica == "upToDate"
         }
-        let resyncBytes = ha.vm(1)?.volumes.first?.resyncTotalBytes ?? 0
+        var finished: [(bytes: UInt64, seconds: Double)] = []
+        try await HACluster.waitUntil("hostB's resyncFinished event", timeout: .seconds(30)) {
+            finished = try ha.events(1, since: eventsBefore).compactMap {
+                if case .resyncFinished(let volume, let bytes, _, let seconds) = $0.kind, volumes.contains(volume) { (bytes, seconds) } else { nil }
+            }
+            return !finished.isEmpty
+        }
+        let resyncBytes = finished.map(\.bytes).reduce(0, +)
         // Each record is one 4 KiB block; the records written between the verification on B and
         // A's return are what A missed.
         let written = UInt64(max(0, ackAtReturn - verify.last)) * 4096
-        say("hostA is UpToDate again: \(resyncBytes) bytes resynced for \(written) bytes of records written while it was away")
+        say(String(format: "hostA is UpToDate again: %llu bytes resynced in %.1f s for %llu bytes of records written while it was away", resyncBytes, finished.map(\.seconds).reduce(0, +), written))
 
         say("failback: vmha migrate vm1 --to hostA (clean shutdown on B, role swap, start on A)")
         let failbackStart = ContinuousClock.now

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 
 /// vmha: the command-line side of vmha. Subcommands exist only when they work.
 @main
@@ -11,8 +12,9 @@ struct VMHA: AsyncParsableCommand {
             vmha drives it (status, migrate, resync, place), runs the witness, measures (bench)
             and shows the whole cluster on one machine (demo). Exit codes: docs/cli.md.
             """,
+        version: VMHAVersion.current,
         subcommands: [
             Demo.self, Status.self, Events.self, Migrate.self, Resync.self, Place.self, Add.self, Remove.self, Witness.self, Bench.self, Check.self,
-            ValidateConfig.self,
+            ValidateConfig.self, Inspect.self, SupportBundleCommand.self,
         ])
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Foundation
 import Crypto
 import HAService
@@ -25,7 +26,8 @@ struct VMHADaemon: AsyncParsableCommand {
             Writes go to the image through io_uring; changed regions are tracked in the dirty bitmap of
             the metadata file (default IMAGE.vmha), with an activity log that makes a crash cheap.
             SIGTERM or SIGINT shuts down gracefully: exports stop, metadata is closed cleanly.
-            """)
+            """,
+        version: VMHAVersion.current)
 
     @Option(help: "Run the HA service from this cluster configuration (docs/config.md) instead of --export/--replica.")
     var config: String?
@@ -98,12 +100,9 @@ struct VMHADaemon: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        // With a configuration, also the state directory's log file (unless under journald).
+        let stateDirectory = config.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }.flatMap { try? ClusterConfiguration.parse($0).stateDirectory }
+        DaemonLogging.bootstrap(level: logLevel, stateDirectory: stateDirectory)
         let logger = Logger(label: "vmhad")
         if let config {
             try await runCluster(configPath: config, logger: logger)

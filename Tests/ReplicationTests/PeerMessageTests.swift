@@ -32,6 +32,8 @@ let sampleMessages: [PeerMessage] = [
     .ping(PeerPing(token: 77)),
     .pong(PeerPong(token: 77)),
     .goodbye(PeerGoodbye(reason: 0, message: "shutting down")),
+    .supportRequest(PeerSupportRequest(sinceSeconds: 3600)),
+    .supportData(PeerSupportData(byteOffset: 4, totalLength: 9, chunk: Array("bundl".utf8)[...])),
 ]
 
 @Suite struct PeerMessageTests {
