@@ -91,6 +91,8 @@ final class LogFile: Sendable {
     }
 
     private static func open(_ path: String) -> (handle: FileHandle?, size: UInt64) {
+        // The first start: the node creates the state directory only later.
+        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) }
         guard let handle = FileHandle(forWritingAtPath: path) else { return (nil, 0) }
         let size = (try? handle.seekToEnd()) ?? 0
