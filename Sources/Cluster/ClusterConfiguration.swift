@@ -70,13 +70,31 @@ public struct ClusterConfiguration: Sendable, Equatable {
     public var splitBrainPolicy: SplitBrainPolicy
     /// `metrics.listen`: where vmhad serves `/metrics` (Prometheus); nil: off.
     public var metricsListen: EndpointAddress?
+    /// `[console]`: the web console (docs/console.md); nil: off.
+    public var console: Console?
+
+    /// The web console: where it listens, the login token's file, TLS.
+    public struct Console: Sendable, Equatable {
+        public var listen: EndpointAddress
+        /// A root-only file holding the login token (its first line).
+        public var tokenFile: String
+        public var tlsCertificate: String?
+        public var tlsKey: String?
+        public init(listen: EndpointAddress, tokenFile: String, tlsCertificate: String? = nil, tlsKey: String? = nil) {
+            self.listen = listen
+            self.tokenFile = tokenFile
+            self.tlsCertificate = tlsCertificate
+            self.tlsKey = tlsKey
+        }
+    }
 
     public init(
         clusterName: String, keyFile: String, stateDirectory: String = "/var/lib/vmha",
         hosts: [HostConfiguration], witness: Witness? = nil, vms: [VMConfiguration] = [],
         limits: Limits = Limits(), timeouts: Timeouts = Timeouts(), nbd: NBD = NBD(),
-        splitBrainPolicy: SplitBrainPolicy = .disconnect, metricsListen: EndpointAddress? = nil
+        splitBrainPolicy: SplitBrainPolicy = .disconnect, metricsListen: EndpointAddress? = nil, console: Console? = nil
     ) {
+        self.console = console
         self.metricsListen = metricsListen
         self.clusterName = clusterName
         self.keyFile = keyFile

@@ -24,6 +24,7 @@ struct ConfigurationParser {
         let timeouts = try parseTimeouts(witnessConfigured: witness != nil)
         let nbd = try parseNBD()
         let metricsListen = try parseMetrics()
+        let console = try parseConsole()
         let vms = try parseVMs(hostNames: hosts.map(\.name), limits: limits)
         try root.rejectUnknownKeys()
 
@@ -33,7 +34,36 @@ struct ConfigurationParser {
         }
         return ClusterConfiguration(
             clusterName: name, keyFile: keyFile, stateDirectory: stateDirectory, hosts: hosts, witness: witness,
-            vms: vms, limits: limits, timeouts: timeouts, nbd: nbd, splitBrainPolicy: splitBrainPolicy, metricsListen: metricsListen)
+            vms: vms, limits: limits, timeouts: timeouts, nbd: nbd, splitBrainPolicy: splitBrainPolicy, metricsListen: metricsListen,
+            console: console)
+    }
+
+    /// `[console]` (docs/console.md): off unless `listen` is set; a token file is then required,
+    /// TLS needs both files.
+    private mutating func parseConsole() throws(ConfigurationError) -> ClusterConfiguration.Console? {
+        guard var table = try root.optionalTable("console") else { return nil }
+        let listen = try table.optionalString("listen")
+        let tokenFile = try table.optionalString("token_file")
+        let certificate = try table.optionalString("tls_certificate")
+        let key = try table.optionalString("tls_key")
+        try table.rejectUnknownKeys()
+        guard let listen else {
+            if tokenFile != nil || certificate != nil || key != nil {
+                throw ConfigurationError(key: table.keyPath("listen"), problem: "required key is missing (the console is off without it)")
+            }
+            return nil
+        }
+        let address = try address(listen, key: table.keyPath("listen"))
+        guard let tokenFile else {
+            throw ConfigurationError(key: table.keyPath("token_file"), problem: "required key is missing (no anonymous access to the console)")
+        }
+        for (name, path) in [("token_file", tokenFile), ("tls_certificate", certificate), ("tls_key", key)] {
+            if let path, !path.hasPrefix("/") { throw ConfigurationError(key: table.keyPath(name), problem: "\"\(path)\" is not an absolute path") }
+        }
+        if (certificate == nil) != (key == nil) {
+            throw ConfigurationError(key: table.keyPath(certificate == nil ? "tls_certificate" : "tls_key"), problem: "TLS needs both tls_certificate and tls_key")
+        }
+        return ClusterConfiguration.Console(listen: address, tokenFile: tokenFile, tlsCertificate: certificate, tlsKey: key)
     }
 
     /// `[metrics] listen = "ADDR:PORT"` (docs/observability.md; 9470 is the documented port).

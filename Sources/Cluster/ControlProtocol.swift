@@ -164,6 +164,10 @@ public struct VolumeReport: Codable, Sendable {
     /// The running resync's rate and time left, from its last progress event (nil until known).
     public var resyncBytesPerSecond: Double?
     public var resyncETASeconds: Double?
+    /// The image and metadata files here, and the current data generation (hex).
+    public var image: String?
+    public var metadata: String?
+    public var generation: String?
 
     public init(name: String, role: String, link: String, dirtyBytes: UInt64, resyncTotalBytes: UInt64, resyncDoneBytes: UInt64, resyncSeconds: Double, resyncsCompleted: Int, lastError: String?, splitBrainResolved: String? = nil, resyncBytesPerSecond: Double? = nil, resyncETASeconds: Double? = nil) {
         self.resyncBytesPerSecond = resyncBytesPerSecond

@@ -6,7 +6,7 @@ import Volume
 
 extension ClusterNode {
     /// Answers one control request; every refusal is logged with the reason the reply carries.
-    func handle(_ request: ControlRequest) async -> ControlResponse {
+    public func handle(_ request: ControlRequest) async -> ControlResponse {
         let response = await answer(request)
         if !response.ok {
             logger.warning("control request refused", metadata: [
@@ -124,13 +124,17 @@ extension ClusterNode {
             for (index, (volume, status)) in row.volumes.enumerated() {
                 // The resync events' own figures (`resyncProgress`), only while it runs.
                 let rate = status?.link == .syncSource ? resyncRates[row.module.volumeNames[index]] : nil
-                vm.volumes.append(VolumeReport(
+                var volumeReport = VolumeReport(
                     name: row.module.volumeNames[index], role: row.module.role == .primary ? "primary" : "secondary",
                     link: status?.link.rawValue ?? "standalone", dirtyBytes: await volume.dirtyBytes,
                     resyncTotalBytes: status?.resyncTotalBytes ?? 0, resyncDoneBytes: status?.resyncDoneBytes ?? 0,
                     resyncSeconds: status?.resyncSeconds ?? 0, resyncsCompleted: status?.resyncsCompleted ?? 0, lastError: status?.lastError,
                     splitBrainResolved: status?.splitBrainResolved, resyncBytesPerSecond: rate,
-                    resyncETASeconds: rate.flatMap { rate in status.flatMap { rate > 0 ? Double($0.resyncRemainingBytes) / rate : nil } }))
+                    resyncETASeconds: rate.flatMap { rate in status.flatMap { rate > 0 ? Double($0.resyncRemainingBytes) / rate : nil } })
+                volumeReport.image = volume.configuration.imagePath
+                volumeReport.metadata = volume.configuration.metadataPath
+                volumeReport.generation = String(await volume.metadataSnapshot.generations.current, radix: 16, uppercase: true)
+                vm.volumes.append(volumeReport)
             }
             report.vms.append(vm)
         }

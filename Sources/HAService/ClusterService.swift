@@ -55,6 +55,8 @@ public struct ClusterSetup: Sendable {
     public var host: String
     public var key: [UInt8]
     public var socketGroup: gid_t?
+    /// The console's login token (`console.token_file`), when the console is on.
+    public var consoleToken: String?
 
     public static func load(path: String, host: String?) -> Result<ClusterSetup, ConfigProblem> {
         let text: String
@@ -93,7 +95,11 @@ public struct ClusterSetup: Sendable {
         } catch {
             return .failure(ConfigProblem("\(path): cluster.state_directory: cannot create \(configuration.stateDirectory): \(error.localizedDescription)"))
         }
-        return .success(ClusterSetup(configuration: configuration, host: name, key: Array(keyData), socketGroup: group))
+        var token: String?
+        if let console = configuration.console {
+            do { token = try ConsoleSessions.readToken(path: console.tokenFile) } catch { return .failure(ConfigProblem("\(path): \(error)")) }
+        }
+        return .success(ClusterSetup(configuration: configuration, host: name, key: Array(keyData), socketGroup: group, consoleToken: token))
     }
 }
 

@@ -204,6 +204,16 @@ extension VMHADaemon {
             services.append(MetricsService(
                 host: metricsAddress.host, port: metricsAddress.port, registry: registry, refresh: { await node.refreshMetrics() }, logger: logger))
         }
+        if let console = setup.configuration.console, let token = setup.consoleToken {
+            do {
+                services.append(try ConsoleService(
+                    console: console, token: token, configurationText: { (try? String(contentsOfFile: configPath, encoding: .utf8)) ?? "" },
+                    handle: { await node.handle($0) }, logger: logger))
+            } catch {
+                FileHandle.standardError.write(Data("vmhad: \(configPath): console: \(error)\n".utf8))
+                throw ExitCode(78)
+            }
+        }
         try await Self.serve(services, ring: ring, logger: logger)
     }
 }
