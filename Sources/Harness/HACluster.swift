@@ -50,6 +50,8 @@ public final class HACluster: @unchecked Sendable {
     public let controlSockets: [String]
     public let witnessIP: String
     public let key: String
+    /// The console's login token (`console.token_file`'s line), used when `consolePort` is set.
+    public let consoleToken: String
     public private(set) var daemons: [NamespacedDaemon?] = [nil, nil]
     public private(set) var witness: NamespacedDaemon?
     private var logIndex = 0
@@ -64,12 +66,12 @@ public final class HACluster: @unchecked Sendable {
     public convenience init(
         cluster: TestCluster, guest: TestGuest, vmhad: String, vmha: String, diskBytes: UInt64 = 64 << 20,
         failback: String = "manual", ownCapacity: [Int: (vcpus: Int, memoryMiB: Int)] = [:], detectionMs: Int? = nil,
-        metricsPort: Int? = nil
+        metricsPort: Int? = nil, consolePort: Int? = nil
     ) throws {
         try self.init(
             cluster: cluster, guest: guest, vmhad: vmhad, vmha: vmha,
             vms: [VM(name: "vm1", workload: .records, diskBytes: diskBytes, memoryMiB: 192, failback: failback)],
-            ownCapacity: ownCapacity, detectionMs: detectionMs, metricsPort: metricsPort)
+            ownCapacity: ownCapacity, detectionMs: detectionMs, metricsPort: metricsPort, consolePort: consolePort)
     }
 
     /// Writes the key, the domain XMLs and one configuration per host (the hosts share /tmp, so
@@ -81,10 +83,11 @@ public final class HACluster: @unchecked Sendable {
     ///   - concurrentStarts: `limits.concurrent_starts` (nil: the default).
     ///   - detectionMs: `timeouts.detection_ms` (nil: the default).
     ///   - metricsPort: `metrics.listen` on every address of the host (nil: off).
+    ///   - consolePort: `console.listen` on every address of the host, its token in ``consoleToken`` (nil: off).
     public init(
         cluster: TestCluster, guest: TestGuest, vmhad: String, vmha: String, vms: [VM],
         capacity: [Resources?] = [nil, nil], ownCapacity: [Int: (vcpus: Int, memoryMiB: Int)] = [:],
-        concurrentStarts: Int? = nil, detectionMs: Int? = nil, metricsPort: Int? = nil
+        concurrentStarts: Int? = nil, detectionMs: Int? = nil, metricsPort: Int? = nil, consolePort: Int? = nil
     ) throws {
         precondition(cluster.hosts.count >= 3, "hosts A, B and the witness host C")
         precondition(!vms.isEmpty && capacity.count == 2)
@@ -104,6 +107,10 @@ public final class HACluster: @unchecked Sendable {
         self.key = key
         try Data((0..<32).map { _ in UInt8.random(in: 0...255) }).write(to: URL(fileURLWithPath: key))
         _ = try? Syscall.call("chmod") { chmod(key, 0o600) }
+        consoleToken = (0..<24).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        let tokenFile = "\(scratch)/console.token"
+        try "\(consoleToken)\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        _ = try? Syscall.call("chmod") { chmod(tokenFile, 0o600) }
 
         // Each VM names a file disk; vmhad rewrites it to its NBD export on whichever host runs it.
         var serials: [String: SerialLog] = [:]
@@ -164,6 +171,7 @@ public final class HACluster: @unchecked Sendable {
                 socket_mode = "0666"
                 \(detectionMs.map { "[timeouts]\ndetection_ms = \($0)" } ?? "")
                 \(metricsPort.map { "[metrics]\nlisten = \"0.0.0.0:\($0)\"" } ?? "")
+                \(consolePort.map { "[console]\nlisten = \"0.0.0.0:\($0)\"\ntoken_file = \"\(tokenFile)\"" } ?? "")
                 \(vmsTOML)
                 """
             let path = "\(dir)/vmha.toml"
