@@ -168,6 +168,10 @@ public struct VolumeReport: Codable, Sendable {
     public var image: String?
     public var metadata: String?
     public var generation: String?
+    /// Guest writes completed here since vmhad opened the volume, and their summed completion
+    /// time in seconds (mean latency over an interval: the difference of two reads).
+    public var guestWrites: UInt64?
+    public var guestWriteSeconds: Double?
 
     public init(name: String, role: String, link: String, dirtyBytes: UInt64, resyncTotalBytes: UInt64, resyncDoneBytes: UInt64, resyncSeconds: Double, resyncsCompleted: Int, lastError: String?, splitBrainResolved: String? = nil, resyncBytesPerSecond: Double? = nil, resyncETASeconds: Double? = nil) {
         self.resyncBytesPerSecond = resyncBytesPerSecond

@@ -134,6 +134,8 @@ extension ClusterNode {
                 volumeReport.image = volume.configuration.imagePath
                 volumeReport.metadata = volume.configuration.metadataPath
                 volumeReport.generation = String(await volume.metadataSnapshot.generations.current, radix: 16, uppercase: true)
+                let writes = await volume.guestWrites
+                (volumeReport.guestWrites, volumeReport.guestWriteSeconds) = (writes.count, writes.seconds)
                 vm.volumes.append(volumeReport)
             }
             report.vms.append(vm)

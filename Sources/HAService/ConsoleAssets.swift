@@ -31,7 +31,8 @@ enum ConsoleAssets {
         <p id="action-result" role="status"></p>
         <div id="place"><button id="place-plan">Plan a balanced placement</button><pre id="place-diff"></pre><button id="place-apply" hidden>Apply this plan</button></div>
         <section id="detail" hidden><h2 id="detail-name"></h2><div id="detail-disks"></div>
-        <h3>Resync rate (last minutes)</h3><canvas id="detail-chart" width="600" height="120"></canvas>
+        <h3>Guest write latency, mean between two reads (last 10 minutes)</h3><canvas id="latency-chart" width="600" height="120"></canvas>
+        <h3>Resync rate (last 10 minutes)</h3><canvas id="detail-chart" width="600" height="120"></canvas>
         <h3>Events</h3><ul id="detail-events" class="events"></ul></section>
         </section>
         <section id="events-tab" class="tab" hidden>
@@ -59,6 +60,7 @@ enum ConsoleAssets {
         .events li { padding: .15em 0; border-bottom: 1px solid #e3e6ea; } button { cursor: pointer; }
         body.login { display: grid; place-items: center; height: 100vh; } #login-form { background: #fff; padding: 2em; border-radius: 6px; display: grid; gap: .6em; }
         #login-error { color: #c21d2f; min-height: 1.2em; } pre { background: #fff; padding: 1em; overflow: auto; }
+        canvas { background: #fff; border-radius: 6px; box-shadow: 0 1px 2px #0002; }
         """
 
     static let script = #"""
@@ -76,7 +78,7 @@ enum ConsoleAssets {
         } else {
           const csrf = document.querySelector('meta[name="csrf"]').content;
           let state = null, events = [], detail = null;
-          const rates = {};
+          const rates = {}, latencies = {}, lastWrites = {};
           async function post(path, body) {
             const r = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(body) });
             return r.json();
@@ -171,17 +173,33 @@ enum ConsoleAssets {
             const disks = $("detail-disks"); disks.replaceChildren();
             for (const d of vm.volumes) disks.append(el("div", d.name + ": image " + (d.image || "?") + ", metadata " + (d.metadata || "?") + ", generation " + (d.generation || "?") + ", link " + d.link + ", role " + d.role + ", " + d.resyncsCompleted + " resyncs done"));
             $("detail-events").replaceChildren(...events.filter((e) => eventVM(e) === vm.name).slice(-50).reverse().map(eventLine));
-            const c = $("detail-chart"), g = c.getContext("2d"); g.clearRect(0, 0, c.width, c.height);
-            const points = (rates[vm.name] || []).filter((p) => p.t > Date.now() / 1000 - 600), max = Math.max(1, ...points.map((p) => p.v));
+            chart($("latency-chart"), latencies[vm.name] || [], (v) => (v * 1000).toFixed(2) + " ms", 0.001);
+            chart($("detail-chart"), rates[vm.name] || [], (v) => bytes(v) + "/s", 1);
+          }
+          function chart(c, series, label, floor) {
+            const g = c.getContext("2d"), now = Date.now() / 1000; g.clearRect(0, 0, c.width, c.height);
+            const points = series.filter((p) => p.t > now - 600), max = Math.max(floor, ...points.map((p) => p.v));
             g.strokeStyle = "#4589ff"; g.beginPath();
-            points.forEach((p, i) => { const x = c.width * (p.t - (Date.now() / 1000 - 600)) / 600, y = c.height - 4 - (c.height - 8) * p.v / max; i ? g.lineTo(x, y) : g.moveTo(x, y); });
-            g.stroke(); g.fillText(bytes(max) + "/s", 4, 12);
+            points.forEach((p, i) => { const x = c.width * (p.t - (now - 600)) / 600, y = c.height - 4 - (c.height - 8) * p.v / max; i ? g.lineTo(x, y) : g.moveTo(x, y); });
+            g.stroke(); g.fillStyle = "#4589ff";
+            points.forEach((p) => { g.beginPath(); g.arc(c.width * (p.t - (now - 600)) / 600, c.height - 4 - (c.height - 8) * p.v / max, 2, 0, 7); g.fill(); });
+            g.fillStyle = "#1d2330"; g.fillText("max " + label(max) + (points.length ? "" : " (no data yet)"), 4, 12);
+            c.dataset.points = points.length;
+          }
+          // Mean write latency per VM between two state reads, from the volumes' running totals.
+          function sampleLatency(s) {
+            const now = Date.now() / 1000;
+            for (const vm of s.vms) {
+              const count = vm.volumes.reduce((a, d) => a + (d.guestWrites || 0), 0), seconds = vm.volumes.reduce((a, d) => a + (d.guestWriteSeconds || 0), 0);
+              const last = lastWrites[vm.name]; lastWrites[vm.name] = { count, seconds };
+              if (last && count > last.count) (latencies[vm.name] = latencies[vm.name] || []).push({ t: now, v: (seconds - last.seconds) / (count - last.count) });
+            }
           }
           let pending = null;
           async function refresh() {
             const r = await fetch("/api/state");
             if (r.status === 401) { location.reload(); return; }
-            const answer = await r.json(); if (answer.status) { state = answer.status; render(); }
+            const answer = await r.json(); if (answer.status) { state = answer.status; sampleLatency(state); render(); }
           }
           function soon() { if (!pending) pending = setTimeout(() => { pending = null; refresh(); }, 150); }
           const source = new EventSource("/api/events");

@@ -107,6 +107,10 @@ public actor LocalVolume {
     public enum GuestChangeGate: Sendable { case open, held, refused }
 
     public var dirtyBytes: UInt64 { bitmap.dirtyByteCount }
+
+    /// Guest writes completed since open and their summed completion time (local and peer):
+    /// the console charts the mean latency between two reads of these.
+    public private(set) var guestWrites: (count: UInt64, seconds: Double) = (0, 0)
     public var generations: GenerationIdentifiers { metadata.generations }
     public var hotExtents: Int { activityLog.hotCount }
 
@@ -374,7 +378,10 @@ public actor LocalVolume {
             if let started {
                 metrics.writes.increment()
                 metrics.writtenBytes.increment(by: data.count)
-                metrics.writeLatency.record(duration: started.duration(to: .now))
+                let elapsed = started.duration(to: .now)
+                metrics.writeLatency.record(duration: elapsed)
+                guestWrites.count += 1
+                guestWrites.seconds += Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
             }
         }
         try await modify(offset: offset, length: UInt64(data.count), origin: origin) { position, piece in

@@ -123,6 +123,14 @@ struct ConsoleBrowserTests {
         }
         try browser.click("nav button[data-tab=\"events-tab\"]")
         try shot("events-resync-finished")
+        // vm1's detail: its disks and the chart of the guest's write latency as the guest writes.
+        try browser.click("nav button[data-tab=\"vms-tab\"]")
+        try browser.click("\(row) td a")
+        try await waitForPage("write latency points on vm1's chart", timeout: .seconds(20)) {
+            (Int(try browser.script("return document.getElementById('latency-chart').dataset.points || '0';") as? String ?? "0") ?? 0) >= 2
+        }
+        #expect(try browser.text("#detail-disks")?.contains("image ") == true)
+        try shot("vm1-detail")
         // The console never shows the cluster key.
         let key = try Data(contentsOf: URL(fileURLWithPath: ha.key))
         let hex = key.map { String(format: "%02x", $0) }.joined()
