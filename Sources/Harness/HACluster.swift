@@ -324,15 +324,14 @@ public final class HACluster: @unchecked Sendable {
     /// Runs `body`, then stops vmhad, the witness and `watch` on every path out of it; on failure
     /// their logs go to stderr first.
     public func run<T: Sendable>(watching watch: DualRunWatch? = nil, _ body: (HACluster) async throws -> T) async throws -> T {
+        // Stopping runs in a task of its own, so a cancelled body still stops every daemon.
         do {
             let result = try await body(self)
-            await watch?.stop()
-            await stopAll()
+            await Task { await watch?.stop(); await stopAll() }.value
             return result
         } catch {
-            await watch?.stop()
             FileHandle.standardError.write(Data("\(error)\n\(logs())\n\(keepLogs())\n".utf8))
-            await stopAll()
+            await Task { await watch?.stop(); await stopAll() }.value
             throw error
         }
     }

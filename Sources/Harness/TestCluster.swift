@@ -65,12 +65,14 @@ public final class TestCluster: Sendable {
         _ body: (TestCluster) async throws -> T
     ) async throws -> T {
         let cluster = try await start(configuration, logger: logger)
+        // Teardown in a task of its own: a cancelled body (Ctrl-C in `vmha demo`) must not cut
+        // the waits of the teardown short and leave domains, daemons or namespaces behind.
         do {
             let result = try await body(cluster)
-            await cluster.shutdown()
+            await Task { await cluster.shutdown() }.value
             return result
         } catch {
-            await cluster.shutdown()
+            await Task { await cluster.shutdown() }.value
             throw error
         }
     }

@@ -22,6 +22,9 @@ struct Demo: AsyncParsableCommand {
     @Flag(help: "End with one JSON object of the measured results.")
     var json = false
 
+    @Flag(help: "Serve both hosts' web consoles on 127.0.0.1:9480 (hostA) and :9481 (hostB) from the start, and keep the cluster up after the demo until Ctrl-C.")
+    var console = false
+
     struct Result: Codable {
         var failover_seconds: Double
         var takeover_seconds: Double
@@ -36,7 +39,7 @@ struct Demo: AsyncParsableCommand {
 
     func run() async throws {
         guard getuid() == 0 else { throw ValidationError("vmha demo needs root (namespaces, libvirtd, QEMU)") }
-        let json = self.json
+        let json = self.json, console = self.console
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = .warning
@@ -44,10 +47,11 @@ struct Demo: AsyncParsableCommand {
         }
         let logger = Logger(label: "vmha.demo")
         let start = ContinuousClock.now
-        func say(_ text: String) {
+        @Sendable func say(_ text: String) {
             let elapsed = start.duration(to: .now).components.seconds
             let line = String(format: "[%4ds] ", elapsed) + text
-            if json { FileHandle.standardError.write(Data((line + "\n").utf8)) } else { print(line) }
+            // Unbuffered also into a pipe or a file (`| tee`): the console's URL must show at once.
+            (json ? FileHandle.standardError : FileHandle.standardOutput).write(Data((line + "\n").utf8))
         }
         let here = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
         let vmha = here.path
@@ -57,10 +61,23 @@ struct Demo: AsyncParsableCommand {
         say("preparing the test guest (Debian cloud kernel + busybox initramfs, cached)")
         let guest = try TestGuest.prepare(logger: logger)
         say("starting three simulated hosts: hostA and hostB (own libvirtd, network namespace, veth links) and hostC for the witness")
-        let result = try await TestCluster.with(.init(hosts: 3), logger: logger) { cluster -> Result in
-            try await HACluster(cluster: cluster, guest: guest, vmhad: vmhad, vmha: vmha).run { ha in
-                try await Self.scenario(ha, say: say, logger: logger)
-            }
+        // Ctrl-C at any point cancels the demo; the cluster's teardown still runs in full.
+        signal(SIGINT, SIG_IGN)
+        let interrupted = Locked(false)
+        let work = Task { try await Self.cluster(guest: guest, vmhad: vmhad, vmha: vmha, console: console, say: say, logger: logger) }
+        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT)
+        interrupt.setEventHandler {
+            interrupted.withLock { $0 = true }
+            work.cancel()
+        }
+        interrupt.resume()
+        defer { interrupt.cancel() }
+        let result: Result
+        do {
+            result = try await work.value
+        } catch where interrupted.withLock({ $0 }) {
+            say("interrupted; everything was torn down")
+            throw ExitCode(130)
         }
         say("done; everything was torn down")
         if json {
@@ -79,6 +96,38 @@ struct Demo: AsyncParsableCommand {
                 """)
         }
         if result.lost_records > 0 || result.dual_primary_observed || !result.replicas_identical { throw ExitCode.failure }
+    }
+
+    static let consolePort = 9480
+
+    /// The cluster, the scenario, and with `console` the consoles until Ctrl-C (cancellation).
+    private static func cluster(guest: TestGuest, vmhad: String, vmha: String, console: Bool, say: @escaping @Sendable (String) -> Void, logger: Logger) async throws -> Result {
+        try await TestCluster.with(.init(hosts: 3), logger: logger) { cluster -> Result in
+            try await HACluster(cluster: cluster, guest: guest, vmhad: vmhad, vmha: vmha, consolePort: console ? Self.consolePort : nil).run { ha in
+                var forwarders: [NamespaceForwarder] = []
+                defer { for f in forwarders { f.stop() } }
+                if console {
+                    for (i, host) in [ha.hostA, ha.hostB].enumerated() {
+                        forwarders.append(try NamespaceForwarder(port: Self.consolePort + i, namespace: host.netns, targetHost: "127.0.0.1", targetPort: Self.consolePort))
+                    }
+                    say("web consoles: http://127.0.0.1:\(Self.consolePort)/ (hostA) and http://127.0.0.1:\(Self.consolePort + 1)/ (hostB), answering once vmhad runs; login token: \(ha.consoleToken)")
+                }
+                let result = try await Self.scenario(ha, say: say, logger: logger)
+                if console { try await Self.keepUp(ha, say: say) }
+                return result
+            }
+        }
+    }
+
+    /// After the demo: both vmhad again (vm1 starts on hostA), until Ctrl-C.
+    private static func keepUp(_ ha: HACluster, say: (String) -> Void) async throws {
+        try ha.startDaemon(0)
+        try ha.startDaemon(1)
+        try await HACluster.waitUntil("vm1 running on hostA again", timeout: .seconds(120)) { ha.vm(0)?.state == "PRIM" }
+        say("the cluster is up again with the consoles above (token \(ha.consoleToken)); Ctrl-C ends it and tears everything down")
+        // Ctrl-C cancels this task (see run()); until then it sleeps.
+        while (try? await Task.sleep(for: .seconds(3600))) != nil {}
+        say("Ctrl-C: tearing down")
     }
 
     private static func scenario(_ ha: HACluster, say: (String) -> Void, logger: Logger) async throws -> Result {
