@@ -127,18 +127,6 @@ struct CheckMachineTests {
     }
 
     @Test func documentedTableMatchesCode() throws {
-        let begin = "<!-- BEGIN GENERATED CHECK TABLE -->\n", end = "<!-- END GENERATED CHECK TABLE -->"
-        let generated = CheckMachine.markdownTable() + "\n"
-        let path = Repository.root.appendingPathComponent("docs/ha.md")
-        var doc = try String(contentsOf: path, encoding: .utf8)
-        let start = try #require(doc.range(of: begin))
-        let stop = try #require(doc.range(of: end, range: start.upperBound..<doc.endIndex))
-        if ProcessInfo.processInfo.environment["VMHA_UPDATE_DOCS"] == "1" {
-            doc.replaceSubrange(start.upperBound..<stop.lowerBound, with: generated)
-            try doc.write(to: path, atomically: true, encoding: .utf8)
-            return
-        }
-        #expect(String(doc[start.upperBound..<stop.lowerBound]) == generated,
-                "docs/ha.md is stale: run VMHA_UPDATE_DOCS=1 swift test --filter CheckMachineTests")
+        try Repository.expectGeneratedSection("CHECK TABLE", in: "docs/ha.md", toBe: CheckMachine.markdownTable(), rerun: "CheckMachineTests")
     }
 }

@@ -129,18 +129,6 @@ import Testing
     }
 
     @Test func documentedTableMatchesCode() throws {
-        let begin = "<!-- BEGIN GENERATED TABLE -->\n", end = "<!-- END GENERATED TABLE -->"
-        let generated = ModuleStateMachine.markdownTable() + "\n"
-        let path = Repository.root.appendingPathComponent("docs/state-machine.md")
-        var doc = try String(contentsOf: path, encoding: .utf8)
-        let start = try #require(doc.range(of: begin))
-        let stop = try #require(doc.range(of: end, range: start.upperBound..<doc.endIndex))
-        if ProcessInfo.processInfo.environment["VMHA_UPDATE_DOCS"] == "1" {
-            doc.replaceSubrange(start.upperBound..<stop.lowerBound, with: generated)
-            try doc.write(to: path, atomically: true, encoding: .utf8)
-            return
-        }
-        #expect(String(doc[start.upperBound..<stop.lowerBound]) == generated,
-                "docs/state-machine.md is stale: run VMHA_UPDATE_DOCS=1 swift test --filter documentedTableMatchesCode")
+        try Repository.expectGeneratedSection("TABLE", in: "docs/state-machine.md", toBe: ModuleStateMachine.markdownTable(), rerun: "documentedTableMatchesCode")
     }
 }
