@@ -264,13 +264,71 @@ struct ConfigurationParser {
                 }
                 disks.append(VMConfiguration.Disk(selector: selector, imagePath: image, metadataPath: metadata))
             }
+            let checks = try parseChecks(&table)
+            let recovery = try parseRecovery(&table)
             try table.rejectUnknownKeys()
             vms.append(
                 VMConfiguration(
                     name: name, domainXMLPath: xml, disks: disks, priority: priority, preferredHost: preferred,
-                    failback: failback))
+                    failback: failback, checks: checks, recovery: recovery))
         }
         return vms
+    }
+}
+
+extension ConfigurationParser {
+    /// `[[vms.checks]]` (docs/config.md): kind, what it probes, and when it counts as failed.
+    fileprivate func parseChecks(_ vm: inout ConfigTable) throws(ConfigurationError) -> [VMConfiguration.Check] {
+        var checks: [VMConfiguration.Check] = []
+        for var table in try vm.optionalTableArray("checks") ?? [] {
+            let kind = try table.string("kind")
+            let probe: VMConfiguration.Check.Probe
+            let defaultName: String
+            switch kind {
+            case "script":
+                let command = try table.string("command")
+                guard command.contains(where: { !$0.isWhitespace }) else {
+                    throw ConfigurationError(key: table.keyPath("command"), problem: "an empty command")
+                }
+                probe = .script(command)
+                defaultName = "script"
+            case "tcp":
+                let text = try table.string("address")
+                let address = try address(text, key: table.keyPath("address"))
+                probe = .tcp(address)
+                defaultName = "tcp \(text)"
+            default:
+                throw ConfigurationError(key: table.keyPath("kind"), problem: "\"\(kind)\" is not one of script, tcp")
+            }
+            let name = try table.optionalString("name") ?? defaultName
+            if checks.contains(where: { $0.name == name }) {
+                throw ConfigurationError(key: table.keyPath("name"), problem: "two checks named \"\(name)\" (give each a name)")
+            }
+            let interval = try table.int("interval_ms", default: 5000, minimum: 100)
+            let timeout = try table.int("timeout_ms", default: 2000, minimum: 10)
+            guard timeout <= interval else {
+                throw ConfigurationError(key: table.keyPath("timeout_ms"), problem: "\(timeout) exceeds interval_ms (\(interval))")
+            }
+            let thresholds = CheckThresholds(
+                failuresBeforeAction: try table.int("failures", default: 3, minimum: 1),
+                startupGrace: .milliseconds(try table.int("startup_grace_ms", default: 60_000, minimum: 0)),
+                flapChanges: try table.int("flap_changes", default: 4, minimum: 2),
+                flapWindow: .milliseconds(try table.int("flap_window_ms", default: 600_000, minimum: 1000)))
+            try table.rejectUnknownKeys()
+            checks.append(VMConfiguration.Check(name: name, probe: probe, interval: .milliseconds(interval), timeout: .milliseconds(timeout), thresholds: thresholds))
+        }
+        return checks
+    }
+
+    /// `[vms.recovery]`: restarts before a move, their window, the hold-down after a move.
+    fileprivate func parseRecovery(_ vm: inout ConfigTable) throws(ConfigurationError) -> RecoveryLimits {
+        guard var table = try vm.optionalTable("recovery") else { return RecoveryLimits() }
+        let limits = RecoveryLimits(
+            restarts: try table.int("restarts", default: 3, minimum: 0),
+            window: .milliseconds(try table.int("window_ms", default: 600_000, minimum: 1000)),
+            holdDown: .milliseconds(try table.int("hold_down_ms", default: 1_800_000, minimum: 0)))
+        try table.rejectUnknownKeys()
+        return limits
     }
 }
 

@@ -134,6 +134,8 @@ public struct VMStatusReport: Codable, Sendable {
     public var lastError: String?
     public var notStarted: String?
     public var volumes: [VolumeReport]
+    /// The VM's checks as this host judges them (only where it runs: elsewhere they do not run).
+    public var checks: [CheckReport]?
 
     public init(name: String, state: String, replica: String, peerState: String?, peerReplica: String?, runsOn: String?, domain: String?, lastError: String?, notStarted: String?, volumes: [VolumeReport]) {
         self.name = name
@@ -146,6 +148,21 @@ public struct VMStatusReport: Codable, Sendable {
         self.lastError = lastError
         self.notStarted = notStarted
         self.volumes = volumes
+    }
+}
+
+/// One `[[vms.checks]]` entry's state (``CheckMachine``) and its last result.
+public struct CheckReport: Codable, Sendable, Equatable {
+    public var name: String
+    public var health: String
+    public var consecutiveFailures: Int
+    public var lastResult: String?
+
+    public init(name: String, health: String, consecutiveFailures: Int, lastResult: String?) {
+        self.name = name
+        self.health = health
+        self.consecutiveFailures = consecutiveFailures
+        self.lastResult = lastResult
     }
 }
 

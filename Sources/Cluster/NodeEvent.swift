@@ -33,6 +33,10 @@ public struct NodeEvent: Sendable, Codable, Equatable {
         case notStarted(vm: String, reason: String)
         /// An operator's command (`vmha migrate`, `resync`, `add`, `remove`, `place`) and its outcome.
         case command(name: String, vm: String?, ok: Bool, detail: String)
+        /// A VM check's health changed (``CheckMachine``): healthy, failing, failed, flapping…
+        case check(vm: String, check: String, health: String, detail: String)
+        /// What a failed check led to (``RecoveryPolicy``): restart, move, gaveUp.
+        case recovery(vm: String, action: String, detail: String)
         /// The state when a reader starts (`vmha events`, like `drbdsetup events2 --now`): one per VM.
         case exists(vm: String, status: ModuleStatus, links: [String: String])
     }
@@ -72,6 +76,8 @@ extension NodeEvent.Kind {
         case .failoverWave: "failoverWave"
         case .notStarted: "notStarted"
         case .command: "command"
+        case .check: "check"
+        case .recovery: "recovery"
         case .exists: "exists"
         }
     }

@@ -26,6 +26,32 @@ public struct VMConfiguration: Sendable, Equatable {
         }
     }
 
+    /// A health check of what the VM's users see (`[[vms.checks]]`, docs/config.md), run by the
+    /// host that runs the VM; judged by ``CheckMachine``, acted on by ``RecoveryPolicy``.
+    public struct Check: Sendable, Equatable {
+        public enum Probe: Sendable, Equatable {
+            /// `/bin/sh -c COMMAND` with `VMHA_VM` and `VMHA_HOST` set; exit 0 is healthy.
+            case script(String)
+            /// A TCP connect to the guest's service from the host that runs the VM.
+            case tcp(EndpointAddress)
+        }
+
+        /// Unique within the VM: `name` in the config, else the probe (`tcp 10.0.0.5:80`, `script`).
+        public var name: String
+        public var probe: Probe
+        public var interval: Duration
+        public var timeout: Duration
+        public var thresholds: CheckThresholds
+
+        public init(name: String, probe: Probe, interval: Duration = .seconds(5), timeout: Duration = .seconds(2), thresholds: CheckThresholds = CheckThresholds()) {
+            self.name = name
+            self.probe = probe
+            self.interval = interval
+            self.timeout = timeout
+            self.thresholds = thresholds
+        }
+    }
+
     public var name: String
     public var domainXMLPath: String
     public var disks: [Disk]
@@ -33,11 +59,16 @@ public struct VMConfiguration: Sendable, Equatable {
     public var priority: Int
     public var preferredHost: String?
     public var failback: Failback
+    public var checks: [Check]
+    /// `[vms.recovery]`: what a failed check leads to.
+    public var recovery: RecoveryLimits
 
     public init(
         name: String, domainXMLPath: String, disks: [Disk], priority: Int = 0, preferredHost: String? = nil,
-        failback: Failback = .manual
+        failback: Failback = .manual, checks: [Check] = [], recovery: RecoveryLimits = RecoveryLimits()
     ) {
+        self.checks = checks
+        self.recovery = recovery
         self.name = name
         self.domainXMLPath = domainXMLPath
         self.disks = disks

@@ -107,10 +107,11 @@ extension ClusterNode {
             if [.prim, .alone].contains(module.status.state) { runsOn = me.name }
             else if let summary, [.prim, .alone].contains(summary.state) { runsOn = peer.name }
             let volumes = module.volumes.enumerated().map { index, volume in (volume, linkStatus(module, volume: index)) }
-            let report = VMStatusReport(
+            var report = VMStatusReport(
                 name: name, state: module.status.state.rawValue, replica: module.status.replica.rawValue,
                 peerState: summary?.state.rawValue, peerReplica: summary?.replica.rawValue, runsOn: runsOn, domain: nil,
                 lastError: module.lastError, notStarted: module.notStartedReason, volumes: [])
+            report.checks = checkReports(module)
             rows.append(Row(module: module, report: report, volumes: volumes))
         }
         let networks = live.networks.map { if case .up = $0 { "up" } else { "silent" } }

@@ -44,6 +44,15 @@ final class VMModule {
     var handedOver = false
     var lastPromoteSent: MonotonicInstant?
     var promotesSent = 0
+    /// Per `config.checks` entry: its judged status, its last result, whether a probe runs.
+    var checkStatuses: [CheckStatus]
+    var checkResults: [String?]
+    var checkRunning: [Bool]
+    /// What failed checks led to (``RecoveryPolicy``); `lastCheckerMove` also when the peer's
+    /// checker moved the VM here.
+    var recovery = RecoveryRecord()
+    /// Counts domain starts here: a probe's result that began before the last start is dropped.
+    var domainStarts = 0
     /// When the domain was restarted after crashes (the last ten minutes).
     var crashRestarts: [ContinuousClock.Instant] = []
     /// When a domain start that failed is tried again (`ClusterNode.startRetryDelay`).
@@ -66,6 +75,9 @@ final class VMModule {
     }
 
     init(config: VMConfiguration, domainXML: DomainXML) {
+        checkStatuses = config.checks.map { _ in CheckStatus() }
+        checkResults = config.checks.map { _ in nil }
+        checkRunning = config.checks.map { _ in false }
         self.config = config
         self.domainXML = domainXML
         volumeNames = config.disks.indices.map { "\(config.name)-disk\($0)" }
@@ -773,8 +785,10 @@ public actor ClusterNode {
                     try await openVolumes(module, as: .secondary)
                 case .adoptMigratedDomain:
                     try await adoptMigratedDomain(module)
+                    domainStarted(module)
                 case .startDomain:
                     try await startDomain(module)
+                    domainStarted(module)
                 case .stopDomain:
                     try await stopDomain(module, graceful: !suspended)
                 case .suspendIO:
@@ -1079,9 +1093,14 @@ public actor ClusterNode {
             return
         }
         module.crashRestarts.append(now)
+        record("\(name): \(reason); restarting its domain on \(me.name) (\(module.crashRestarts.count) of \(Self.maxCrashRestarts) in \(Self.crashRestartWindow))")
+        await restartDomain(module)
+    }
+
+    /// Stops the domain hard if it runs and starts it again (the module machine's crash path).
+    func restartDomain(_ module: VMModule) async {
         module.restarts?.increment()
         if let domain = await localDomain(module), (try? await domain.state().isActive) == true { try? await domain.destroy() }
-        record("\(name): \(reason); restarting its domain on \(me.name) (\(module.crashRestarts.count) of \(Self.maxCrashRestarts) in \(Self.crashRestartWindow))")
         await feed(module, .domainCrashed)
     }
 
@@ -1111,6 +1130,10 @@ public actor ClusterNode {
             guard module.status.state == .second || module.status.state == .wait else {
                 record("\(module.config.name): \(peer.name) asked to promote it, refused: it is \(module.status) here")
                 return
+            }
+            if command.detail == Self.checkerMove, module.status.state == .wait || module.status.state == .second {
+                // The peer's checker moves it here: held here for the hold-down (RecoveryPolicy).
+                module.recovery = RecoveryRecord(lastCheckerMove: monotonicNow())
             }
             if let problem = await feed(module, .promoteRequested) {
                 record("\(module.config.name): promotion asked by \(peer.name) failed: \(problem)")
@@ -1148,7 +1171,7 @@ public actor ClusterNode {
     }
 
     /// Clean shutdown here, wait for the peer's replica, role swap, then the peer starts it.
-    func switchover(_ module: VMModule) async -> String? {
+    func switchover(_ module: VMModule, detail: String = "") async -> String? {
         guard module.status.state == .prim else { return "\(module.config.name) is \(module.status.state.rawValue) here, not PRIM" }
         guard await waitForPeerUpToDate(module.config.name, timeout: .seconds(10)) else {
             let summary = peerSummaries[module.config.name].map { "\($0.state.rawValue)/\($0.replica.rawValue)" } ?? "unknown"
@@ -1163,7 +1186,7 @@ public actor ClusterNode {
         module.handedOver = true
         module.promotesSent = 1
         module.lastPromoteSent = monotonicNow()
-        sendPeerCommand(.promote, vm: module.config.name)
+        sendPeerCommand(.promote, vm: module.config.name, detail: detail)
         return nil
     }
 

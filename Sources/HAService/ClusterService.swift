@@ -33,6 +33,7 @@ public struct ClusterService: Service {
             group.addTask { await node.domainEventLoop() }
             group.addTask { await node.statusLoop() }
             group.addTask { await node.fenceWatchdog() }
+            group.addTask { await node.checkLoop() }
             try? await gracefulShutdown()
             await node.beginStopping()
             group.cancelAll()  // ends the loops' sleeps and the libvirt event stream

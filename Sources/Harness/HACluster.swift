@@ -24,11 +24,14 @@ public final class HACluster: @unchecked Sendable {
         public var memoryMiB: Int
         /// `manual` or `automatic`.
         public var failback: String
+        /// More of the VM's entry, after its disk (`[[vms.checks]]`, `[vms.recovery]`).
+        public var extraTOML: String
 
         public init(
             name: String, priority: Int = 0, preferredHost: Int = 0, workload: GuestDomain.Workload = .idle,
-            diskBytes: UInt64 = 4 << 20, memoryMiB: Int = 72, failback: String = "manual"
+            diskBytes: UInt64 = 4 << 20, memoryMiB: Int = 72, failback: String = "manual", extraTOML: String = ""
         ) {
+            self.extraTOML = extraTOML
             self.name = name
             self.priority = priority
             self.preferredHost = preferredHost
@@ -155,6 +158,7 @@ public final class HACluster: @unchecked Sendable {
                 target = "vda"
                 image = "\(dir)/\(vm.name).img"
                 metadata = "\(dir)/\(vm.name).meta"
+                \(vm.extraTOML)
                 """
             }.joined(separator: "\n")
             let limitsTOML = concurrentStarts.map { "[limits]\nconcurrent_starts = \($0)\n" } ?? ""

@@ -133,6 +133,7 @@ struct Status: ParsableCommand {
                 if v.link == "splitBrain", let e = v.lastError { print("      \(e)") }
                 if let r = v.splitBrainResolved { print("      split brain settled by policy: \(r)") }
             }
+            for c in vm.checks ?? [] { print("    check \(c.name): \(c.health)\(c.lastResult.map { " (\($0))" } ?? "")") }
             if let e = vm.lastError { print("    error: \(e)") }
             if let n = vm.notStarted { print("    not started: \(n)") }
         }

@@ -1,0 +1,59 @@
+import Testing
+@testable import Cluster
+
+/// `[[vms.checks]]` and `[vms.recovery]` (issue 15, docs/config.md).
+@Suite struct CheckConfigurationTests {
+    func parse(_ vmTail: String) throws -> VMConfiguration {
+        try #require(try ClusterConfiguration.parse(ConfigurationTests.minimal + ConfigurationTests.vm("vm1") + vmTail).vms.first)
+    }
+
+    func error(_ vmTail: String) -> String {
+        do {
+            _ = try ClusterConfiguration.parse(ConfigurationTests.minimal + ConfigurationTests.vm("vm1") + vmTail)
+            return "no error"
+        } catch {
+            return error.description
+        }
+    }
+
+    @Test func checksAndRecoveryParseWithTheirDefaults() throws {
+        let vm = try parse("""
+            [[vms.checks]]
+            kind = "tcp"
+            address = "192.168.122.10:80"
+            [[vms.checks]]
+            kind = "script"
+            name = "app"
+            command = "curl -fsS http://192.168.122.10/health"
+            interval_ms = 2000
+            timeout_ms = 1500
+            failures = 2
+            startup_grace_ms = 30000
+            [vms.recovery]
+            restarts = 1
+            hold_down_ms = 60000
+            """)
+        #expect(vm.checks.count == 2)
+        #expect(vm.checks[0] == VMConfiguration.Check(name: "tcp 192.168.122.10:80", probe: .tcp(EndpointAddress(host: "192.168.122.10", port: 80))))
+        #expect(vm.checks[0].interval == .seconds(5) && vm.checks[0].timeout == .seconds(2) && vm.checks[0].thresholds == CheckThresholds())
+        #expect(vm.checks[1].name == "app" && vm.checks[1].probe == .script("curl -fsS http://192.168.122.10/health"))
+        #expect(vm.checks[1].interval == .seconds(2) && vm.checks[1].timeout == .milliseconds(1500))
+        #expect(vm.checks[1].thresholds.failuresBeforeAction == 2 && vm.checks[1].thresholds.startupGrace == .seconds(30))
+        #expect(vm.recovery == RecoveryLimits(restarts: 1, window: .seconds(600), holdDown: .seconds(60)))
+        #expect(try parse("").checks.isEmpty && (try parse("")).recovery == RecoveryLimits())
+    }
+
+    @Test func aBadCheckIsOneLineNamingTheKey() {
+        #expect(error("[[vms.checks]]\nkind = \"agent\"\n") == "vms[0].checks[0].kind: \"agent\" is not one of script, tcp")
+        #expect(error("[[vms.checks]]\nkind = \"tcp\"\naddress = \"10.0.0.5\"\n").hasPrefix("vms[0].checks[0].address: "))
+        #expect(error("[[vms.checks]]\nkind = \"script\"\ncommand = \"  \"\n") == "vms[0].checks[0].command: an empty command")
+        #expect(error("[[vms.checks]]\nkind = \"script\"\n").hasPrefix("vms[0].checks[0].command"))
+        #expect(error("[[vms.checks]]\nkind = \"script\"\ncommand = \"true\"\ninterval_ms = 1000\ntimeout_ms = 2000\n")
+                == "vms[0].checks[0].timeout_ms: 2000 exceeds interval_ms (1000)")
+        #expect(error("[[vms.checks]]\nkind = \"script\"\ncommand = \"true\"\nfailures = 0\n") == "vms[0].checks[0].failures: 0 is below the minimum 1")
+        #expect(error("[[vms.checks]]\nkind = \"script\"\ncommand = \"true\"\n[[vms.checks]]\nkind = \"script\"\ncommand = \"false\"\n")
+                == "vms[0].checks[1].name: two checks named \"script\" (give each a name)")
+        #expect(error("[[vms.checks]]\nkind = \"script\"\ncommand = \"true\"\nretries = 3\n").contains("retries"))
+        #expect(error("[vms.recovery]\nrestarts = -1\n") == "vms[0].recovery.restarts: -1 is below the minimum 0")
+    }
+}
