@@ -22,6 +22,13 @@ extension ClusterNode {
             for state in ModuleState.allCases {
                 Gauge(label: "vmha_vm_state", dimensions: [vm, host, ("state", state.rawValue)]).record(module.status.state == state ? 1 : 0)
             }
+            // Where the VM does not run its checks do not run: every health reads 0 there.
+            for (index, check) in module.config.checks.enumerated() {
+                for health in CheckHealth.allCases {
+                    let current = runs && module.checkStatuses[index].health == health
+                    Gauge(label: "vmha_vm_check_health", dimensions: [vm, host, ("check", check.name), ("health", health.rawValue)]).record(current ? 1 : 0)
+                }
+            }
             for (index, volumeName) in module.volumeNames.enumerated() {
                 let labels = [("volume", volumeName), vm, host]
                 let status = linkStatus(module, volume: index)

@@ -136,6 +136,7 @@ enum ConsoleAssets {
                 if (d.lastError) line.append(el("div", d.lastError, "bad"));
                 disks.append(line);
               }
+              for (const c of vm.checks || []) { const line = el("div", "check " + c.name + ": " + c.health + (c.lastResult ? " (" + c.lastResult + ")" : ""), c.health === "healthy" ? "ok" : c.health === "starting" ? "" : "bad"); line.dataset.check = c.name; line.classList.add("check"); disks.append(line); }
               if (vm.lastError) disks.append(el("div", "error: " + vm.lastError, "bad"));
               if (vm.notStarted) disks.append(el("div", "not started: " + vm.notStarted, "bad"));
               const actions = el("td");

@@ -61,6 +61,7 @@ public enum MetricsSetup {
         "vmha_volume_bitmap_writes_total": "Dirty-bitmap blocks written to the metadata file.",
         "vmha_vm_running": "1 where the VM runs (PRIM or ALONE on this host).",
         "vmha_vm_state": "1 for the VM module's current state on this host.",
+        "vmha_vm_check_health": "1 for a VM check's current health (starting, healthy, failing, failed, flapping) where the VM runs.",
         "vmha_vm_failovers_total": "Times this host started the VM in a failover.",
         "vmha_vm_restarts_total": "Times this host restarted the VM's domain (crash, failed start).",
         "vmha_peer_alive": "1 while the peer's heartbeats arrive.",

@@ -263,6 +263,16 @@ public final class HACluster: @unchecked Sendable {
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
+    /// ``runTool(_:)`` on a thread of its own. A test that waits for a server in the same process
+    /// (the console, `/metrics`) must not block one of Swift's pool threads: on 2 cores two such
+    /// waits took both, the server's handlers (the node's actor) could not run, and the tests
+    /// hung (HAServiceTests in parallel).
+    public static func runToolOffPool(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try runTool(arguments) }) }
+        }
+    }
+
     /// ``runTool(_:)`` with stdout and stderr apart (stderr through a file: two pipes read one
     /// after the other could stall the child on the second).
     public static func runToolSplit(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {

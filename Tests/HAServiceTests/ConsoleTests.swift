@@ -66,7 +66,7 @@ struct ConsoleTests {
 
     /// curl's status code, headers and body.
     func curl(_ running: Running, _ path: String, method: String = "GET", cookie: String? = nil, csrf: String? = nil, body: String? = nil, extra: [String] = [])
-        throws -> (status: Int, headers: String, body: String)
+        async throws -> (status: Int, headers: String, body: String)
     {
         let headersFile = NSTemporaryDirectory() + "vmha-curl-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: headersFile) }
@@ -75,14 +75,14 @@ struct ConsoleTests {
         if let csrf { arguments += ["-H", "X-CSRF-Token: \(csrf)"] }
         if let body { arguments += ["-H", "Content-Type: application/json", "--data", body] }
         arguments.append("\(running.scheme)://127.0.0.1:\(running.port)\(path)")
-        let result = try HACluster.runTool(arguments)
+        let result = try await HACluster.runToolOffPool(arguments)
         var lines = result.output.split(separator: "\n", omittingEmptySubsequences: false)
         let status = Int(lines.popLast() ?? "") ?? 0
         return (status, (try? String(contentsOfFile: headersFile, encoding: .utf8)) ?? "", lines.joined(separator: "\n"))
     }
 
-    func login(_ running: Running) throws -> (cookie: String, headers: String) {
-        let answer = try curl(running, "/login", method: "POST", body: #"{"token":"\#(Self.token)"}"#)
+    func login(_ running: Running) async throws -> (cookie: String, headers: String) {
+        let answer = try await curl(running, "/login", method: "POST", body: #"{"token":"\#(Self.token)"}"#)
         #expect(answer.status == 200, "\(answer)")
         let line = try #require(answer.headers.split(separator: "\r\n").first { $0.lowercased().hasPrefix("set-cookie: vmha_session=") })
         let value = line.dropFirst("set-cookie: vmha_session=".count).prefix { $0 != ";" }
@@ -93,59 +93,59 @@ struct ConsoleTests {
         let running = try await start()
         defer { running.task.cancel() }
         // Anonymous: the login page, nothing else.
-        #expect(try curl(running, "/").body.contains("id=\"login-form\""))
-        #expect(try curl(running, "/api/state").status == 401)
-        #expect(try curl(running, "/api/events").status == 401)
-        #expect(try curl(running, "/api/config").status == 401)
-        #expect(try curl(running, "/api/action", method: "POST", body: #"{"command":"migrate","vm":"vm1","to":"hostB"}"#).status == 401)
-        #expect(try curl(running, "/api/state", cookie: "forged").status == 401)
+        #expect(try await curl(running, "/").body.contains("id=\"login-form\""))
+        #expect(try await curl(running, "/api/state").status == 401)
+        #expect(try await curl(running, "/api/events").status == 401)
+        #expect(try await curl(running, "/api/config").status == 401)
+        #expect(try await curl(running, "/api/action", method: "POST", body: #"{"command":"migrate","vm":"vm1","to":"hostB"}"#).status == 401)
+        #expect(try await curl(running, "/api/state", cookie: "forged").status == 401)
         // A wrong token opens no session.
-        let wrong = try curl(running, "/login", method: "POST", body: #"{"token":"not-the-token-at-all"}"#)
+        let wrong = try await curl(running, "/login", method: "POST", body: #"{"token":"not-the-token-at-all"}"#)
         #expect(wrong.status == 401)
         #expect(!wrong.headers.lowercased().contains("set-cookie"))
-        #expect(try curl(running, "/login", method: "POST", body: "garbage").status == 400)
+        #expect(try await curl(running, "/login", method: "POST", body: "garbage").status == 400)
 
-        let (cookie, setCookie) = try login(running)
+        let (cookie, setCookie) = try await login(running)
         #expect(setCookie.contains("HttpOnly") && setCookie.contains("SameSite=Strict") && setCookie.contains("Path=/"))
         #expect(!setCookie.contains("Secure"), "no TLS here")
-        let page = try curl(running, "/", cookie: cookie)
+        let page = try await curl(running, "/", cookie: cookie)
         #expect(page.headers.contains("Content-Security-Policy: default-src 'self'"))
         let csrf = try #require(page.body.firstMatch(of: /name="csrf" content="([0-9a-f]{64})"/)?.1).description
-        #expect(try curl(running, "/app.js").body.contains("EventSource"))
-        let state = try curl(running, "/api/state", cookie: cookie)
+        #expect(try await curl(running, "/app.js").body.contains("EventSource"))
+        let state = try await curl(running, "/api/state", cookie: cookie)
         #expect(state.status == 200)
         #expect(try JSONDecoder().decode(ControlResponse.self, from: Data(state.body.utf8)).status?.host == "hostA")
 
         // Changes: without or with a wrong CSRF token 403, and the node is not asked.
         let migrate = #"{"command":"migrate","vm":"vm1","to":"hostB"}"#
-        #expect(try curl(running, "/api/action", method: "POST", cookie: cookie, body: migrate).status == 403)
-        #expect(try curl(running, "/api/action", method: "POST", cookie: cookie, csrf: String(repeating: "0", count: 64), body: migrate).status == 403)
-        #expect(try curl(running, "/logout", method: "POST", cookie: cookie).status == 403)
+        #expect(try await curl(running, "/api/action", method: "POST", cookie: cookie, body: migrate).status == 403)
+        #expect(try await curl(running, "/api/action", method: "POST", cookie: cookie, csrf: String(repeating: "0", count: 64), body: migrate).status == 403)
+        #expect(try await curl(running, "/logout", method: "POST", cookie: cookie).status == 403)
         #expect(await running.recorder.requests.filter { $0.command == "migrate" }.isEmpty)
         // Only the console's actions, and with the token they reach the node.
-        #expect(try curl(running, "/api/action", method: "POST", cookie: cookie, csrf: csrf, body: #"{"command":"remove","vm":"vm1"}"#).status == 400)
-        let done = try curl(running, "/api/action", method: "POST", cookie: cookie, csrf: csrf, body: migrate)
+        #expect(try await curl(running, "/api/action", method: "POST", cookie: cookie, csrf: csrf, body: #"{"command":"remove","vm":"vm1"}"#).status == 400)
+        let done = try await curl(running, "/api/action", method: "POST", cookie: cookie, csrf: csrf, body: migrate)
         #expect(done.status == 200)
         #expect(done.body.contains("did migrate"))
         #expect(await running.recorder.requests.contains { $0.command == "migrate" && $0.vm == "vm1" && $0.to == "hostB" })
 
         // The configuration, redacted.
-        let config = try curl(running, "/api/config", cookie: cookie)
+        let config = try await curl(running, "/api/config", cookie: cookie)
         #expect(config.body.contains("key_file"))
         #expect(!config.body.contains(Self.secretKey))
 
         // Events: server-sent, the current state first, with ids to resume from.
-        let events = try curl(running, "/api/events", cookie: cookie, extra: ["-N", "--max-time", "1"])
+        let events = try await curl(running, "/api/events", cookie: cookie, extra: ["-N", "--max-time", "1"])
         #expect(events.headers.contains("text/event-stream"))
         #expect(events.body.contains("id: 7\ndata: {"), "\(events.body)")
 
         // Logged out: the session is gone.
-        #expect(try curl(running, "/logout", method: "POST", cookie: cookie, csrf: csrf).status == 200)
-        #expect(try curl(running, "/api/state", cookie: cookie).status == 401)
+        #expect(try await curl(running, "/logout", method: "POST", cookie: cookie, csrf: csrf).status == 200)
+        #expect(try await curl(running, "/api/state", cookie: cookie).status == 401)
 
         // Brute force: after 5 wrong tokens in a minute even the right one waits.
-        for _ in 0..<5 { _ = try curl(running, "/login", method: "POST", body: #"{"token":"guess"}"#) }
-        #expect(try curl(running, "/login", method: "POST", body: #"{"token":"\#(Self.token)"}"#).status == 429)
+        for _ in 0..<5 { _ = try await curl(running, "/login", method: "POST", body: #"{"token":"guess"}"#) }
+        #expect(try await curl(running, "/login", method: "POST", body: #"{"token":"\#(Self.token)"}"#).status == 429)
     }
 
     @Test(.timeLimit(.minutes(1))) func overTLSTheCookieIsSecure() async throws {
@@ -158,8 +158,8 @@ struct ConsoleTests {
         ])
         let running = try await start(tls: ("\(directory)/cert.pem", "\(directory)/key.pem"))
         defer { running.task.cancel() }
-        #expect(try curl(running, "/api/state").status == 401)
-        let (_, setCookie) = try login(running)
+        #expect(try await curl(running, "/api/state").status == 401)
+        let (_, setCookie) = try await login(running)
         #expect(setCookie.contains("Secure") && setCookie.contains("HttpOnly"))
         // Plain HTTP to the TLS port gets nothing.
         let plain = try HACluster.runTool(["/usr/bin/curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(running.port)/api/state"])

@@ -22,17 +22,17 @@ struct ControlServerTests {
         let server = try ControlServer(path: path, node: node, ring: node.ring, logger: fixture.logger)
         let serving = Task(executorPreference: node.ring) { await server.run() }
 
-        let status = try JSONDecoder().decode(ControlResponse.self, from: Data(await exchange(path, Array(#"{"command":"status"}"#.utf8) + [10])))
+        let status = try await ask(path, Array(#"{"command":"status"}"#.utf8) + [10])
         #expect(status.ok && status.status?.vms.map(\.name) == ["vm01"])
-        let garbage = try JSONDecoder().decode(ControlResponse.self, from: Data(await exchange(path, Array("\u{1}\u{2}not json\n".utf8))))
+        let garbage = try await ask(path, Array("\u{1}\u{2}not json\n".utf8))
         #expect(!garbage.ok && garbage.error == "malformed request")
-        let huge = try JSONDecoder().decode(ControlResponse.self, from: Data(await exchange(path, [UInt8](repeating: 0x41, count: 70_000))))
+        let huge = try await ask(path, [UInt8](repeating: 0x41, count: 70_000))
         #expect(!huge.ok && huge.error?.contains("longer than 65536 bytes") == true, "\(huge.error ?? "")")
-        let unknown = try JSONDecoder().decode(ControlResponse.self, from: Data(await exchange(path, Array(#"{"command":"explode"}"#.utf8) + [10])))
+        let unknown = try await ask(path, Array(#"{"command":"explode"}"#.utf8) + [10])
         #expect(!unknown.ok && unknown.error == "unknown command explode")
         // A client that connects and says nothing, then goes away, costs nothing.
         _ = await exchange(path, [])
-        let again = try JSONDecoder().decode(ControlResponse.self, from: Data(await exchange(path, Array(#"{"command":"events"}"#.utf8) + [10])))
+        let again = try await ask(path, Array(#"{"command":"events"}"#.utf8) + [10])
         #expect(again.ok && (again.events?.lastSequence ?? 0) > 0)
 
         serving.cancel()
@@ -40,6 +40,21 @@ struct ControlServerTests {
         #expect(access(path, F_OK) != 0, "the socket file is removed when the server stops")
         await node.stopAndShutDown()
     }
+}
+
+/// The answer to `bytes`, decoded; an answer that is not one names what came back.
+func ask(_ path: String, _ bytes: [UInt8]) async throws -> ControlResponse {
+    let answer = await exchange(path, bytes)
+    do {
+        return try JSONDecoder().decode(ControlResponse.self, from: Data(answer))
+    } catch {
+        throw HAServiceTestError("the answer to \(bytes.count) bytes (\(String(decoding: bytes.prefix(40), as: UTF8.self).debugDescription)) is not a response: \(answer.count) bytes \(String(decoding: answer.prefix(200), as: UTF8.self).debugDescription)")
+    }
+}
+
+struct HAServiceTestError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// Sends `bytes` (then half-closes) and reads the answer to the end, on a thread of its own so

@@ -140,6 +140,10 @@ struct NodeFixture {
                 target = "vda"
                 image = "\(image)"
                 metadata = "\(image).vmha"
+                [[vms.checks]]
+                kind = "script"
+                name = "ok"
+                command = "true"
 
                 """
         }
