@@ -209,6 +209,18 @@ public enum HostPolicy {
         return !running.isEmpty && s.mustFence && !s.mayRun && !s.fenced ? running : nil
     }
 
+    /// Whether a promote the peer sent for a VM is to be carried out. Each hand-over is numbered
+    /// (the sender's last number + 1, carried in the promote and its resends; the receiver keeps
+    /// the highest it accepted). A host that is itself handing the VM to the peer refuses a
+    /// promote numbered at or below its own hand-over: it was sent before the peer saw ours — a
+    /// resend of the hand-over that brought the VM here, delayed past our hand-back (vmha-sim
+    /// seed 830429813: `vmha migrate` then `vmha place` over a slow network ran the VM on both
+    /// hosts). A promote without a number (an older peer) is carried out as before.
+    public static func acceptsPromote(handingOver: Bool, ownHandover: Int, promoteHandover: Int?) -> Bool {
+        guard handingOver, let promoteHandover else { return true }
+        return promoteHandover > ownHandover
+    }
+
     /// When the next promote of a hand-over is due, after `sent` of them, the last at `last`: the
     /// first five 200 ms apart (UDP; the replay window admits one), then one a second until the
     /// peer runs the VM.

@@ -9,6 +9,21 @@ extension ClusterNode {
     /// The `detail` of the promote a checker's move sends: the peer holds the VM for the hold-down.
     static let checkerMove = "checker-move"
 
+    /// A promote's `detail`: `handover=N` (`HostPolicy.acceptsPromote`), then `,checker-move`.
+    static func promoteDetail(handover: Int, checkerMove: Bool) -> String {
+        "handover=\(handover)" + (checkerMove ? "," + Self.checkerMove : "")
+    }
+
+    static func parsePromoteDetail(_ detail: String) -> (handover: Int?, checkerMove: Bool) {
+        var handover: Int?
+        var checker = false
+        for part in detail.split(separator: ",") {
+            if part.hasPrefix("handover=") { handover = Int(part.dropFirst("handover=".count)) }
+            if part == Self.checkerMove { checker = true }
+        }
+        return (handover, checker)
+    }
+
     /// One timer for every check: sleeps until the next one is due, starts its probe (a probe
     /// still running is not started twice), and feeds the result to the loop.
     func checkLoop() async {

@@ -42,6 +42,8 @@ final class VMModule {
     var arrivedByFailover = false
     /// This host handed the VM over and has not yet seen the peer run it (`HostDecision.resendPromote`).
     var handedOver = false
+    /// The highest hand-over number this host sent or accepted (`HostPolicy.acceptsPromote`).
+    var handover = 0
     var lastPromoteSent: MonotonicInstant?
     var promotesSent = 0
     /// Per `config.checks` entry: its judged status, its last result, whether a probe runs.
@@ -611,7 +613,7 @@ public actor ClusterNode {
             if module.promotesSent >= 5 { logger.notice("\(vm): \(peer.name) has not taken the VM we handed over; sending promote again") }
             module.lastPromoteSent = now
             module.promotesSent += 1
-            sendPeerCommand(.promote, vm: vm)
+            sendPeerCommand(.promote, vm: vm, detail: Self.promoteDetail(handover: module.handover, checkerMove: false))
         case .handOverCompleted(let vm):
             modules[vm]?.handedOver = false
         case .record(let line):
@@ -1131,7 +1133,13 @@ public actor ClusterNode {
                 record("\(module.config.name): \(peer.name) asked to promote it, refused: it is \(module.status) here")
                 return
             }
-            if command.detail == Self.checkerMove, module.status.state == .wait || module.status.state == .second {
+            let (handover, checkerMove) = Self.parsePromoteDetail(command.detail)
+            guard HostPolicy.acceptsPromote(handingOver: module.handedOver, ownHandover: module.handover, promoteHandover: handover) else {
+                record("\(module.config.name): a promote from \(peer.name) for hand-over \(handover ?? 0) ignored: we are handing it over to \(peer.name) (hand-over \(module.handover))")
+                return
+            }
+            module.handover = max(module.handover, handover ?? 0)
+            if checkerMove {
                 // The peer's checker moves it here: held here for the hold-down (RecoveryPolicy).
                 module.recovery = RecoveryRecord(lastCheckerMove: monotonicNow())
             }
@@ -1184,9 +1192,10 @@ public actor ClusterNode {
         // The first promote; the control loop sends more (`HostPolicy.promoteDue`) until the
         // peer runs it.
         module.handedOver = true
+        module.handover += 1
         module.promotesSent = 1
         module.lastPromoteSent = monotonicNow()
-        sendPeerCommand(.promote, vm: module.config.name, detail: detail)
+        sendPeerCommand(.promote, vm: module.config.name, detail: Self.promoteDetail(handover: module.handover, checkerMove: detail == Self.checkerMove))
         return nil
     }
 

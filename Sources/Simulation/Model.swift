@@ -25,6 +25,8 @@ struct VMState {
     var arrivedByFailover = false
     var notStartedReason: String?
     var handedOver = false
+    /// `VMModule.handover`: the highest hand-over number sent or accepted.
+    var handover = 0
     var lastPromoteSent: Int64?
     var promotesSent = 0
     /// `VMModule.startRetryAt`: a failed domain start is tried again then.
@@ -173,6 +175,7 @@ struct Host {
             vms[vm].lastPeer = nil
             vms[vm].arrivedByFailover = false
             vms[vm].handedOver = false
+            vms[vm].handover = 0
             vms[vm].startRetryAt = nil
             vms[vm].crashRestarts = []
             vms[vm].incoming = false

@@ -118,7 +118,7 @@ struct World {
         case heartbeat(network: Int, incarnation: UInt64, timestamp: Int64, echo: (UInt64, Int64)?, vms: [Heartbeat.VMSummary], restartGrace: Int64?)
         case leaseRequest(LeaseRequest)
         case leaseResponse(LeaseResponse, incarnation: UInt64)
-        case promote(vm: String, incarnation: UInt64)
+        case promote(vm: String, incarnation: UInt64, handover: Int)
         /// Live migration's datagrams (`PeerCommand`): prepareLive, livePrepared, liveRefused,
         /// abortLive, liveArrived.
         case live(PeerCommand.Kind, vm: Int, incarnation: UInt64)
@@ -161,12 +161,15 @@ struct World {
             case .live(let kind, let vm, let incarnation):
                 guard hosts[message.to].up, network.heartbeatUp.contains(true), hosts[message.from].incarnation == incarnation else { continue }
                 receiveLive(kind, vm: vm, host: message.to)
-            case .promote(let vm, let incarnation):
+            case .promote(let vm, let incarnation, let handover):
                 guard hosts[message.to].up, network.heartbeatUp.contains(true), hosts[message.from].incarnation == incarnation else { continue }
                 let index = Self.vmIndex(vm)
-                let state = hosts[message.to].vms[index].status.state
-                // `ClusterNode.carryOut(_:_:)`: a resend that crossed the promotion is ignored.
-                if state == .second || state == .wait { feed(host: message.to, vm: index, .promoteRequested) }
+                let module = hosts[message.to].vms[index]
+                // `ClusterNode.carryOut(_:_:)`: a resend that crossed the promotion is ignored, and
+                // so is a stale one that crossed our own hand-back.
+                guard HostPolicy.acceptsPromote(handingOver: module.handedOver, ownHandover: module.handover, promoteHandover: handover) else { continue }
+                hosts[message.to].vms[index].handover = max(module.handover, handover)
+                if module.status.state == .second || module.status.state == .wait { feed(host: message.to, vm: index, .promoteRequested) }
             }
         }
     }
@@ -311,7 +314,7 @@ struct World {
             if let last = host.vms[vm].lastPromoteSent, host.clock(now) < HostPolicy.promoteDue(sent: host.vms[vm].promotesSent, last: host.clock(last)) { return }
             hosts[index].vms[vm].lastPromoteSent = now
             hosts[index].vms[vm].promotesSent += 1
-            sendPeerCommand(.promote(vm: name, incarnation: hosts[index].incarnation), from: index)
+            sendPeerCommand(.promote(vm: name, incarnation: hosts[index].incarnation, handover: host.vms[vm].handover), from: index)
         case .handOverCompleted(let name):
             hosts[index].vms[Self.vmIndex(name)].handedOver = false
         case .record(let line):
@@ -448,10 +451,11 @@ struct World {
         feed(host: index, vm: vm, .switchoverRequested)
         guard hosts[index].vms[vm].status.state == .second else { return }
         hosts[index].vms[vm].handedOver = true
+        hosts[index].vms[vm].handover += 1
         hosts[index].vms[vm].lastPromoteSent = now
         hosts[index].vms[vm].promotesSent = 1
         // One promote now, on each network; the loop resends (`HostPolicy.promoteDue`).
-        sendPeerCommand(.promote(vm: Self.vmName(vm), incarnation: hosts[index].incarnation), from: index)
+        sendPeerCommand(.promote(vm: Self.vmName(vm), incarnation: hosts[index].incarnation, handover: hosts[index].vms[vm].handover), from: index)
     }
 
     /// `ClusterNode.feed`: the machine's transition, then its actions in order.

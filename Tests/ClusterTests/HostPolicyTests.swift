@@ -234,3 +234,18 @@ extension HostPolicyTests {
         #expect(!s.peerHasOurWrites, "nothing is known in sync with a lost peer")
     }
 }
+
+/// Numbered hand-overs (vmha-sim seed 830429813).
+@Suite struct PromoteAcceptanceTests {
+    @Test func aStalePromoteIsRefusedOnlyWhileWeHandTheVMOver() {
+        // We handed it back (our hand-over 2): the peer's resend of hand-over 1 is stale.
+        #expect(!HostPolicy.acceptsPromote(handingOver: true, ownHandover: 2, promoteHandover: 1))
+        #expect(!HostPolicy.acceptsPromote(handingOver: true, ownHandover: 2, promoteHandover: 2))
+        // The peer ran it and handed it back to us before we saw it run: a newer number.
+        #expect(HostPolicy.acceptsPromote(handingOver: true, ownHandover: 2, promoteHandover: 3))
+        // Not handing it over (e.g. restarted, or it came by a failover): carried out.
+        #expect(HostPolicy.acceptsPromote(handingOver: false, ownHandover: 7, promoteHandover: 1))
+        // An older peer sends no number.
+        #expect(HostPolicy.acceptsPromote(handingOver: true, ownHandover: 2, promoteHandover: nil))
+    }
+}
