@@ -104,9 +104,15 @@ enum ConsoleAssets {
           };
           $("place-apply").onclick = () => confirmThen("Apply the plan above: each move is a switchover (clean shutdown, start on the other host).", () => post("/api/action", { command: "place", dryRun: false }));
 
+          // The rows are rebuilt only when what they show changed (not at every read: a click
+          // would land on a row replaced under the pointer). The write counters feed the chart only.
+          let shown = null;
           function render() {
             if (!state) return;
             const s = state;
+            const signature = JSON.stringify(s, (k, v) => (k === "guestWrites" || k === "guestWriteSeconds" || k === "eventSequence" ? undefined : v));
+            if (signature === shown) { renderDetail(); return; }
+            shown = signature;
             $("cluster").textContent = "served by " + s.host;
             const hosts = $("hosts"); hosts.replaceChildren();
             const here = el("div", undefined, "card"); here.id = "host-" + s.host;

@@ -78,7 +78,16 @@ public final class WebDriver: @unchecked Sendable {
         return id
     }
 
-    public func click(_ css: String) throws { try call("POST", "/session/\(session)/element/\(try element(css))/click", [:]) }
+    /// Clicks the element `css` names. The console rebuilds its rows when the state changes; if
+    /// that happens between finding the element and the click, the element is stale and is found
+    /// again once, as a person would click the new row (ConsoleBrowserTests failed so in CI).
+    public func click(_ css: String) throws {
+        do {
+            try call("POST", "/session/\(session)/element/\(try element(css))/click", [:])
+        } catch let error as WebDriverError where error.description.contains("stale element reference") {
+            try call("POST", "/session/\(session)/element/\(try element(css))/click", [:])
+        }
+    }
 
     public func type(_ css: String, _ text: String) throws {
         try call("POST", "/session/\(session)/element/\(try element(css))/value", ["text": text])
