@@ -155,3 +155,31 @@ public struct PeerCommandReplayWindow: Sendable, Equatable {
         return .admitted
     }
 }
+
+/// A promote's `detail`: `handover=N` (`HostPolicy.acceptsPromote`), then `,checker-move` when a
+/// failed check moves the VM (the receiver holds it for the hold-down, `RecoveryPolicy`).
+/// A detail without `handover=` (an older peer) reads as no number.
+public struct PromoteDetail: Sendable, Equatable {
+    public var handover: Int?
+    public var checkerMove: Bool
+
+    public init(handover: Int?, checkerMove: Bool = false) {
+        self.handover = handover
+        self.checkerMove = checkerMove
+    }
+
+    static let checkerMark = "checker-move"
+
+    public var encoded: String {
+        ((handover.map { ["handover=\($0)"] } ?? []) + (checkerMove ? [Self.checkerMark] : [])).joined(separator: ",")
+    }
+
+    public init(decoding detail: String) {
+        handover = nil
+        checkerMove = false
+        for part in detail.split(separator: ",") {
+            if part.hasPrefix("handover=") { handover = Int(part.dropFirst("handover=".count)) }
+            if part == Self.checkerMark { checkerMove = true }
+        }
+    }
+}

@@ -6,24 +6,6 @@ import Foundation
 /// the control loop, and a failed check is acted on as `RecoveryPolicy` says: restart here, move
 /// to the peer (a switchover), or leave it with the reason.
 extension ClusterNode {
-    /// The `detail` of the promote a checker's move sends: the peer holds the VM for the hold-down.
-    static let checkerMove = "checker-move"
-
-    /// A promote's `detail`: `handover=N` (`HostPolicy.acceptsPromote`), then `,checker-move`.
-    static func promoteDetail(handover: Int, checkerMove: Bool) -> String {
-        "handover=\(handover)" + (checkerMove ? "," + Self.checkerMove : "")
-    }
-
-    static func parsePromoteDetail(_ detail: String) -> (handover: Int?, checkerMove: Bool) {
-        var handover: Int?
-        var checker = false
-        for part in detail.split(separator: ",") {
-            if part.hasPrefix("handover=") { handover = Int(part.dropFirst("handover=".count)) }
-            if part == Self.checkerMove { checker = true }
-        }
-        return (handover, checker)
-    }
-
     /// One timer for every check: sleeps until the next one is due, starts its probe (a probe
     /// still running is not started twice), and feeds the result to the loop.
     func checkLoop() async {
@@ -110,7 +92,7 @@ extension ClusterNode {
         case .moveToPeer:
             let detail = "\(reason); restarted \(module.config.recovery.restarts) times, moving it to \(peer.name)"
             self.record(.recovery(vm: vm, action: "move", detail: detail), "\(vm): \(detail)")
-            if let problem = await switchover(module, detail: Self.checkerMove) {
+            if let problem = await switchover(module, byChecker: true) {
                 module.lastError = "\(reason); the move to \(peer.name) failed: \(problem)"
                 self.record(.recovery(vm: vm, action: "gaveUp", detail: module.lastError!), "\(vm): \(module.lastError!)")
             }

@@ -613,7 +613,7 @@ public actor ClusterNode {
             if module.promotesSent >= 5 { logger.notice("\(vm): \(peer.name) has not taken the VM we handed over; sending promote again") }
             module.lastPromoteSent = now
             module.promotesSent += 1
-            sendPeerCommand(.promote, vm: vm, detail: Self.promoteDetail(handover: module.handover, checkerMove: false))
+            sendPeerCommand(.promote, vm: vm, detail: PromoteDetail(handover: module.handover).encoded)
         case .handOverCompleted(let vm):
             modules[vm]?.handedOver = false
         case .record(let line):
@@ -1133,13 +1133,13 @@ public actor ClusterNode {
                 record("\(module.config.name): \(peer.name) asked to promote it, refused: it is \(module.status) here")
                 return
             }
-            let (handover, checkerMove) = Self.parsePromoteDetail(command.detail)
-            guard HostPolicy.acceptsPromote(handingOver: module.handedOver, ownHandover: module.handover, promoteHandover: handover) else {
-                record("\(module.config.name): a promote from \(peer.name) for hand-over \(handover ?? 0) ignored: we are handing it over to \(peer.name) (hand-over \(module.handover))")
+            let promote = PromoteDetail(decoding: command.detail)
+            guard HostPolicy.acceptsPromote(handingOver: module.handedOver, ownHandover: module.handover, promoteHandover: promote.handover) else {
+                record("\(module.config.name): a promote from \(peer.name) for hand-over \(promote.handover ?? 0) ignored: we are handing it over to \(peer.name) (hand-over \(module.handover))")
                 return
             }
-            module.handover = max(module.handover, handover ?? 0)
-            if checkerMove {
+            module.handover = max(module.handover, promote.handover ?? 0)
+            if promote.checkerMove {
                 // The peer's checker moves it here: held here for the hold-down (RecoveryPolicy).
                 module.recovery = RecoveryRecord(lastCheckerMove: monotonicNow())
             }
@@ -1179,7 +1179,7 @@ public actor ClusterNode {
     }
 
     /// Clean shutdown here, wait for the peer's replica, role swap, then the peer starts it.
-    func switchover(_ module: VMModule, detail: String = "") async -> String? {
+    func switchover(_ module: VMModule, byChecker: Bool = false) async -> String? {
         guard module.status.state == .prim else { return "\(module.config.name) is \(module.status.state.rawValue) here, not PRIM" }
         guard await waitForPeerUpToDate(module.config.name, timeout: .seconds(10)) else {
             let summary = peerSummaries[module.config.name].map { "\($0.state.rawValue)/\($0.replica.rawValue)" } ?? "unknown"
@@ -1195,7 +1195,7 @@ public actor ClusterNode {
         module.handover += 1
         module.promotesSent = 1
         module.lastPromoteSent = monotonicNow()
-        sendPeerCommand(.promote, vm: module.config.name, detail: Self.promoteDetail(handover: module.handover, checkerMove: detail == Self.checkerMove))
+        sendPeerCommand(.promote, vm: module.config.name, detail: PromoteDetail(handover: module.handover, checkerMove: byChecker).encoded)
         return nil
     }
 

@@ -77,3 +77,15 @@ struct PeerCommandTests {
         #expect(admitted.values.allSatisfy { $0 == 1 })
     }
 }
+
+@Suite struct PromoteDetailTests {
+    @Test func roundTripsAndReadsAnOlderPeersEmptyDetail() {
+        #expect(PromoteDetail(handover: 3).encoded == "handover=3")
+        #expect(PromoteDetail(handover: 4, checkerMove: true).encoded == "handover=4,checker-move")
+        for detail in [PromoteDetail(handover: 3), PromoteDetail(handover: 4, checkerMove: true)] {
+            #expect(PromoteDetail(decoding: detail.encoded) == detail)
+        }
+        #expect(PromoteDetail(decoding: "") == PromoteDetail(handover: nil))
+        #expect(PromoteDetail(decoding: "handover=x") == PromoteDetail(handover: nil))
+    }
+}
