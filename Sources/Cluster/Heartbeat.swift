@@ -1,7 +1,8 @@
 import Crypto
 import ReplicationPolicy
 
-/// One heartbeat: a UDP payload sent by each host on every heartbeat network each interval.
+/// One heartbeat: a UDP payload sent by each host on every heartbeat network each interval — one or
+/// more of them when the VM summaries do not fit one `maximumDatagram` (`parts`).
 ///
 /// Wire format (big-endian), HMAC-SHA256 over everything before the tag:
 ///
@@ -40,6 +41,9 @@ public struct Heartbeat: Sendable, Equatable {
         public var replica: ReplicaState
         /// The VM's volumes' data generations, in disk order (empty: not known, or an older sender).
         public var volumes: [GenerationSummary]
+
+        /// Bytes this summary takes in a version-3 heartbeat (`encode`).
+        static func encodedSize(_ vm: VMSummary) -> Int { 1 + vm.name.utf8.count + 2 + 1 + vm.volumes.count * 33 }
 
         public init(name: String, state: ModuleState, replica: ReplicaState, volumes: [GenerationSummary] = []) {
             self.name = name
@@ -123,6 +127,46 @@ public struct Heartbeat: Sendable, Equatable {
         }
         bytes.append(contentsOf: HMAC<SHA256>.authenticationCode(for: bytes, using: key))
         return bytes
+    }
+
+    /// The largest datagram a heartbeat is split to fit: 1200 bytes, like QUIC's minimum, so one
+    /// crosses any path of MTU ≥ 1280 (IPv6's minimum; a tunnel's overhead included) unfragmented —
+    /// a lost fragment loses the whole datagram, and some networks drop fragments outright.
+    public static let maximumDatagram = 1200
+
+    /// This host's state as one or more heartbeats, each within `maximumDatagram` bytes: every
+    /// part is a whole heartbeat (liveness, echo, capacity, grace) carrying a run of the VM
+    /// summaries, numbered from `firstSequence` up, so the receiver needs no reassembly — it merges
+    /// each part's summaries by VM name, and a lost part delays only its VMs' news by one
+    /// interval. One VM's summary alone over the limit is sent in a part of its own (its name and
+    /// volume count are bounded; nothing is dropped).
+    public static func parts(
+        clusterName: String, sender: String, network: Int, incarnation: UInt64, firstSequence: UInt64,
+        timestamp: MonotonicInstant, echo: (incarnation: UInt64, timestamp: MonotonicInstant)? = nil,
+        vms: [VMSummary], capacity: Resources? = nil, restartGrace: Duration? = nil, key: SymmetricKey,
+        maximumDatagram: Int = Heartbeat.maximumDatagram
+    ) throws(HeartbeatError) -> [[UInt8]] {
+        func part(_ sequence: UInt64, _ vms: ArraySlice<VMSummary>) throws(HeartbeatError) -> [UInt8] {
+            try Heartbeat(
+                clusterName: clusterName, sender: sender, network: network, incarnation: incarnation, sequence: sequence,
+                timestamp: timestamp, echo: echo, vms: Array(vms), capacity: capacity, restartGrace: restartGrace
+            ).encode(key: key)
+        }
+        let empty = try part(firstSequence, [])
+        guard !vms.isEmpty else { return [empty] }
+        var datagrams: [[UInt8]] = []
+        var start = vms.startIndex, size = empty.count
+        for index in vms.indices {
+            let summarySize = VMSummary.encodedSize(vms[index])
+            if index > start, size + summarySize > maximumDatagram {
+                datagrams.append(try part(firstSequence + UInt64(datagrams.count), vms[start..<index]))
+                start = index
+                size = empty.count
+            }
+            size += summarySize
+        }
+        datagrams.append(try part(firstSequence + UInt64(datagrams.count), vms[start...]))
+        return datagrams
     }
 
     private func appendString(_ string: String, _ what: String, to bytes: inout [UInt8]) throws(HeartbeatError) {

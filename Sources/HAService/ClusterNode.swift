@@ -114,6 +114,8 @@ public actor ClusterNode {
     var decoder: HeartbeatDecoder
     var liveness: PeerLiveness
     var sequence: UInt64 = 0
+    /// The last rejected heartbeat's reason per network, and when it was logged (`rejectedHeartbeat`).
+    var heartbeatRejections: [Int: (reason: String, at: MonotonicInstant)] = [:]
     var heardFromPeer: (incarnation: UInt64, timestamp: MonotonicInstant)?
     /// The peer's latest heartbeat echoed this incarnation (`HostSnapshot.peerHeardUs`).
     var peerHeardUs = false
@@ -236,11 +238,7 @@ public actor ClusterNode {
         logger.info("libvirt connected", metadata: ["uri": "\(me.libvirtURI)", "seconds": "\(connecting.duration(to: .now))"])
         replicaServer.answerSupportRequests { [weak self] since in await self?.supportPart(sinceSeconds: since) ?? [] }
         try await openModules()
-        for (index, address) in me.heartbeatAddresses.enumerated() {
-            let socket = try UDPSocket(bind: TCPSocket.Address("\(address.host):\(address.port)") ?? TCPSocket.Address("0.0.0.0:\(address.port)")!)
-            heartbeatSockets.append(socket)
-            startReceiver(socket: socket, network: index)
-        }
+        try openHeartbeatSockets()
         if let witness = config.witness {
             witnessAddress = TCPSocket.Address("\(witness.address.host):\(witness.address.port)")
             let socket = try UDPSocket(bind: TCPSocket.Address("0.0.0.0:0")!)
@@ -266,6 +264,15 @@ public actor ClusterNode {
         let server = replicaServer
         replicaServerTask = Task(executorPreference: ring) { await server.run(listener: listener) }
         for vm in config.vms { try await addModule(vm) }
+    }
+
+    /// One UDP socket per heartbeat network, each read on the ring (tests open them without libvirt).
+    func openHeartbeatSockets() throws {
+        for (index, address) in me.heartbeatAddresses.enumerated() {
+            let socket = try UDPSocket(bind: TCPSocket.Address("\(address.host):\(address.port)") ?? TCPSocket.Address("0.0.0.0:\(address.port)")!)
+            heartbeatSockets.append(socket)
+            startReceiver(socket: socket, network: index)
+        }
     }
 
     /// Graceful shutdown: running domains stay as they are (their NBD disks pause them until the
@@ -363,7 +370,13 @@ public actor ClusterNode {
             if let command = admittedCommand(bytes, network: network) { peerCommand(command) }
             return
         }
-        guard let heartbeat = try? decoder.decode(bytes, receivedOn: network) else { return }
+        let heartbeat: Heartbeat
+        do {
+            heartbeat = try decoder.decode(bytes, receivedOn: network)
+        } catch {
+            rejectedHeartbeat(error, bytes: bytes.count, network: network, at: now)
+            return
+        }
         guard heartbeat.sender == peer.name else { return }
         commandWindow.peerAnnounced(incarnation: heartbeat.incarnation)
         var echo: MonotonicInstant?
@@ -382,6 +395,22 @@ public actor ClusterNode {
         if let capacity = heartbeat.capacity { peerCapacity = capacity }
         for vm in heartbeat.vms { peerSummaries[vm.name] = vm }
         stateChanged()
+    }
+
+    /// A rejected heartbeat is never dropped silently (a wrong key, a truncating middlebox or a
+    /// stranger would otherwise look like a dead peer): a warning per network when the reason
+    /// changes, and at most one per 10 s while it stays the same. A copy that arrived out of
+    /// order is only worth a debug line.
+    func rejectedHeartbeat(_ error: HeartbeatError, bytes: Int, network: Int, at now: MonotonicInstant) {
+        let metadata: Logger.Metadata = ["network": "\(network)", "bytes": "\(bytes)", "reason": "\(error)"]
+        if case .replayedSequence = error {
+            logger.debug("heartbeat dropped", metadata: metadata)
+            return
+        }
+        let reason = "\(error)".prefix(while: { $0 != ":" })
+        if let last = heartbeatRejections[network], last.reason == reason, now - last.at < .seconds(10) { return }
+        heartbeatRejections[network] = (String(reason), now)
+        logger.warning("heartbeat dropped", metadata: metadata)
     }
 
     /// A peer command is acted on once, and only when it is authentic, meant for this host and
@@ -417,20 +446,32 @@ public actor ClusterNode {
 
     /// Sends one heartbeat on every network and, while the vote is wanted, a lease request.
     func sendHeartbeats(restartGrace: Duration? = nil) {
-        sequence += 1
         let now = monotonicNow()
         let summaries = order.map { name in
             let module = modules[name]!
             return Heartbeat.VMSummary(name: name, state: module.status.state, replica: module.status.replica, volumes: module.generations)
         }
+        let first = sequence + 1
         for (index, socket) in heartbeatSockets.enumerated() {
-            let heartbeat = Heartbeat(
-                clusterName: config.clusterName, sender: me.name, network: index, incarnation: incarnation, sequence: sequence,
-                timestamp: now, echo: heardFromPeer, vms: summaries, capacity: localCapacity, restartGrace: restartGrace)
-            guard let bytes = try? heartbeat.encode(key: SymmetricKey(data: key)) else { continue }
+            let datagrams: [[UInt8]]
+            do {
+                datagrams = try Heartbeat.parts(
+                    clusterName: config.clusterName, sender: me.name, network: index, incarnation: incarnation, firstSequence: first,
+                    timestamp: now, echo: heardFromPeer, vms: summaries, capacity: localCapacity, restartGrace: restartGrace,
+                    key: SymmetricKey(data: key))
+            } catch {
+                // The configuration bounds every field, so this is a bug: say it, every time.
+                logger.error("heartbeat not sent", metadata: ["network": "\(index)", "reason": "\(error)"])
+                continue
+            }
+            // Every network's copy of part k carries the same sequence (each network has its own
+            // replay counter at the receiver).
+            sequence = max(sequence, first + UInt64(datagrams.count) - 1)
             let target = peer.heartbeatAddresses[index]
-            if let address = TCPSocket.Address("\(target.host):\(target.port)") { socket.send(bytes, to: address) }
+            guard let address = TCPSocket.Address("\(target.host):\(target.port)") else { continue }
+            for bytes in datagrams { socket.send(bytes, to: address) }
         }
+        sequence = max(sequence, first)
         let snapshot = policySnapshot(localReplicas: [:], at: now)
         if snapshot.wantsLease, let witnessSocket, let witnessAddress {
             let request = lease.makeRequest(at: now, peerInSync: snapshot.peerHasOurWrites)

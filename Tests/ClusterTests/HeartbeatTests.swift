@@ -181,4 +181,51 @@ import ReplicationPolicy
         liveness.peerRestarted()
         #expect(!liveness.status(at: .milliseconds(4000)).peerAlive)
     }
+
+    /// 100 VMs with 64-byte names and two volumes each, as one host sends them: every part fits
+    /// one unfragmented datagram, authenticates on its own, is numbered on, and together they
+    /// carry every VM once, in order. (Encoded whole, the same state is ~10 KiB: IP fragments.)
+    @Test func oneHundredVMsSplitIntoDatagramsBelowTheMTU() throws {
+        let volume = GenerationSummary(current: 0xFFFF_FFFF_FFFF, bitmap: 3, history: [2, 1], consistency: .consistent, crashedPrimary: false)
+        let vms = (0..<100).map {
+            Heartbeat.VMSummary(name: String(format: "%03d-", $0) + String(repeating: "x", count: 60), state: .prim, replica: .upToDate, volumes: [volume, volume])
+        }
+        let whole = try Heartbeat(
+            clusterName: "c1", sender: "hostA", network: 0, incarnation: 5, sequence: 1, timestamp: .milliseconds(9), vms: vms
+        ).encode(key: key)
+        #expect(whole.count > 8 * Heartbeat.maximumDatagram)
+        let parts = try Heartbeat.parts(
+            clusterName: "c1", sender: "hostA", network: 0, incarnation: 5, firstSequence: 40, timestamp: .milliseconds(9),
+            echo: (3, .milliseconds(8)), vms: vms, capacity: Resources(vcpus: 8, memoryMiB: 4096), key: key)
+        // Packed: no more parts than the bytes need (each part repeats the ~120-byte header).
+        #expect(parts.count > 1 && parts.count <= whole.count / (Heartbeat.maximumDatagram - 250) + 1, "\(parts.count) parts of \(whole.count) bytes")
+        var decoder = decoder()
+        var received: [Heartbeat.VMSummary] = []
+        for (index, bytes) in parts.enumerated() {
+            #expect(bytes.count <= Heartbeat.maximumDatagram)
+            let part = try decoder.decode(bytes, receivedOn: 0)
+            #expect(part.sequence == 40 + UInt64(index) && part.echo?.incarnation == 3 && part.capacity?.vcpus == 8)
+            #expect(!part.vms.isEmpty)
+            received += part.vms
+        }
+        #expect(received == vms)
+        // A part replayed after a later one is refused like any replayed heartbeat.
+        #expect(throws: HeartbeatError.self) { try decoder.decode(parts[0], receivedOn: 0) }
+    }
+
+    /// No VMs: one part, as before. One summary bigger than the limit (255-byte name, 40
+    /// volumes): sent alone in its part, never dropped.
+    @Test func partsOfNothingAndOfAnOversizedSummary() throws {
+        let empty = try Heartbeat.parts(clusterName: "c1", sender: "hostA", network: 0, incarnation: 5, firstSequence: 1, timestamp: .milliseconds(0), vms: [], key: key)
+        #expect(empty.count == 1)
+        let volume = GenerationSummary(current: 1, bitmap: 1, history: [0, 0], consistency: .consistent, crashedPrimary: false)
+        let big = Heartbeat.VMSummary(name: String(repeating: "b", count: 255), state: .prim, replica: .upToDate, volumes: Array(repeating: volume, count: 40))
+        let small = Heartbeat.VMSummary(name: "s", state: .second, replica: .upToDate, volumes: [volume])
+        let parts = try Heartbeat.parts(
+            clusterName: "c1", sender: "hostA", network: 0, incarnation: 5, firstSequence: 1, timestamp: .milliseconds(0), vms: [small, big, small], key: key)
+        var decoder = decoder()
+        let decoded = try parts.map { try decoder.decode($0, receivedOn: 0).vms }
+        #expect(decoded == [[small], [big], [small]])
+        #expect(parts[1].count > Heartbeat.maximumDatagram && parts[0].count < Heartbeat.maximumDatagram)
+    }
 }
