@@ -121,6 +121,7 @@ struct ConfigurationParser {
                 }
                 try capacityTable.rejectUnknownKeys()
             }
+            let checks = try parseHostChecks(&table)
             try table.rejectUnknownKeys()
             if hosts.contains(where: { $0.name == name }) {
                 throw ConfigurationError(key: table.keyPath("name"), problem: "duplicate host name \"\(name)\"")
@@ -128,7 +129,7 @@ struct ConfigurationParser {
             hosts.append(
                 HostConfiguration(
                     name: name, replicationAddress: replication, heartbeatAddresses: heartbeats, libvirtURI: uri,
-                    migrationURI: migrationURI, domainType: domainType, capacity: capacity))
+                    migrationURI: migrationURI, domainType: domainType, capacity: capacity, checks: checks))
         }
         // The heartbeat codec pairs networks by index, so both hosts need the same number of them.
         if hosts[0].heartbeatAddresses.count != hosts[1].heartbeatAddresses.count {
@@ -286,38 +287,94 @@ extension ConfigurationParser {
             let defaultName: String
             switch kind {
             case "script":
-                let command = try table.string("command")
-                guard command.contains(where: { !$0.isWhitespace }) else {
-                    throw ConfigurationError(key: table.keyPath("command"), problem: "an empty command")
-                }
-                probe = .script(command)
+                probe = .script(try scriptCommand(&table))
                 defaultName = "script"
             case "tcp":
                 let text = try table.string("address")
                 let address = try address(text, key: table.keyPath("address"))
                 probe = .tcp(address)
                 defaultName = "tcp \(text)"
+            case "ping":
+                let host = try table.string("address")
+                guard !host.isEmpty, !host.hasPrefix("-"), !host.contains(where: { $0.isWhitespace }) else {
+                    throw ConfigurationError(key: table.keyPath("address"), problem: "\"\(host)\" is not a host name or address")
+                }
+                probe = .ping(host)
+                defaultName = "ping \(host)"
             default:
-                throw ConfigurationError(key: table.keyPath("kind"), problem: "\"\(kind)\" is not one of script, tcp")
+                throw ConfigurationError(key: table.keyPath("kind"), problem: "\"\(kind)\" is not one of script, tcp, ping")
             }
-            let name = try table.optionalString("name") ?? defaultName
-            if checks.contains(where: { $0.name == name }) {
-                throw ConfigurationError(key: table.keyPath("name"), problem: "two checks named \"\(name)\" (give each a name)")
-            }
-            let interval = try table.int("interval_ms", default: 5000, minimum: 100)
-            let timeout = try table.int("timeout_ms", default: 2000, minimum: 10)
-            guard timeout <= interval else {
-                throw ConfigurationError(key: table.keyPath("timeout_ms"), problem: "\(timeout) exceeds interval_ms (\(interval))")
-            }
-            let thresholds = CheckThresholds(
-                failuresBeforeAction: try table.int("failures", default: 3, minimum: 1),
-                startupGrace: .milliseconds(try table.int("startup_grace_ms", default: 60_000, minimum: 0)),
-                flapChanges: try table.int("flap_changes", default: 4, minimum: 2),
-                flapWindow: .milliseconds(try table.int("flap_window_ms", default: 600_000, minimum: 1000)))
+            let name = try checkName(&table, default: defaultName, taken: checks.map(\.name))
+            let (interval, timeout, thresholds) = try checkTiming(&table, interval: 5000, timeout: 2000, startupGrace: 60_000)
             try table.rejectUnknownKeys()
-            checks.append(VMConfiguration.Check(name: name, probe: probe, interval: .milliseconds(interval), timeout: .milliseconds(timeout), thresholds: thresholds))
+            checks.append(VMConfiguration.Check(name: name, probe: probe, interval: interval, timeout: timeout, thresholds: thresholds))
         }
         return checks
+    }
+
+    /// `[[hosts.checks]]` (docs/config.md): an interface that must be up, or a script.
+    fileprivate func parseHostChecks(_ host: inout ConfigTable) throws(ConfigurationError) -> [HostConfiguration.Check] {
+        var checks: [HostConfiguration.Check] = []
+        for var table in try host.optionalTableArray("checks") ?? [] {
+            let kind = try table.string("kind")
+            let probe: HostConfiguration.Check.Probe
+            let defaultName: String
+            switch kind {
+            case "interface":
+                let interface = try table.string("interface")
+                // IFNAMSIZ is 16 with the NUL; a name never holds '/' or blanks.
+                guard (1...15).contains(interface.utf8.count), !interface.contains(where: { $0 == "/" || $0.isWhitespace }) else {
+                    throw ConfigurationError(key: table.keyPath("interface"), problem: "\"\(interface)\" is not an interface name (1–15 characters, no '/' or blanks)")
+                }
+                probe = .interface(interface)
+                defaultName = "interface \(interface)"
+            case "script":
+                probe = .script(try scriptCommand(&table))
+                defaultName = "script"
+            default:
+                throw ConfigurationError(key: table.keyPath("kind"), problem: "\"\(kind)\" is not one of interface, script")
+            }
+            let name = try checkName(&table, default: defaultName, taken: checks.map(\.name))
+            let (interval, timeout, thresholds) = try checkTiming(&table, interval: 2000, timeout: 1000, startupGrace: 0)
+            try table.rejectUnknownKeys()
+            checks.append(HostConfiguration.Check(name: name, probe: probe, interval: interval, timeout: timeout, thresholds: thresholds))
+        }
+        return checks
+    }
+
+    /// A script check's command: not blank.
+    fileprivate func scriptCommand(_ table: inout ConfigTable) throws(ConfigurationError) -> String {
+        let command = try table.string("command")
+        guard command.contains(where: { !$0.isWhitespace }) else {
+            throw ConfigurationError(key: table.keyPath("command"), problem: "an empty command")
+        }
+        return command
+    }
+
+    /// `name`, else the kind's default; unique among the VM's (or host's) checks.
+    fileprivate func checkName(_ table: inout ConfigTable, default defaultName: String, taken: [String]) throws(ConfigurationError) -> String {
+        let name = try table.optionalString("name") ?? defaultName
+        if taken.contains(name) {
+            throw ConfigurationError(key: table.keyPath("name"), problem: "two checks named \"\(name)\" (give each a name)")
+        }
+        return name
+    }
+
+    /// A check's interval, timeout and thresholds, with the kind's defaults (ms).
+    fileprivate func checkTiming(
+        _ table: inout ConfigTable, interval: Int, timeout: Int, startupGrace: Int
+    ) throws(ConfigurationError) -> (Duration, Duration, CheckThresholds) {
+        let interval = try table.int("interval_ms", default: interval, minimum: 100)
+        let timeout = try table.int("timeout_ms", default: timeout, minimum: 10)
+        guard timeout <= interval else {
+            throw ConfigurationError(key: table.keyPath("timeout_ms"), problem: "\(timeout) exceeds interval_ms (\(interval))")
+        }
+        let thresholds = CheckThresholds(
+            failuresBeforeAction: try table.int("failures", default: 3, minimum: 1),
+            startupGrace: .milliseconds(try table.int("startup_grace_ms", default: startupGrace, minimum: 0)),
+            flapChanges: try table.int("flap_changes", default: 4, minimum: 2),
+            flapWindow: .milliseconds(try table.int("flap_window_ms", default: 600_000, minimum: 1000)))
+        return (.milliseconds(interval), .milliseconds(timeout), thresholds)
     }
 
     /// `[vms.recovery]`: restarts before a move, their window, the hold-down after a move.

@@ -104,6 +104,10 @@ public struct ClusterStatusReport: Codable, Sendable {
     public var events: [String]
     /// The node's event sequence this report was read at (`vmha events --since` it for what follows).
     public var eventSequence: UInt64?
+    /// This host's `[[hosts.checks]]` (nil: none configured).
+    public var hostChecks: [CheckReport]?
+    /// The peer's failed host checks, from its heartbeats (nil: none).
+    public var peerFailingHostChecks: [String]?
 
     public init(
         host: String, peer: String, peerState: String, networks: [String], witness: String?, lease: String, fenced: Bool, vms: [VMStatusReport],

@@ -9,7 +9,7 @@ import ReplicationPolicy
 /// | bytes | field |
 /// |---|---|
 /// | 4 | magic `VMHB` |
-/// | 1 | version (3; versions 1 and 2 are still accepted: 1 has no capacity or grace, 1 and 2 no generations) |
+/// | 1 | version (3, or 4 when a host check fails; 1 and 2 still accepted: 1 has no capacity or grace, 1 and 2 no generations) |
 /// | 1 | network index this copy was sent on |
 /// | 1 + n | cluster name (length-prefixed UTF-8) |
 /// | 1 + n | sender host name |
@@ -23,7 +23,11 @@ import ReplicationPolicy
 /// | 2 | VM summary count (0 if absent) |
 /// | per VM: 1 + n, 1, 1 | name, module state, replica state |
 /// | per VM: 1, then per volume 8 × 4, 1 | volume count; current, bitmap, history 0 and 1 generations, flags (consistency in bits 0–1, crashed primary bit 2, answered without peer bit 3) — version 3 only |
+/// | 1, then per check 1 + n | the sender's failed host checks (`[[hosts.checks]]`), by name — version 4 only |
 /// | 32 | HMAC-SHA256 tag |
+///
+/// Version 4 is sent only while a host check fails, so a version-3 peer (an upgrade in progress)
+/// keeps hearing a healthy host; the receiver reads a version-3 heartbeat as "no check fails".
 ///
 /// The echo lets a primary know its peer still *hears* it (not just that it hears the peer), which
 /// the fencing rule in docs/witness.md needs. The capacity lets either host plan placements with
@@ -32,7 +36,7 @@ import ReplicationPolicy
 /// election or a vote never starts a VM on the older copy.
 public struct Heartbeat: Sendable, Equatable {
     public static let magic: [UInt8] = Array("VMHB".utf8)
-    public static let version: UInt8 = 3
+    public static let version: UInt8 = 4
     static let tagLength = 32
 
     public struct VMSummary: Sendable, Equatable {
@@ -67,12 +71,15 @@ public struct Heartbeat: Sendable, Equatable {
     /// Sent by a vmhad stopping gracefully (a restart or an upgrade): its guests are paused on
     /// their NBD disks meanwhile, so the receiver may wait this long before declaring it lost.
     public var restartGrace: Duration?
+    /// The sender's host checks that have failed (names), as the peer's evacuation rule needs them.
+    public var failingHostChecks: [String]
 
     public init(
         clusterName: String, sender: String, network: Int, incarnation: UInt64, sequence: UInt64,
         timestamp: MonotonicInstant, echo: (incarnation: UInt64, timestamp: MonotonicInstant)? = nil,
-        vms: [VMSummary] = [], capacity: Resources? = nil, restartGrace: Duration? = nil
+        vms: [VMSummary] = [], capacity: Resources? = nil, restartGrace: Duration? = nil, failingHostChecks: [String] = []
     ) {
+        self.failingHostChecks = failingHostChecks
         self.clusterName = clusterName
         self.sender = sender
         self.network = network
@@ -90,13 +97,13 @@ public struct Heartbeat: Sendable, Equatable {
             && lhs.incarnation == rhs.incarnation && lhs.sequence == rhs.sequence && lhs.timestamp == rhs.timestamp
             && lhs.echo?.incarnation == rhs.echo?.incarnation && lhs.echo?.timestamp == rhs.echo?.timestamp
             && lhs.vms == rhs.vms && lhs.capacity == rhs.capacity
-            && lhs.restartGrace == rhs.restartGrace
+            && lhs.restartGrace == rhs.restartGrace && lhs.failingHostChecks == rhs.failingHostChecks
     }
 
     /// The authenticated payload.
     public func encode(key: SymmetricKey) throws(HeartbeatError) -> [UInt8] {
         var bytes = Heartbeat.magic
-        bytes.append(Heartbeat.version)
+        bytes.append(failingHostChecks.isEmpty ? 3 : 4)
         guard (0...255).contains(network) else { throw .fieldTooLong("network index \(network)") }
         bytes.append(UInt8(network))
         try appendString(clusterName, "cluster name", to: &bytes)
@@ -125,6 +132,11 @@ public struct Heartbeat: Sendable, Equatable {
                 bytes.append(volume.consistency.rawValue | (volume.crashedPrimary ? 4 : 0) | (volume.answeredWithoutPeer ? 8 : 0))
             }
         }
+        if !failingHostChecks.isEmpty {
+            guard failingHostChecks.count <= 255 else { throw .fieldTooLong("failing host checks (\(failingHostChecks.count), at most 255)") }
+            bytes.append(UInt8(failingHostChecks.count))
+            for check in failingHostChecks { try appendString(check, "host check name", to: &bytes) }
+        }
         bytes.append(contentsOf: HMAC<SHA256>.authenticationCode(for: bytes, using: key))
         return bytes
     }
@@ -143,13 +155,14 @@ public struct Heartbeat: Sendable, Equatable {
     public static func parts(
         clusterName: String, sender: String, network: Int, incarnation: UInt64, firstSequence: UInt64,
         timestamp: MonotonicInstant, echo: (incarnation: UInt64, timestamp: MonotonicInstant)? = nil,
-        vms: [VMSummary], capacity: Resources? = nil, restartGrace: Duration? = nil, key: SymmetricKey,
+        vms: [VMSummary], capacity: Resources? = nil, restartGrace: Duration? = nil, failingHostChecks: [String] = [], key: SymmetricKey,
         maximumDatagram: Int = Heartbeat.maximumDatagram
     ) throws(HeartbeatError) -> [[UInt8]] {
         func part(_ sequence: UInt64, _ vms: ArraySlice<VMSummary>) throws(HeartbeatError) -> [UInt8] {
             try Heartbeat(
                 clusterName: clusterName, sender: sender, network: network, incarnation: incarnation, sequence: sequence,
-                timestamp: timestamp, echo: echo, vms: Array(vms), capacity: capacity, restartGrace: restartGrace
+                timestamp: timestamp, echo: echo, vms: Array(vms), capacity: capacity, restartGrace: restartGrace,
+                failingHostChecks: failingHostChecks
             ).encode(key: key)
         }
         let empty = try part(firstSequence, [])
@@ -249,11 +262,15 @@ public struct Heartbeat: Sendable, Equatable {
             vms.append(
                 VMSummary(name: name, state: ModuleState.allCases[stateCode], replica: ReplicaState.allCases[replicaCode], volumes: volumes))
         }
+        var failing: [String] = []
+        if received >= 4 {
+            for index in 0..<Int(try reader.uint8()) { failing.append(try reader.string("host check name \(index)")) }
+        }
         guard reader.isAtEnd else { throw .malformed("\(reader.remaining) trailing bytes") }
         return Heartbeat(
             clusterName: cluster, sender: sender, network: network, incarnation: incarnation, sequence: sequence,
             timestamp: timestamp, echo: echoIncarnation == 0 ? nil : (echoIncarnation, echoTimestamp), vms: vms,
-            capacity: capacity, restartGrace: restartGrace)
+            capacity: capacity, restartGrace: restartGrace, failingHostChecks: failing)
     }
 }
 

@@ -20,7 +20,7 @@ public enum HeartbeatError: Error, Sendable, Equatable, CustomStringConvertible 
         switch self {
         case .truncated(let needed, let available): "heartbeat truncated: needed \(needed) bytes, got \(available)"
         case .badMagic: "not a vmha heartbeat (bad magic)"
-        case .unsupportedVersion(let version): "heartbeat version \(version) is not supported (expected \(Heartbeat.version))"
+        case .unsupportedVersion(let version): "heartbeat version \(version) is not supported (this vmhad reads 1 to \(Heartbeat.version))"
         case .authenticationFailed: "heartbeat HMAC does not verify: wrong cluster key or altered packet"
         case .wrongCluster(let name): "heartbeat from cluster \"\(name)\", not ours"
         case .fromSelf: "heartbeat carries our own host name (looped back or reflected)"

@@ -31,13 +31,17 @@ public struct HostSnapshot: Sendable, Equatable {
         public var handedOver: Bool
         public var priority: Int
         public var resources: Resources
+        /// A checker moved it here within its hold-down (``RecoveryPolicy/isHeld(_:at:limits:)``):
+        /// automatic failback leaves it alone until then.
+        public var held: Bool
 
         public init(
             name: String, status: ModuleStatus, localReplica: ReplicaState, peerSummary: Heartbeat.VMSummary? = nil,
             lastPeer: Heartbeat.VMSummary? = nil, peerData: DataRelation? = nil, preferredHost: String, failback: VMConfiguration.Failback = .manual,
             arrivedByFailover: Bool = false, notStartedReason: String? = nil, handedOver: Bool = false, priority: Int = 0,
-            resources: Resources
+            resources: Resources, held: Bool = false
         ) {
+            self.held = held
             self.name = name
             self.status = status
             self.localReplica = localReplica
@@ -102,6 +106,8 @@ public struct HostSnapshot: Sendable, Equatable {
     public var writePolicy: UnreplicatedWritePolicy
     public var localCapacity: Resources
     public var maxConcurrentStarts: Int
+    /// The peer's failed host checks (its heartbeats): no VM fails back to a host in trouble.
+    public var peerFailingHostChecks: [String] = []
 
     public init(
         me: String, peer: String, vms: [VM], peerState: PeerState, heardFromPeer: Bool, peerHeardUs: Bool = true, peerAlive: Bool,
@@ -430,11 +436,13 @@ public enum HostPolicy {
             }
         }
 
-        // failback = "automatic": a VM this host took over in a failover goes back to its
-        // preferred host once that host is back and its replica is UpToDate again.
+        // failback = "automatic": a VM this host took over in a failover (or a host check's
+        // evacuation) goes back to its preferred host once that host is back, its replica
+        // UpToDate again, none of its host checks failing, and the VM's hold-down over.
         if s.peerState == .alive {
             for vm in s.vms {
-                guard vm.failback == .automatic, vm.arrivedByFailover, vm.status == ModuleStatus(.prim, .upToDate),
+                guard vm.failback == .automatic, vm.arrivedByFailover, !vm.held, s.peerFailingHostChecks.isEmpty,
+                    vm.status == ModuleStatus(.prim, .upToDate),
                     vm.preferredHost == s.peer, let summary = vm.peerSummary, summary.state == .second, summary.replica == .upToDate
                 else { continue }
                 decisions.append(.failBack(vm.name))

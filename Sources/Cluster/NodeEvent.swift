@@ -35,8 +35,11 @@ public struct NodeEvent: Sendable, Codable, Equatable {
         case command(name: String, vm: String?, ok: Bool, detail: String)
         /// A VM check's health changed (``CheckMachine``): healthy, failing, failed, flapping…
         case check(vm: String, check: String, health: String, detail: String)
-        /// What a failed check led to (``RecoveryPolicy``): restart, move, gaveUp.
+        /// What a failed check led to (``RecoveryPolicy``, ``Evacuation``): restart, move, gaveUp;
+        /// evacuate (a host check moved it), stay (and why it could not).
         case recovery(vm: String, action: String, detail: String)
+        /// A host check's health changed (`[[hosts.checks]]`).
+        case hostCheck(host: String, check: String, health: String, detail: String)
         /// The state when a reader starts (`vmha events`, like `drbdsetup events2 --now`): one per VM.
         case exists(vm: String, status: ModuleStatus, links: [String: String])
     }
@@ -78,6 +81,7 @@ extension NodeEvent.Kind {
         case .command: "command"
         case .check: "check"
         case .recovery: "recovery"
+        case .hostCheck: "hostCheck"
         case .exists: "exists"
         }
     }

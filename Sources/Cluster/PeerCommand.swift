@@ -162,24 +162,32 @@ public struct PeerCommandReplayWindow: Sendable, Equatable {
 public struct PromoteDetail: Sendable, Equatable {
     public var handover: Int?
     public var checkerMove: Bool
+    /// A host check evacuated it: the receiver treats it like a failover's VM (it fails back by
+    /// the VM's failback policy once its hold-down ends).
+    public var evacuation: Bool
 
-    public init(handover: Int?, checkerMove: Bool = false) {
+    public init(handover: Int?, checkerMove: Bool = false, evacuation: Bool = false) {
         self.handover = handover
-        self.checkerMove = checkerMove
+        self.checkerMove = checkerMove || evacuation
+        self.evacuation = evacuation
     }
 
     static let checkerMark = "checker-move"
+    static let evacuationMark = "evacuation"
 
     public var encoded: String {
-        ((handover.map { ["handover=\($0)"] } ?? []) + (checkerMove ? [Self.checkerMark] : [])).joined(separator: ",")
+        ((handover.map { ["handover=\($0)"] } ?? []) + (checkerMove ? [Self.checkerMark] : []) + (evacuation ? [Self.evacuationMark] : []))
+            .joined(separator: ",")
     }
 
     public init(decoding detail: String) {
         handover = nil
         checkerMove = false
+        evacuation = false
         for part in detail.split(separator: ",") {
             if part.hasPrefix("handover=") { handover = Int(part.dropFirst("handover=".count)) }
             if part == Self.checkerMark { checkerMove = true }
+            if part == Self.evacuationMark { evacuation = true }
         }
     }
 }

@@ -80,3 +80,47 @@ public enum RecoveryDecision: Sendable, Equatable {
     /// Nothing more is tried; the reason is reported (event, status, console).
     case giveUp(String)
 }
+
+/// What a failed host check leads to (`[[hosts.checks]]`, issue 15): while one has failed on this
+/// host and none fails on the peer, each VM running here moves to the peer (a switchover), highest
+/// priority first — if the peer is alive, its replica of the VM UpToDate and the VM not held by an
+/// earlier checker move. Level-triggered: asked again at every host check result, so a VM that
+/// could not move yet (its replica resyncing) moves once it can. When the same trouble is on both
+/// hosts nothing moves: the VMs are no better off there. Pure; the node carries out the moves.
+public enum Evacuation {
+    public struct VM: Sendable, Equatable {
+        public var name: String
+        public var priority: Int
+        public var runsHere: Bool
+        public var peerReplicaUpToDate: Bool
+        /// ``RecoveryPolicy/isHeld(_:at:limits:)``: a checker moved it here within its hold-down.
+        public var held: Bool
+
+        public init(name: String, priority: Int = 0, runsHere: Bool, peerReplicaUpToDate: Bool, held: Bool = false) {
+            self.name = name
+            self.priority = priority
+            self.runsHere = runsHere
+            self.peerReplicaUpToDate = peerReplicaUpToDate
+            self.held = held
+        }
+    }
+
+    public enum Decision: Sendable, Equatable {
+        case move(vm: String)
+        /// It stays here, and why (reported once per reason).
+        case stay(vm: String, reason: String)
+    }
+
+    public static func plan(failingHere: [String], peerAlive: Bool, failingOnPeer: [String], vms: [VM]) -> [Decision] {
+        guard let failing = failingHere.first else { return [] }
+        let running = vms.filter(\.runsHere).sorted { $0.priority > $1.priority }
+        return running.map { vm in
+            let why = "host check \(failing) failed here"
+            if !peerAlive { return .stay(vm: vm.name, reason: "\(why); the peer is lost") }
+            if let theirs = failingOnPeer.first { return .stay(vm: vm.name, reason: "\(why); the peer's host check \(theirs) fails too") }
+            if vm.held { return .stay(vm: vm.name, reason: "\(why); held here by an earlier checker move (hold-down)") }
+            if !vm.peerReplicaUpToDate { return .stay(vm: vm.name, reason: "\(why); the peer's replica is not UpToDate") }
+            return .move(vm: vm.name)
+        }
+    }
+}

@@ -34,6 +34,8 @@ public struct VMConfiguration: Sendable, Equatable {
             case script(String)
             /// A TCP connect to the guest's service from the host that runs the VM.
             case tcp(EndpointAddress)
+            /// One ICMP echo to the guest's address (iputils `ping`) from the host that runs the VM.
+            case ping(String)
         }
 
         /// Unique within the VM: `name` in the config, else the probe (`tcp 10.0.0.5:80`, `script`).

@@ -3,6 +3,7 @@ import Foundation
 import Locking
 import NIOCore
 import NIOPosix
+import Sockets
 
 #if canImport(Glibc)
 import Glibc
@@ -17,23 +18,74 @@ enum CheckProbe {
 
     static func run(_ probe: VMConfiguration.Check.Probe, timeout: Duration, vm: String, host: String) async -> Result {
         switch probe {
-        case .script(let command): await script(command, timeout: timeout, vm: vm, host: host)
+        case .script(let command): await script(command, timeout: timeout, environment: ["VMHA_VM": vm, "VMHA_HOST": host])
         case .tcp(let address): await tcp(address, timeout: timeout)
+        case .ping(let address): await ping(address, timeout: timeout)
         }
     }
 
-    /// `/bin/sh -c COMMAND` with `VMHA_VM` and `VMHA_HOST`; exit 0 is healthy. Foundation starts
-    /// it in a process group of its own: past the timeout the whole group is killed (SIGKILL) —
-    /// the shell and whatever it started (killing the shell alone left its children running,
-    /// and Foundation reported the exit only when they ended) — and the check failed.
-    static func script(_ command: String, timeout: Duration, vm: String, host: String) async -> Result {
+    static func run(_ probe: HostConfiguration.Check.Probe, timeout: Duration, host: String) async -> Result {
+        switch probe {
+        case .script(let command): await script(command, timeout: timeout, environment: ["VMHA_HOST": host])
+        case .interface(let name): interface(name)
+        }
+    }
+
+    /// The interface is administratively up (`IFF_UP`) and operational (`IFF_RUNNING`: carrier,
+    /// RFC 2863 operstate up). Asked with `SIOCGIFFLAGS` on a socket, which answers for vmhad's
+    /// own network namespace (`/sys/class/net` shows the namespace sysfs was mounted in).
+    static func interface(_ name: String) -> Result {
+        do {
+            let flags = try InterfaceFlags.read(name)
+            if flags & Int32(IFF_UP) == 0 { return Result(healthy: false, detail: "\(name) is down") }
+            if flags & Int32(IFF_RUNNING) == 0 { return Result(healthy: false, detail: "\(name) has no carrier") }
+            return Result(healthy: true, detail: "\(name) up, carrier")
+        } catch where error.errno == .operationNotSupportedByDevice {
+            return Result(healthy: false, detail: "no interface \(name) here")
+        } catch {
+            return Result(healthy: false, detail: "\(name): \(error)")
+        }
+    }
+
+    /// One ICMP echo with iputils `ping` (numeric, one packet, its wait rounded up to whole
+    /// seconds by ping's `-W`, and the timeout enforced here as for a script).
+    static func ping(_ address: String, timeout: Duration) async -> Result {
+        let (seconds, attoseconds) = timeout.components
+        let wait = max(1, seconds + (attoseconds > 0 ? 1 : 0))
+        let result = await command(["ping", "-n", "-q", "-c", "1", "-W", "\(wait)", "--", address], timeout: timeout, environment: [:])
+        switch result {
+        case .exited(0): return Result(healthy: true, detail: "\(address) answered")
+        case .exited(1): return Result(healthy: false, detail: "no echo reply from \(address)")
+        case .exited(let status): return Result(healthy: false, detail: "ping \(address) failed (exit \(status))")
+        case .timedOut: return Result(healthy: false, detail: "no echo reply from \(address) within \(timeout)")
+        case .cannotRun: return Result(healthy: false, detail: "cannot run ping (install iputils-ping)")
+        }
+    }
+
+    /// `/bin/sh -c COMMAND` with `VMHA_VM` and `VMHA_HOST` (a host check: `VMHA_HOST`); exit 0
+    /// is healthy.
+    static func script(_ command: String, timeout: Duration, environment: [String: String]) async -> Result {
+        switch await Self.command(["/bin/sh", "-c", command], timeout: timeout, environment: environment) {
+        case .exited(0): Result(healthy: true, detail: "script exit 0")
+        case .exited(let status): Result(healthy: false, detail: "script exit \(status)")
+        case .timedOut: Result(healthy: false, detail: "script timed out after \(timeout)")
+        case .cannotRun: Result(healthy: false, detail: "cannot run /bin/sh")
+        }
+    }
+
+    enum CommandResult: Equatable {
+        case exited(Int32), timedOut, cannotRun
+    }
+
+    /// Runs `arguments` (the first found on PATH) with `environment` added. Foundation starts it
+    /// in a process group of its own: past the timeout the whole group is killed (SIGKILL) — the
+    /// command and whatever it started (killing a shell alone left its children running, and
+    /// Foundation reported the exit only when they ended).
+    static func command(_ arguments: [String], timeout: Duration, environment: [String: String]) async -> CommandResult {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
-        var environment = ProcessInfo.processInfo.environment
-        environment["VMHA_VM"] = vm
-        environment["VMHA_HOST"] = host
-        process.environment = environment
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
@@ -61,9 +113,11 @@ enum CheckProbe {
                 if kill { _ = Glibc.kill(-pid, SIGKILL) }
             }
         }
-        guard let status else { return Result(healthy: false, detail: "cannot run /bin/sh") }
-        if state.withLock({ $0.timedOut }) { return Result(healthy: false, detail: "script timed out after \(timeout)") }
-        return status == 0 ? Result(healthy: true, detail: "script exit 0") : Result(healthy: false, detail: "script exit \(status)")
+        guard let status else { return .cannotRun }
+        if state.withLock({ $0.timedOut }) { return .timedOut }
+        // env's own "not found" (127) and "cannot run" (126): the program is missing.
+        if arguments.first != "/bin/sh", status == 127 || status == 126 { return .cannotRun }
+        return .exited(status)
     }
 
     /// A TCP connect from this host to the guest's service, closed at once.

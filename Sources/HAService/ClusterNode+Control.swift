@@ -119,6 +119,8 @@ extension ClusterNode {
             host: me.name, peer: peer.name, peerState: peerState.rawValue, networks: networks,
             witness: config.witness.map { "\($0.address)" }, lease: lastLeaseOutcome, fenced: fenced, vms: [], events: failoverLog,
             eventSequence: eventLog.lastSequence)
+        report.hostChecks = hostCheckReports()
+        report.peerFailingHostChecks = peerFailingHostChecks.isEmpty ? nil : peerFailingHostChecks
         for row in rows {
             var vm = row.report
             if let d = await localDomain(row.module), let state = try? await d.state() { vm.domain = "\(state)" }

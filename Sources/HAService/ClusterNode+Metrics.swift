@@ -14,6 +14,11 @@ extension ClusterNode {
         }
         Gauge(label: "vmha_witness_vote_held", dimensions: [host]).record(lease.holdsLease(at: monotonicNow()) ? 1 : 0)
         Gauge(label: "vmha_fenced", dimensions: [host]).record(fenced ? 1 : 0)
+        for (check, run) in zip(me.checks, hostChecks) {
+            for health in CheckHealth.allCases {
+                Gauge(label: "vmha_host_check_health", dimensions: [host, ("check", check.name), ("health", health.rawValue)]).record(run.status.health == health ? 1 : 0)
+            }
+        }
         for name in order {
             guard let module = modules[name] else { continue }
             let vm = ("vm", name)
@@ -25,7 +30,7 @@ extension ClusterNode {
             // Where the VM does not run its checks do not run: every health reads 0 there.
             for (index, check) in module.config.checks.enumerated() {
                 for health in CheckHealth.allCases {
-                    let current = runs && module.checkStatuses[index].health == health
+                    let current = runs && module.checks[index].status.health == health
                     Gauge(label: "vmha_vm_check_health", dimensions: [vm, host, ("check", check.name), ("health", health.rawValue)]).record(current ? 1 : 0)
                 }
             }

@@ -46,10 +46,8 @@ final class VMModule {
     var handover = 0
     var lastPromoteSent: MonotonicInstant?
     var promotesSent = 0
-    /// Per `config.checks` entry: its judged status, its last result, whether a probe runs.
-    var checkStatuses: [CheckStatus]
-    var checkResults: [String?]
-    var checkRunning: [Bool]
+    /// Per `config.checks` entry.
+    var checks: [CheckRun]
     /// What failed checks led to (``RecoveryPolicy``); `lastCheckerMove` also when the peer's
     /// checker moved the VM here.
     var recovery = RecoveryRecord()
@@ -77,9 +75,7 @@ final class VMModule {
     }
 
     init(config: VMConfiguration, domainXML: DomainXML) {
-        checkStatuses = config.checks.map { _ in CheckStatus() }
-        checkResults = config.checks.map { _ in nil }
-        checkRunning = config.checks.map { _ in false }
+        checks = config.checks.map { _ in CheckRun() }
         self.config = config
         self.domainXML = domainXML
         volumeNames = config.disks.indices.map { "\(config.name)-disk\($0)" }
@@ -114,6 +110,12 @@ public actor ClusterNode {
     var decoder: HeartbeatDecoder
     var liveness: PeerLiveness
     var sequence: UInt64 = 0
+    /// Per `[[hosts.checks]]` entry of this host (ClusterNode+Checks.swift).
+    var hostChecks: [CheckRun] = []
+    /// The peer's failed host checks, from its latest heartbeat.
+    var peerFailingHostChecks: [String] = []
+    /// Per VM, why a host check's evacuation left it here (reported when it changes).
+    var evacuationNotes: [String: String] = [:]
     /// The last rejected heartbeat's reason per network, and when it was logged (`rejectedHeartbeat`).
     var heartbeatRejections: [Int: (reason: String, at: MonotonicInstant)] = [:]
     var heardFromPeer: (incarnation: UInt64, timestamp: MonotonicInstant)?
@@ -186,6 +188,7 @@ public actor ClusterNode {
         self.config = config
         self.configPath = configPath
         self.me = config.host(named: hostName)!
+        hostChecks = me.checks.map { _ in CheckRun() }
         self.peer = config.peer(of: hostName)!
         self.key = key
         self.ring = ring
@@ -393,6 +396,12 @@ public actor ClusterNode {
         }
         heardFromPeer = (heartbeat.incarnation, heartbeat.timestamp)
         if let capacity = heartbeat.capacity { peerCapacity = capacity }
+        if heartbeat.failingHostChecks != peerFailingHostChecks {
+            record(heartbeat.failingHostChecks.isEmpty
+                ? "\(peer.name): its host checks pass again"
+                : "\(peer.name): host check \(heartbeat.failingHostChecks.joined(separator: ", ")) failed there")
+            peerFailingHostChecks = heartbeat.failingHostChecks
+        }
         for vm in heartbeat.vms { peerSummaries[vm.name] = vm }
         stateChanged()
     }
@@ -458,7 +467,7 @@ public actor ClusterNode {
                 datagrams = try Heartbeat.parts(
                     clusterName: config.clusterName, sender: me.name, network: index, incarnation: incarnation, firstSequence: first,
                     timestamp: now, echo: heardFromPeer, vms: summaries, capacity: localCapacity, restartGrace: restartGrace,
-                    key: SymmetricKey(data: key))
+                    failingHostChecks: failingHostCheckNames, key: SymmetricKey(data: key))
             } catch {
                 // The configuration bounds every field, so this is a bug: say it, every time.
                 logger.error("heartbeat not sent", metadata: ["network": "\(index)", "reason": "\(error)"])
@@ -593,13 +602,16 @@ public actor ClusterNode {
                     localWinsTies: preferred == me.name),
                 preferredHost: preferred, failback: module.config.failback,
                 arrivedByFailover: module.arrivedByFailover, notStartedReason: module.notStartedReason, handedOver: module.handedOver,
-                priority: module.config.priority, resources: module.resources)
+                priority: module.config.priority, resources: module.resources,
+                held: RecoveryPolicy.isHeld(module.recovery, at: now, limits: module.config.recovery))
         }
-        return HostSnapshot(
+        var snapshot = HostSnapshot(
             me: me.name, peer: peer.name, vms: vms, peerState: peerState, heardFromPeer: heardFromPeer != nil, peerHeardUs: peerHeardUs,
             peerAlive: live.peerAlive, mustFence: live.mustFence, mayRun: lease.mayRunPrimary(at: now), witnessHoldsPeerOutdated: lease.peerOutdated, hadLease: hadLease,
             fenced: fenced, witnessConfigured: config.witness != nil, writePolicy: writePolicy, localCapacity: localCapacity,
             maxConcurrentStarts: config.limits.concurrentStarts)
+        snapshot.peerFailingHostChecks = peerFailingHostChecks
+        return snapshot
     }
 
     func carryOut(_ decision: HostDecision) async {
@@ -1186,6 +1198,9 @@ public actor ClusterNode {
             }
             if let problem = await feed(module, .promoteRequested) {
                 record("\(module.config.name): promotion asked by \(peer.name) failed: \(problem)")
+            } else if promote.evacuation, module.status.state == .prim {
+                // Like a failover's VM: back by its failback policy once the hold-down ends.
+                module.arrivedByFailover = true
             }
         case .handOver:
             if let problem = await switchover(module) {
@@ -1220,7 +1235,7 @@ public actor ClusterNode {
     }
 
     /// Clean shutdown here, wait for the peer's replica, role swap, then the peer starts it.
-    func switchover(_ module: VMModule, byChecker: Bool = false) async -> String? {
+    func switchover(_ module: VMModule, byChecker: Bool = false, evacuation: Bool = false) async -> String? {
         guard module.status.state == .prim else { return "\(module.config.name) is \(module.status.state.rawValue) here, not PRIM" }
         guard await waitForPeerUpToDate(module.config.name, timeout: .seconds(10)) else {
             let summary = peerSummaries[module.config.name].map { "\($0.state.rawValue)/\($0.replica.rawValue)" } ?? "unknown"
@@ -1236,7 +1251,7 @@ public actor ClusterNode {
         module.handover += 1
         module.promotesSent = 1
         module.lastPromoteSent = monotonicNow()
-        sendPeerCommand(.promote, vm: module.config.name, detail: PromoteDetail(handover: module.handover, checkerMove: byChecker).encoded)
+        sendPeerCommand(.promote, vm: module.config.name, detail: PromoteDetail(handover: module.handover, checkerMove: byChecker, evacuation: evacuation).encoded)
         return nil
     }
 

@@ -67,6 +67,7 @@ public enum MetricsSetup {
         "vmha_peer_alive": "1 while the peer's heartbeats arrive.",
         "vmha_heartbeat_network_up": "1 while the peer's heartbeats arrive on this network.",
         "vmha_witness_vote_held": "1 while this host holds the witness's vote.",
+        "vmha_host_check_health": "1 for a host check's current health on this host (`[[hosts.checks]]`): starting, healthy, failing, failed, flapping.",
         "vmha_fenced": "1 while this host has paused its domains (no echo from the peer, no vote).",
         "vmha_events_total": "Events the node published, by kind (vmha events).",
     ]

@@ -119,6 +119,8 @@ struct Status: ParsableCommand {
         if json { try printJSON(s); return }
         print("host \(s.host)  peer \(s.peer): \(s.peerState) (networks: \(s.networks.joined(separator: ", ")))")
         print("witness \(s.witness ?? "none")  lease: \(s.lease)\(s.fenced ? "  FENCED (domains paused)" : "")")
+        for c in s.hostChecks ?? [] { print("host check \(c.name): \(c.health)\(c.lastResult.map { " (\($0))" } ?? "")") }
+        if let failing = s.peerFailingHostChecks { print("peer's failed host checks: \(failing.joined(separator: ", "))") }
         for vm in s.vms {
             let peer = vm.peerState.map { "peer \($0)/\(vm.peerReplica ?? "?")" } ?? "peer ?"
             print("  \(vm.name): \(vm.state)/\(vm.replica)  \(peer)  runs on \(vm.runsOn ?? "-")  domain \(vm.domain ?? "-")")

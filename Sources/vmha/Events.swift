@@ -84,6 +84,7 @@ struct Events: ParsableCommand {
         case .notStarted(let vm, let reason): "\(vm): not started: \(reason)"
         case .command(let name, let vm, let ok, let detail): "command \(name)\(vm.map { " \($0)" } ?? ""): \(ok ? "done" : "refused")\(detail.isEmpty ? "" : ": \(detail)")"
         case .check(let vm, let check, let health, let detail): "\(vm): check \(check) \(health): \(detail)"
+        case .hostCheck(let host, let check, let health, let detail): "\(host): host check \(check) \(health): \(detail)"
         case .recovery(let vm, let action, let detail): "\(vm): recovery \(action): \(detail)"
         case .exists(let vm, let status, let links):
             "\(vm): exists \(status)\(links.isEmpty ? "" : " " + links.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))"

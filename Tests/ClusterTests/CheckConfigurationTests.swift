@@ -44,7 +44,8 @@ import Testing
     }
 
     @Test func aBadCheckIsOneLineNamingTheKey() {
-        #expect(error("[[vms.checks]]\nkind = \"agent\"\n") == "vms[0].checks[0].kind: \"agent\" is not one of script, tcp")
+        #expect(error("[[vms.checks]]\nkind = \"icmp\"\n") == "vms[0].checks[0].kind: \"icmp\" is not one of script, tcp, ping")
+        #expect(error("[[vms.checks]]\nkind = \"ping\"\naddress = \"-f\"\n") == "vms[0].checks[0].address: \"-f\" is not a host name or address")
         #expect(error("[[vms.checks]]\nkind = \"tcp\"\naddress = \"10.0.0.5\"\n").hasPrefix("vms[0].checks[0].address: "))
         #expect(error("[[vms.checks]]\nkind = \"script\"\ncommand = \"  \"\n") == "vms[0].checks[0].command: an empty command")
         #expect(error("[[vms.checks]]\nkind = \"script\"\n").hasPrefix("vms[0].checks[0].command"))
@@ -55,5 +56,58 @@ import Testing
                 == "vms[0].checks[1].name: two checks named \"script\" (give each a name)")
         #expect(error("[[vms.checks]]\nkind = \"script\"\ncommand = \"true\"\nretries = 3\n").contains("retries"))
         #expect(error("[vms.recovery]\nrestarts = -1\n") == "vms[0].recovery.restarts: -1 is below the minimum 0")
+    }
+
+    @Test func aPingCheckNamesItsAddress() throws {
+        let vm = try parse("[[vms.checks]]\nkind = \"ping\"\naddress = \"192.168.122.10\"\n")
+        #expect(vm.checks == [VMConfiguration.Check(name: "ping 192.168.122.10", probe: .ping("192.168.122.10"))])
+    }
+
+    func hostConfig(_ hostATail: String) throws -> ClusterConfiguration {
+        try ClusterConfiguration.parse(hostText(hostATail) + ConfigurationTests.vm("vm1"))
+    }
+
+    func hostText(_ hostATail: String) -> String {
+        ConfigurationTests.minimal.replacingOccurrences(of: "heartbeat_addresses = [\"10.0.0.1:7788\"]\n", with: "heartbeat_addresses = [\"10.0.0.1:7788\"]\n" + hostATail)
+    }
+
+    func hostError(_ hostATail: String) -> String {
+        do {
+            _ = try hostConfig(hostATail)
+            return "no error"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    /// `[[hosts.checks]]`: each host's own (interface names differ between hosts), with the host
+    /// defaults (2 s interval, 1 s timeout, no start-up grace).
+    @Test func hostChecksParseWithTheirDefaults() throws {
+        let config = try hostConfig("""
+            [[hosts.checks]]
+            kind = "interface"
+            interface = "vmbr0"
+            [[hosts.checks]]
+            kind = "script"
+            name = "storage"
+            command = "mountpoint -q /var/lib/vmha"
+            failures = 2
+            """)
+        #expect(config.hosts[0].checks == [
+            HostConfiguration.Check(name: "interface vmbr0", probe: .interface("vmbr0")),
+            HostConfiguration.Check(name: "storage", probe: .script("mountpoint -q /var/lib/vmha"), thresholds: CheckThresholds(failuresBeforeAction: 2, startupGrace: .zero)),
+        ])
+        #expect(config.hosts[0].checks[0].interval == .seconds(2) && config.hosts[0].checks[0].timeout == .seconds(1))
+        #expect(config.hosts[1].checks.isEmpty)
+    }
+
+    @Test func aBadHostCheckIsOneLineNamingTheKey() {
+        #expect(hostError("[[hosts.checks]]\nkind = \"tcp\"\n") == "hosts[0].checks[0].kind: \"tcp\" is not one of interface, script")
+        #expect(hostError("[[hosts.checks]]\nkind = \"interface\"\ninterface = \"a-very-long-interface-name\"\n")
+                == "hosts[0].checks[0].interface: \"a-very-long-interface-name\" is not an interface name (1–15 characters, no '/' or blanks)")
+        #expect(hostError("[[hosts.checks]]\nkind = \"interface\"\n").hasPrefix("hosts[0].checks[0].interface"))
+        #expect(hostError("[[hosts.checks]]\nkind = \"interface\"\ninterface = \"eth0\"\n[[hosts.checks]]\nkind = \"interface\"\ninterface = \"eth0\"\n")
+                == "hosts[0].checks[1].name: two checks named \"interface eth0\" (give each a name)")
+        #expect(hostError("[[hosts.checks]]\nkind = \"script\"\ncommand = \"true\"\nvm = \"x\"\n").contains("vm"))
     }
 }

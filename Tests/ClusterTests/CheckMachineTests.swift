@@ -129,4 +129,29 @@ struct CheckMachineTests {
     @Test func documentedTableMatchesCode() throws {
         try Repository.expectGeneratedSection("CHECK TABLE", in: "docs/ha.md", toBe: CheckMachine.markdownTable(), rerun: "CheckMachineTests")
     }
+
+    /// A failed host check moves what runs here, highest priority first, when the peer can take
+    /// it; a reason for each VM that stays (issue 15, `Evacuation`).
+    @Test func evacuationMovesWhatCanMoveAndSaysWhyTheRestStays() {
+        let vms = [
+            Evacuation.VM(name: "low", priority: 1, runsHere: true, peerReplicaUpToDate: true),
+            Evacuation.VM(name: "high", priority: 9, runsHere: true, peerReplicaUpToDate: true),
+            Evacuation.VM(name: "syncing", priority: 5, runsHere: true, peerReplicaUpToDate: false),
+            Evacuation.VM(name: "held", priority: 3, runsHere: true, peerReplicaUpToDate: true, held: true),
+            Evacuation.VM(name: "elsewhere", priority: 7, runsHere: false, peerReplicaUpToDate: true),
+        ]
+        #expect(Evacuation.plan(failingHere: [], peerAlive: true, failingOnPeer: [], vms: vms).isEmpty)
+        let plan = Evacuation.plan(failingHere: ["interface vmbr0"], peerAlive: true, failingOnPeer: [], vms: vms)
+        #expect(plan == [
+            .move(vm: "high"),
+            .stay(vm: "syncing", reason: "host check interface vmbr0 failed here; the peer's replica is not UpToDate"),
+            .stay(vm: "held", reason: "host check interface vmbr0 failed here; held here by an earlier checker move (hold-down)"),
+            .move(vm: "low"),
+        ])
+        // The same trouble on the peer, or no peer: nothing moves.
+        let both = Evacuation.plan(failingHere: ["interface vmbr0"], peerAlive: true, failingOnPeer: ["interface br0"], vms: vms)
+        #expect(both.allSatisfy { if case .stay(_, let reason) = $0 { reason.hasSuffix("the peer's host check interface br0 fails too") } else { false } } && both.count == 4)
+        let alone = Evacuation.plan(failingHere: ["storage"], peerAlive: false, failingOnPeer: [], vms: vms)
+        #expect(alone.allSatisfy { if case .stay(_, let reason) = $0 { reason.hasSuffix("the peer is lost") } else { false } })
+    }
 }

@@ -228,4 +228,21 @@ import ReplicationPolicy
         #expect(decoded == [[small], [big], [small]])
         #expect(parts[1].count > Heartbeat.maximumDatagram && parts[0].count < Heartbeat.maximumDatagram)
     }
+
+    /// Failed host checks ride in a version-4 heartbeat; with none the heartbeat stays version 3,
+    /// which an older peer reads (issue 15).
+    @Test func failingHostChecksRideInVersionFourOnly() throws {
+        var heartbeat = packet()
+        let healthy = try heartbeat.encode(key: key)
+        #expect(healthy[Heartbeat.magic.count] == 3)
+        heartbeat.failingHostChecks = ["interface vmbr0", "storage"]
+        let troubled = try heartbeat.encode(key: key)
+        #expect(troubled[Heartbeat.magic.count] == 4)
+        var decoder = decoder()
+        #expect(try decoder.decode(troubled, receivedOn: 0) == heartbeat)
+        let parts = try Heartbeat.parts(
+            clusterName: "c1", sender: "hostA", network: 0, incarnation: 6, firstSequence: 1, timestamp: .milliseconds(0),
+            vms: heartbeat.vms, failingHostChecks: ["storage"], key: key)
+        #expect(try parts.allSatisfy { try decoder.decode($0, receivedOn: 0).failingHostChecks == ["storage"] })
+    }
 }

@@ -248,4 +248,22 @@ extension HostPolicyTests {
         // An older peer sends no number.
         #expect(HostPolicy.acceptsPromote(handingOver: true, ownHandover: 2, promoteHandover: nil))
     }
+
+}
+
+extension HostPolicyTests {
+    /// Automatic failback returns a failover's VM to its preferred host — but not while a
+    /// checker's hold-down holds it here, nor to a peer whose host checks fail (issue 15).
+    @Test func failbackWaitsForTheHoldDownAndAHealthyPeer() {
+        var back = vm("v1", .prim, peer: Heartbeat.VMSummary(name: "v1", state: .second, replica: .upToDate), preferred: "b")
+        back.failback = .automatic
+        back.arrivedByFailover = true
+        #expect(HostPolicy.decide(snapshot([back])).contains(.failBack("v1")))
+        var held = back
+        held.held = true
+        #expect(!HostPolicy.decide(snapshot([held])).contains(.failBack("v1")))
+        var troubled = snapshot([back])
+        troubled.peerFailingHostChecks = ["interface vmbr0"]
+        #expect(!HostPolicy.decide(troubled).contains(.failBack("v1")))
+    }
 }

@@ -48,7 +48,7 @@ func ask(_ path: String, _ bytes: [UInt8]) async throws -> ControlResponse {
     do {
         return try JSONDecoder().decode(ControlResponse.self, from: Data(answer))
     } catch {
-        throw HAServiceTestError("the answer to \(bytes.count) bytes (\(String(decoding: bytes.prefix(40), as: UTF8.self).debugDescription)) is not a response: \(answer.count) bytes \(String(decoding: answer.prefix(200), as: UTF8.self).debugDescription)")
+        throw HAServiceTestError("the answer to \(bytes.count) bytes (\(String(decoding: bytes.prefix(40), as: UTF8.self).debugDescription)) is not a response: \(answer.count) bytes \(String(decoding: answer.prefix(200), as: UTF8.self).debugDescription) … \(String(decoding: answer.suffix(120), as: UTF8.self).debugDescription)")
     }
 }
 
@@ -58,21 +58,29 @@ struct HAServiceTestError: Error, CustomStringConvertible {
 }
 
 /// Sends `bytes` (then half-closes) and reads the answer to the end, on a thread of its own so
-/// that the blocking calls hold no thread of Swift's pool.
+/// that the blocking calls hold no thread of Swift's pool. A call interrupted by a signal is
+/// made again; any other failure ends the answer with a line naming the call and errno (an
+/// empty answer once came back under parallel tests with nothing to say why).
 func exchange(_ path: String, _ bytes: [UInt8]) async -> [UInt8] {
     await withCheckedContinuation { continuation in
         Thread.detachNewThread {
             var answer: [UInt8] = []
+            func failed(_ call: String) { answer += Array("\n[exchange: \(call) failed: errno \(errno)]".utf8) }
             defer { continuation.resume(returning: answer) }
-            guard let fd = try? UnixSocket.socket() else { return }
+            guard let fd = try? UnixSocket.socket() else { return failed("socket") }
             defer { try? fd.close() }
-            let connected = (try? UnixSocket.withAddress(path) { (address) throws(SystemCallError) -> Int32 in
-                connect(fd.rawValue, address.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
-            }) ?? -1
-            guard connected == 0 else { return }
+            var connected: Int32 = -1
+            repeat {
+                connected = (try? UnixSocket.withAddress(path) { (address) throws(SystemCallError) -> Int32 in
+                    connect(fd.rawValue, address.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(address.count))
+                }) ?? -1
+            } while connected != 0 && errno == EINTR
+            guard connected == 0 else { return failed("connect") }
             var offset = 0
             while offset < bytes.count {
                 let n = bytes[offset...].withUnsafeBytes { send(fd.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n < 0 && errno == EINTR { continue }
+                // The server may answer and close before taking all of an oversized request.
                 if n <= 0 { break }
                 offset += n
             }
@@ -80,7 +88,12 @@ func exchange(_ path: String, _ bytes: [UInt8]) async -> [UInt8] {
             var buffer = [UInt8](repeating: 0, count: 65536)
             while true {
                 let n = buffer.withUnsafeMutableBytes { read(fd.rawValue, $0.baseAddress, $0.count) }
-                if n <= 0 { break }
+                if n < 0 && errno == EINTR { continue }
+                // The server closed with some of our request unread (it refused it early): the
+                // kernel reports that after the answer it queued, so the answer is whole.
+                if n < 0 && errno == ECONNRESET { break }
+                if n < 0 { return failed("read") }
+                if n == 0 { break }
                 answer += buffer[0..<n]
             }
         }

@@ -74,7 +74,7 @@ struct MetricsTests {
 
     /// The names docs/observability.md documents (and issue 13 asks for).
     static let documented = [
-        "vmha_vm_check_health",
+        "vmha_vm_check_health", "vmha_host_check_health",
         "vmha_volume_out_of_sync_bytes", "vmha_volume_resync_done_bytes", "vmha_volume_resync_total_bytes",
         "vmha_volume_resync_bytes_per_second", "vmha_volume_link_state", "vmha_volume_role", "vmha_volume_writes_total",
         "vmha_volume_written_bytes_total", "vmha_volume_write_latency_seconds", "vmha_volume_peer_ack_latency_seconds",

@@ -160,6 +160,10 @@ struct NodeFixture {
             replication_address = "127.0.0.1:\(ports[0])"
             heartbeat_addresses = ["127.0.0.1:\(ports[2])"]
             domain_type = "qemu"
+            [[hosts.checks]]
+            kind = "script"
+            name = "ok"
+            command = "true"
             [hosts.capacity]
             vcpus = 64
             memory_mib = 65536
@@ -204,7 +208,7 @@ func freeTCPPorts(_ count: Int) throws -> [Int] {
     var sockets: [Int32] = []
     defer { for fd in sockets { close(fd) } }
     return try (0..<count).map { _ in
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
         sockets.append(fd)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)

@@ -384,7 +384,7 @@ final class RawNBDClient: @unchecked Sendable {
     private(set) var fd: Int32
 
     init(path: String, receiveTimeout: Duration = .seconds(5), sendTimeout: Duration = .seconds(5)) throws {
-        fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw Failure.errno(errno) }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
