@@ -87,10 +87,12 @@ public final class HACluster: @unchecked Sendable {
     ///   - detectionMs: `timeouts.detection_ms` (nil: the default).
     ///   - metricsPort: `metrics.listen` on every address of the host (nil: off).
     ///   - consolePort: `console.listen` on every address of the host, its token in ``consoleToken`` (nil: off).
+    ///   - hostTOML: more of host i's `[[hosts]]` table (its `[[hosts.checks]]`), in both files.
     public init(
         cluster: TestCluster, guest: TestGuest, vmhad: String, vmha: String, vms: [VM],
         capacity: [Resources?] = [nil, nil], ownCapacity: [Int: (vcpus: Int, memoryMiB: Int)] = [:],
-        concurrentStarts: Int? = nil, detectionMs: Int? = nil, metricsPort: Int? = nil, consolePort: Int? = nil
+        concurrentStarts: Int? = nil, detectionMs: Int? = nil, metricsPort: Int? = nil, consolePort: Int? = nil,
+        hostTOML: [Int: String] = [:]
     ) throws {
         precondition(cluster.hosts.count >= 3, "hosts A, B and the witness host C")
         precondition(!vms.isEmpty && capacity.count == 2)
@@ -144,6 +146,7 @@ public final class HACluster: @unchecked Sendable {
                     heartbeat_addresses = ["\(address):7788"]
                     libvirt_uri = "\(h.uri)"
                     domain_type = "qemu"\(capacityTOML)
+                    \(hostTOML[j] ?? "")
                     """
             }.joined(separator: "\n")
             let vmsTOML = vms.map { vm in
