@@ -365,7 +365,9 @@ extension ConfigurationParser {
         _ table: inout ConfigTable, interval: Int, timeout: Int, startupGrace: Int
     ) throws(ConfigurationError) -> (Duration, Duration, CheckThresholds) {
         let interval = try table.int("interval_ms", default: interval, minimum: 100)
-        let timeout = try table.int("timeout_ms", default: timeout, minimum: 10)
+        // An interval shorter than the default timeout shortens the default: only an explicit
+        // timeout longer than its interval is an error.
+        let timeout = try table.int("timeout_ms", default: min(timeout, interval), minimum: 10)
         guard timeout <= interval else {
             throw ConfigurationError(key: table.keyPath("timeout_ms"), problem: "\(timeout) exceeds interval_ms (\(interval))")
         }

@@ -122,6 +122,8 @@ enum ConsoleAssets {
             peer.append(el("h2", s.peer), ps, el("div", "heartbeat networks: " + s.networks.join(", ")));
             const running = s.vms.filter((v) => v.runsOn === s.host).length, there = s.vms.filter((v) => v.runsOn === s.peer).length;
             here.append(el("div", running + " VMs run here")); peer.append(el("div", there + " VMs run there"));
+            for (const c of s.hostChecks || []) { const line = el("div", "host check " + c.name + ": " + c.health + (c.lastResult ? " (" + c.lastResult + ")" : ""), c.health === "healthy" ? "ok" : c.health === "starting" ? "" : "bad"); line.dataset.hostCheck = c.name; here.append(line); }
+            if (s.peerFailingHostChecks) peer.append(el("div", "failed host checks: " + s.peerFailingHostChecks.join(", "), "bad"));
             hosts.append(here, peer);
             const body = $("vms").tBodies[0]; body.replaceChildren();
             const other = s.peer;

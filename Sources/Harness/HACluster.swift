@@ -69,12 +69,12 @@ public final class HACluster: @unchecked Sendable {
     public convenience init(
         cluster: TestCluster, guest: TestGuest, vmhad: String, vmha: String, diskBytes: UInt64 = 64 << 20,
         failback: String = "manual", ownCapacity: [Int: (vcpus: Int, memoryMiB: Int)] = [:], detectionMs: Int? = nil,
-        metricsPort: Int? = nil, consolePort: Int? = nil
+        metricsPort: Int? = nil, consolePort: Int? = nil, hostTOML: [Int: String] = [:]
     ) throws {
         try self.init(
             cluster: cluster, guest: guest, vmhad: vmhad, vmha: vmha,
             vms: [VM(name: "vm1", workload: .records, diskBytes: diskBytes, memoryMiB: 192, failback: failback)],
-            ownCapacity: ownCapacity, detectionMs: detectionMs, metricsPort: metricsPort, consolePort: consolePort)
+            ownCapacity: ownCapacity, detectionMs: detectionMs, metricsPort: metricsPort, consolePort: consolePort, hostTOML: hostTOML)
     }
 
     /// Writes the key, the domain XMLs and one configuration per host (the hosts share /tmp, so

@@ -99,6 +99,9 @@ import Testing
         ])
         #expect(config.hosts[0].checks[0].interval == .seconds(2) && config.hosts[0].checks[0].timeout == .seconds(1))
         #expect(config.hosts[1].checks.isEmpty)
+        // A short interval without a timeout: the timeout defaults to the interval.
+        let quick = try hostConfig("[[hosts.checks]]\nkind = \"script\"\ncommand = \"true\"\ninterval_ms = 500\n")
+        #expect(quick.hosts[0].checks[0].timeout == .milliseconds(500))
     }
 
     @Test func aBadHostCheckIsOneLineNamingTheKey() {

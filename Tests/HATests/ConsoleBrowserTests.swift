@@ -17,7 +17,9 @@ struct ConsoleBrowserTests {
     @Test(.enabled(if: hostsAvailable && WebDriver.available), .timeLimit(.minutes(8)))
     func aFailoverAndAFailbackSeenAndDrivenFromThePage() async throws {
         try await HACluster.test(logger: logger, make: {
-            try HACluster(cluster: $0, guest: $1, vmhad: $2, vmha: $3, consolePort: Self.consolePort)
+            try HACluster(
+                cluster: $0, guest: $1, vmhad: $2, vmha: $3, consolePort: Self.consolePort,
+                hostTOML: [1: "[[hosts.checks]]\nkind = \"script\"\nname = \"storage\"\ncommand = \"true\"\ninterval_ms = 500"])
         }) { ha, watch in
             try await ha.startAndWaitUntilRedundant()
             try? FileManager.default.removeItem(atPath: Self.screenshots)
@@ -61,6 +63,9 @@ struct ConsoleBrowserTests {
                 && (try browser.text("\(row) td.state")) == "SECOND/upToDate"
         }
         try await waitForPage("the live stream connected", timeout: .seconds(10)) { try browser.text("#live") == "live" }
+        try await waitForPage("hostB's host check", timeout: .seconds(10)) {
+            try browser.text("#host-hostB div[data-host-check=\"storage\"]") == "host check storage: healthy (script exit 0)"
+        }
         try browser.click("nav button[data-tab=\"vms-tab\"]")
         try shot("vm1-on-hostA")
         // The page is not reloaded from here on: a marker in its window object would be lost.
