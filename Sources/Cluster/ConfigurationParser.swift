@@ -297,8 +297,12 @@ extension ConfigurationParser {
                 let address = try address(text, key: table.keyPath("address"))
                 probe = .tcp(address)
                 defaultName = "tcp \(text)"
+            case "agent":
+                // Nothing to say: libvirt knows the domain's agent channel.
+                probe = .agent
+                defaultName = "agent"
             default:
-                throw ConfigurationError(key: table.keyPath("kind"), problem: "\"\(kind)\" is not one of script, tcp")
+                throw ConfigurationError(key: table.keyPath("kind"), problem: "\"\(kind)\" is not one of script, tcp, agent")
             }
             let name = try table.optionalString("name") ?? defaultName
             if checks.contains(where: { $0.name == name }) {
