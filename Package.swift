@@ -140,8 +140,9 @@ let package = Package(
         .target(
             name: "Harness",
             dependencies: [
-                "Libvirt", "Cluster", "SystemCalls",
+                "Libvirt", "Cluster", "SystemCalls", "Sockets",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]),
 
         .executableTarget(
@@ -198,7 +199,7 @@ let package = Package(
         .testTarget(
             name: "HAServiceTests",
             dependencies: [
-                "HAService", "Cluster", "Volume", "Replication", "Uring", "SystemCalls", "Locking", "Sockets", "Harness",
+                "HAService", "Cluster", "Libvirt", "Volume", "Replication", "Uring", "SystemCalls", "Locking", "Sockets", "Harness",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]),

@@ -3,5 +3,7 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+/* virDomainQemuAgentCommand (the `agent` check); in libvirt-qemu.so, hence the second link. */
+#include <libvirt/libvirt-qemu.h>
 
 #endif

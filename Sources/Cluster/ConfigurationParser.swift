@@ -301,8 +301,12 @@ extension ConfigurationParser {
                 }
                 probe = .ping(host)
                 defaultName = "ping \(host)"
+            case "agent":
+                // Nothing to say: libvirt knows the domain's agent channel.
+                probe = .agent
+                defaultName = "agent"
             default:
-                throw ConfigurationError(key: table.keyPath("kind"), problem: "\"\(kind)\" is not one of script, tcp, ping")
+                throw ConfigurationError(key: table.keyPath("kind"), problem: "\"\(kind)\" is not one of script, tcp, ping, agent")
             }
             let name = try checkName(&table, default: defaultName, taken: checks.map(\.name))
             let (interval, timeout, thresholds) = try checkTiming(&table, interval: 5000, timeout: 2000, startupGrace: 60_000)

@@ -36,9 +36,12 @@ public struct VMConfiguration: Sendable, Equatable {
             case tcp(EndpointAddress)
             /// One ICMP echo to the guest's address (iputils `ping`) from the host that runs the VM.
             case ping(String)
+            /// The guest's qemu-guest-agent answers `guest-ping` (through libvirt, on the host that
+            /// runs the VM): the guest's kernel and its agent are alive, with no network needed.
+            case agent
         }
 
-        /// Unique within the VM: `name` in the config, else the probe (`tcp 10.0.0.5:80`, `script`).
+        /// Unique within the VM: `name` in the config, else the probe (`tcp 10.0.0.5:80`, `script`, `agent`).
         public var name: String
         public var probe: Probe
         public var interval: Duration

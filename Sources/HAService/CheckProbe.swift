@@ -1,5 +1,6 @@
 import Cluster
 import Foundation
+import Libvirt
 import Locking
 import NIOCore
 import NIOPosix
@@ -16,11 +17,15 @@ enum CheckProbe {
         var detail: String
     }
 
-    static func run(_ probe: VMConfiguration.Check.Probe, timeout: Duration, vm: String, host: String) async -> Result {
+    /// `libvirt` and `domain` (the domain's name on this host) are for the `agent` kind.
+    static func run(
+        _ probe: VMConfiguration.Check.Probe, timeout: Duration, vm: String, host: String, libvirt: LibvirtConnection?, domain: String
+    ) async -> Result {
         switch probe {
         case .script(let command): await script(command, timeout: timeout, environment: ["VMHA_VM": vm, "VMHA_HOST": host])
         case .tcp(let address): await tcp(address, timeout: timeout)
         case .ping(let address): await ping(address, timeout: timeout)
+        case .agent: await agent(libvirt, domain: domain, timeout: timeout)
         }
     }
 
@@ -118,6 +123,44 @@ enum CheckProbe {
         // env's own "not found" (127) and "cannot run" (126): the program is missing.
         if arguments.first != "/bin/sh", status == 127 || status == 126 { return .cannotRun }
         return .exited(status)
+    }
+
+    /// Domains (libvirt URI and name) with a `guest-ping` still in libvirt's hands.
+    private static let agentCalls = Locked(Set<String>())
+
+    /// `guest-ping` to the guest's qemu-guest-agent through libvirt (`virDomainQemuAgentCommand`,
+    /// on the blocking-call queue, never a pool thread). libvirt counts its timeouts in whole
+    /// seconds and, after a timeout, spends up to 5 s more on a `guest-sync`, so the verdict does
+    /// not wait for it: no answer within `timeout` is a failure at once. The call runs on until libvirt
+    /// gives up; while it does, the next probe of that domain fails without a call of its own, so
+    /// a hung agent never piles calls up in libvirtd (each would hold one of its workers).
+    static func agent(_ libvirt: LibvirtConnection?, domain: String, timeout: Duration) async -> Result {
+        guard let libvirt else { return Result(healthy: false, detail: "guest-ping: no libvirt connection") }
+        let key = "\(libvirt.uri)\u{0}\(domain)"
+        guard agentCalls.withLock({ $0.insert(key).inserted }) else {
+            return Result(healthy: false, detail: "guest-ping: the last one is still unanswered")
+        }
+        let (seconds, attoseconds) = timeout.components
+        let libvirtSeconds = Int32(clamping: max(1, seconds + (attoseconds > 0 ? 1 : 0)))
+        let first = Locked<CheckedContinuation<Result, Never>?>(nil)
+        return await withCheckedContinuation { continuation in
+            first.withLock { $0 = continuation }
+            Task {
+                defer { _ = agentCalls.withLock { $0.remove(key) } }
+                let result: Result
+                do {
+                    _ = try await libvirt.domain(named: domain).agentCommand(#"{"execute":"guest-ping"}"#, timeout: libvirtSeconds)
+                    result = Result(healthy: true, detail: "guest-ping answered")
+                } catch {
+                    result = Result(healthy: false, detail: "guest-ping: \(error)")
+                }
+                first.withLock { $0.take() }?.resume(returning: result)
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                first.withLock { $0.take() }?.resume(returning: Result(healthy: false, detail: "guest-ping: no answer within \(timeout)"))
+            }
+        }
     }
 
     /// A TCP connect from this host to the guest's service, closed at once.

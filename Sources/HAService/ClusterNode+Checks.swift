@@ -35,9 +35,10 @@ extension ClusterNode {
                             at = now + check.interval
                             if [.prim, .alone].contains(module.status.state), !module.stoppingDomain, !fenced, !module.checks[index].running {
                                 module.checks[index].running = true
-                                let starts = module.domainStarts, host = me.name
+                                let starts = module.domainStarts, host = me.name, libvirt = libvirt, domain = module.domainXML.name
                                 group.addTask {
-                                    let result = await CheckProbe.run(check.probe, timeout: check.timeout, vm: name, host: host)
+                                    let result = await CheckProbe.run(
+                                        check.probe, timeout: check.timeout, vm: name, host: host, libvirt: libvirt, domain: domain)
                                     await self.queueCheckResult(vm: name, index: index, domainStarts: starts, result)
                                 }
                             }

@@ -20,6 +20,10 @@ public struct GuestDomain: Sendable {
     public var interval: Double = 0.2
     public var disks: [Disk]
     public var serialLog: String
+    /// Two virtio-serial ports (``GuestInit``): the guest agent's `org.qemu.guest_agent.0`, for
+    /// the `agent` check, and `vmha.control`, the test's way in (``GuestControl``). Off by
+    /// default, so other tests' guests stay as they were.
+    public var channels = false
 
     public init(name: String, workload: Workload, disks: [Disk], serialLog: String) {
         self.name = name
@@ -57,6 +61,13 @@ public struct GuestDomain: Sendable {
             }
         }
         let uuidXML = uuid.map { "  <uuid>\($0)</uuid>\n" } ?? ""
+        // No source: libvirt puts each socket under its channel directory
+        // (/var/lib/libvirt/qemu/channel/target/domain-ID-NAME/), inside the simulated host's own.
+        let channelXML = channels ? """
+                <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+                <channel type='unix'><target type='virtio' name='\(GuestControl.portName)'/></channel>
+
+            """ : ""
         return """
             <domain type='\(domainType)'>
               <name>\(escaped(name))</name>
@@ -77,7 +88,7 @@ public struct GuestDomain: Sendable {
                   <source path='\(escaped(serialLog))' append='on'/>
                   <target port='0'/>
                 </serial>
-                <memballoon model='none'/>
+            \(channelXML)    <memballoon model='none'/>
               </devices>
             </domain>
             """

@@ -9,10 +9,18 @@
 /// `ACK <n>` on the serial console only after dd returned success.
 ///
 /// An ACPI power-button press makes the guest print `VMHA POWEROFF` and power off.
+///
+/// With the domain's virtio-serial ports (``GuestDomain/channels``), two more loops run:
+/// - `org.qemu.guest_agent.0`: a guest-agent responder for what libvirt sends (its
+///   src/qemu/qemu_agent.c): `guest-sync` with an id (on connecting and after a timeout),
+///   answered `{"return": ID}`, and commands: `guest-ping` is answered `{"return": {}}`, anything
+///   else `CommandNotFound`. While "off" it reads and answers nothing, like a hung agent.
+/// - `vmha.control`: the test's commands, one a line, each answered on the port with
+///   `ok <command>` or `unknown <command>`: `agent off`, `agent on`.
 enum GuestInit {
     static let modules = [
         "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk",
-        "failover", "net_failover", "virtio_net", "button", "evdev",
+        "failover", "net_failover", "virtio_net", "button", "evdev", "virtio_console",
     ]
 
     static let script = #"""
@@ -76,6 +84,52 @@ enum GuestInit {
         sleep 1
       done
     }
+
+    # virtio-serial ports by name, /dev/vportNpM (devtmpfs; no udev for /dev/virtio-ports/NAME).
+    # QEMU announces the ports after the driver loads: wait a little; none, no such port.
+    port() {
+      i=0
+      while [ $i -lt 50 ]; do
+        for p in /sys/class/virtio-ports/*; do
+          [ "$(cat $p/name 2>/dev/null)" = "$1" ] && { echo /dev/${p##*/}; return 0; }
+        done
+        sleep 0.1; i=$((i+1))
+      done
+      return 1
+    }
+    # A port reads EOF while no one is connected on the host side (libvirt connects to the agent
+    # only once the guest opened its port): keep it open and read again after a pause.
+    agent() {
+      exec 3<>"$1"
+      while :; do
+        while read -r line <&3; do
+          [ -e /tmp/agent-off ] && continue
+          case $line in
+            *'"guest-sync"'*) id=${line##*\"id\":}; id=${id# }; echo "{\"return\": ${id%%[!0-9]*}}" >&3 ;;
+            *'"guest-ping"'*) echo '{"return": {}}' >&3 ;;
+            *) echo '{"error": {"class": "CommandNotFound", "desc": "not in the vmha test guest"}}' >&3 ;;
+          esac
+        done
+        sleep 0.5
+      done
+    }
+    # One command a line; a new one is a case here (and a word in the harness's docs).
+    control() {
+      exec 4<>"$1"
+      while :; do
+        while read -r cmd <&4; do
+          case $cmd in
+            "agent off") touch /tmp/agent-off ;;
+            "agent on") rm -f /tmp/agent-off ;;
+            *) echo "unknown $cmd" >&4; continue ;;
+          esac
+          echo "ok $cmd" >&4
+        done
+        sleep 0.5
+      done
+    }
+    ( p=$(port org.qemu.guest_agent.0) && agent $p ) &
+    ( p=$(port vmha.control) && control $p ) &
 
     echo "VMHA-READY"
     case $WORKLOAD in

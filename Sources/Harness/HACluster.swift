@@ -1,5 +1,6 @@
 import Cluster
 import Foundation
+import Libvirt
 import Logging
 import SystemCalls
 
@@ -26,12 +27,15 @@ public final class HACluster: @unchecked Sendable {
         public var failback: String
         /// More of the VM's entry, after its disk (`[[vms.checks]]`, `[vms.recovery]`).
         public var extraTOML: String
+        /// The guest's agent and control ports (``GuestDomain/channels``, ``sendGuestControl(vm:_:timeout:)``).
+        public var channels: Bool
 
         public init(
             name: String, priority: Int = 0, preferredHost: Int = 0, workload: GuestDomain.Workload = .idle,
-            diskBytes: UInt64 = 4 << 20, memoryMiB: Int = 72, failback: String = "manual", extraTOML: String = ""
+            diskBytes: UInt64 = 4 << 20, memoryMiB: Int = 72, failback: String = "manual", extraTOML: String = "", channels: Bool = false
         ) {
             self.extraTOML = extraTOML
+            self.channels = channels
             self.name = name
             self.priority = priority
             self.preferredHost = preferredHost
@@ -126,6 +130,7 @@ public final class HACluster: @unchecked Sendable {
                 name: vm.name, workload: vm.workload, disks: [.file(path: "\(scratch)/\(vm.name)-original.img")], serialLog: serial.path)
             domain.interval = 0.1
             domain.memoryMiB = vm.memoryMiB
+            domain.channels = vm.channels
             try domain.xml(guest: guest).write(toFile: "\(scratch)/\(vm.name).xml", atomically: true, encoding: .utf8)
         }
         self.serials = serials
@@ -302,6 +307,26 @@ public final class HACluster: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(250))
         }
         throw HAClusterError("timed out after \(timeout) waiting for \(what)")
+    }
+
+    /// Sends a ``GuestControl`` command (`agent off`, …) to the guest of `vm` on whichever of A
+    /// and B runs it; returns once the guest has applied it. The VM needs `channels`.
+    public func sendGuestControl(vm name: String, _ command: String, timeout: Duration = .seconds(15)) async throws {
+        var socket: String?
+        for host in [hostA, hostB] where socket == nil {
+            let connection = try await LibvirtConnection.open(uri: host.uri, keepAlive: nil, logger: host.logger)
+            if let domain = try? await connection.domain(named: name), (try? await domain.state().isActive) == true,
+               let path = GuestControl.socketPath(inLiveXML: try await domain.xmlDescription()) {
+                socket = host.outsidePath(path)
+            }
+            await connection.close()
+        }
+        guard let socket else { throw HAClusterError("\(name) runs on neither host, or has no \(GuestControl.portName) port") }
+        // A blocking exchange: on a thread of its own, like runToolOffPool.
+        let answer = try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try GuestControl.send(command, socket: socket, timeout: timeout) }) }
+        }
+        guard answer == "ok \(command)" else { throw HAClusterError("\(name)'s guest answered '\(answer)' to '\(command)'") }
     }
 
     /// vmhad's and the witness's logs and each guest's console state, for a failure report.

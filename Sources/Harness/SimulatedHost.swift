@@ -34,6 +34,16 @@ public final class SimulatedHost: Sendable {
     public var linkInterfaces: [String] { interfaces.withLock { $0 } }
     func addInterface(_ name: String) { interfaces.withLock { $0.append(name) } }
 
+    /// Where a path libvirt names inside this host (under its bind-mounted libvirt directories,
+    /// see ``start()``) is seen from outside, e.g. a channel socket libvirt placed.
+    public func outsidePath(_ path: String) -> String {
+        for (inside, own) in [("/etc/libvirt/", "etc"), ("/run/libvirt/", "run"), ("/var/lib/libvirt/", "lib"),
+                              ("/var/log/libvirt/", "log"), ("/var/cache/libvirt/", "cache")] where path.hasPrefix(inside) {
+            return "\(root)/\(own)/" + path.dropFirst(inside.count)
+        }
+        return path
+    }
+
     // MARK: - Bring-up
 
     func start() throws {

@@ -91,11 +91,13 @@ public struct Domain: Sendable, Hashable, CustomStringConvertible {
         try await simple("virDomainUndefineFlags") { virDomainUndefineFlags($0, 0) }
     }
 
-    /// `virDomainShutdown` (ACPI power button), then waits up to `timeout` for the guest to power
-    /// off and destroys it if it did not.
+    /// `virDomainShutdownFlags` with `VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN`, then waits up to
+    /// `timeout` for the guest to power off and destroys it if it did not.
     public func shutdown(timeout: Duration, pollInterval: Duration = .milliseconds(200)) async throws -> ShutdownOutcome {
         guard try await state().isActive else { return .alreadyOff }
-        try await simple("virDomainShutdown") { virDomainShutdown($0) }
+        // The button, never the guest agent: without flags libvirt asks a connected agent first
+        // and waits up to 60 s for a silent one (the one an agent check just found hung).
+        try await simple("virDomainShutdownFlags") { virDomainShutdownFlags($0, VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN.rawValue) }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if case .shutoff = try await state() { return .graceful }
@@ -153,6 +155,24 @@ public struct Domain: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    // MARK: - Guest agent
+
+    /// `virDomainQemuAgentCommand` (libvirt-qemu): sends one QMP command to the guest's
+    /// qemu-guest-agent and returns its reply (e.g. `{"return":{}}` for `{"execute":"guest-ping"}`).
+    /// libvirt syncs with the agent (`guest-sync`, up to 5 s) when it connects and after a
+    /// timeout; `timeout` bounds the command itself, in whole seconds, or one of libvirt's special
+    /// values (-2 block, -1 libvirt's default, 0 do not wait). Fails at once when no agent is
+    /// connected (the guest has not opened its `org.qemu.guest_agent.0` port).
+    public func agentCommand(_ json: String, timeout: Int32) async throws(LibvirtError) -> String {
+        try await withDomain("virDomainQemuAgentCommand") { dom throws(LibvirtError) in
+            guard let reply = virDomainQemuAgentCommand(dom, json, timeout, 0) else {
+                throw LibvirtError.last(operation: "virDomainQemuAgentCommand")
+            }
+            defer { free(reply) }
+            return String(cString: reply)
+        }
+    }
+
     // MARK: - Migration
 
     /// `virDomainMigrateToURI3` with `VIR_MIGRATE_PEER2PEER`: the source libvirtd connects to
@@ -185,10 +205,10 @@ public struct Domain: Sendable, Hashable, CustomStringConvertible {
 
     private func withDomain<T: Sendable>(
         _ operation: String, _ body: @escaping @Sendable (OpaquePointer) throws(LibvirtError) -> T
-    ) async throws -> T {
+    ) async throws(LibvirtError) -> T {
         let uuid = self.uuid
         let connection = self.connection
-        return try await Blocking.run {
+        return try await Blocking.run { () throws(LibvirtError) -> T in
             try connection.withConnection(operation) { conn throws(LibvirtError) in
                 guard let dom = virDomainLookupByUUIDString(conn, uuid) else {
                     throw LibvirtError.last(operation: operation)

@@ -109,7 +109,7 @@ public final class LibvirtConnection: Sendable {
         }
         let callbackID = state.withLock { $0.lifecycleCallbackID }
         if let raw {
-            _ = try? await Blocking.run {
+            await Blocking.run {
                 let ptr = OpaquePointer(bitPattern: raw)
                 Self.release(ptr, lifecycleCallbackID: callbackID)
             }

@@ -43,8 +43,32 @@ import Testing
         #expect(try parse("").checks.isEmpty && (try parse("")).recovery == RecoveryLimits())
     }
 
+    /// `kind = "agent"` needs nothing else: libvirt knows the domain's agent channel.
+    @Test func anAgentCheckNeedsOnlyItsKind() throws {
+        let vm = try parse("""
+            [[vms.checks]]
+            kind = "agent"
+            timeout_ms = 1500
+            [[vms.checks]]
+            kind = "agent"
+            name = "agent again"
+            """)
+        #expect(vm.checks.map(\.name) == ["agent", "agent again"])
+        #expect(vm.checks.allSatisfy { $0.probe == .agent })
+        #expect(vm.checks[0].timeout == .milliseconds(1500) && vm.checks[0].interval == .seconds(5))
+        #expect(vm.checks[1].timeout == .seconds(2) && vm.checks[1].thresholds == CheckThresholds())
+    }
+
+    @Test func anAgentCheckWithAnAddressOrCommandIsRefused() {
+        // An agent check probes no address and runs no command: giving one is a mistake to show.
+        #expect(error("[[vms.checks]]\nkind = \"agent\"\naddress = \"10.0.0.5:22\"\n") == "vms[0].checks[0].address: unknown key")
+        #expect(error("[[vms.checks]]\nkind = \"agent\"\ncommand = \"true\"\n") == "vms[0].checks[0].command: unknown key")
+        #expect(error("[[vms.checks]]\nkind = \"agent\"\n[[vms.checks]]\nkind = \"agent\"\n")
+                == "vms[0].checks[1].name: two checks named \"agent\" (give each a name)")
+    }
+
     @Test func aBadCheckIsOneLineNamingTheKey() {
-        #expect(error("[[vms.checks]]\nkind = \"icmp\"\n") == "vms[0].checks[0].kind: \"icmp\" is not one of script, tcp, ping")
+        #expect(error("[[vms.checks]]\nkind = \"icmp\"\n") == "vms[0].checks[0].kind: \"icmp\" is not one of script, tcp, ping, agent")
         #expect(error("[[vms.checks]]\nkind = \"ping\"\naddress = \"-f\"\n") == "vms[0].checks[0].address: \"-f\" is not a host name or address")
         #expect(error("[[vms.checks]]\nkind = \"tcp\"\naddress = \"10.0.0.5\"\n").hasPrefix("vms[0].checks[0].address: "))
         #expect(error("[[vms.checks]]\nkind = \"script\"\ncommand = \"  \"\n") == "vms[0].checks[0].command: an empty command")

@@ -1,6 +1,8 @@
 import Cluster
 import Foundation
 import Harness
+import Libvirt
+import Logging
 import Testing
 
 @testable import HAService
@@ -26,6 +28,19 @@ struct CheckProbeTests {
         let hung = await CheckProbe.script("sleep 30", timeout: .milliseconds(300), environment: ["VMHA_VM": "vm1", "VMHA_HOST": "hostA"])
         #expect(!hung.healthy && hung.detail.hasPrefix("script timed out after"), "\(hung)")
         #expect(started.duration(to: .now) < .seconds(10), "the hung script was not killed")
+    }
+
+    /// The passing case needs a guest with an agent: `AgentCheckTests` (HATests).
+    @Test(.timeLimit(.minutes(1))) func anAgentProbeWithoutAnAgentFailsWithLibvirtsReason() async throws {
+        let none = await CheckProbe.agent(nil, domain: "test", timeout: .seconds(1))
+        #expect(none == CheckProbe.Result(healthy: false, detail: "guest-ping: no libvirt connection"))
+        // libvirt's mock driver has no guest agent.
+        let connection = try await LibvirtConnection.open(uri: "test:///default", keepAlive: nil, logger: Logger(label: "vmha.tests.probe"))
+        let mock = await CheckProbe.agent(connection, domain: "test", timeout: .seconds(1))
+        #expect(!mock.healthy && mock.detail.hasPrefix("guest-ping: virDomainQemuAgentCommand: "), "\(mock)")
+        let missing = await CheckProbe.agent(connection, domain: "no-such-domain", timeout: .seconds(1))
+        #expect(!missing.healthy && missing.detail.hasPrefix("guest-ping: virDomainLookupByName: "), "\(missing)")
+        await connection.close()
     }
 
     @Test(.timeLimit(.minutes(1))) func tcpPassesOnAListenerAndFailsOnAClosedPort() async throws {

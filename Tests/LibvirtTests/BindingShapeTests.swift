@@ -63,6 +63,15 @@ struct BindingShapeTests {
             #expect(!error.message.isEmpty)
         }
         await #expect(throws: LibvirtError.self) { try await connection.define(xml: "<domain><name>x") }
+        // The mock has no guest agent: the call reaches libvirt-qemu and fails with libvirt's
+        // error, typed (`error` is a LibvirtError without a cast).
+        let test = try await connection.domain(named: "test")
+        do {
+            let reply = try await test.agentCommand(#"{"execute":"guest-ping"}"#, timeout: 1)
+            Issue.record("guest-ping on the mock answered \(reply)")
+        } catch {
+            #expect(error.operation == "virDomainQemuAgentCommand" && !error.message.isEmpty, "\(error)")
+        }
         await connection.close()
         await #expect(throws: LibvirtError.self) { try await connection.nodeInfo() }
         await #expect(throws: LibvirtError.self) {
