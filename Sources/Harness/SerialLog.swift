@@ -31,6 +31,20 @@ public struct SerialLog: Sendable {
         }
     }
 
+    /// How many times the guest booted (`VMHA-GUEST-UP` lines).
+    public func bootCount() -> Int {
+        lines().filter { $0.hasPrefix("VMHA-GUEST-UP") }.count
+    }
+
+    /// The latest boot's `VERIFY` summary, nil until it printed one. A boot shut down while
+    /// verifying prints none, so counting summaries does not count boots.
+    public func latestBootVerify() -> (ok: Int, bad: Int, last: Int)? {
+        let all = lines()
+        guard let boot = all.lastIndex(where: { $0.hasPrefix("VMHA-GUEST-UP") }) else { return nil }
+        guard all[boot...].contains(where: { $0.hasPrefix("VERIFY ok=") }) else { return nil }
+        return SerialLog(path: path).verifySummaries().last
+    }
+
     public struct Timeout: Error, CustomStringConvertible {
         public var what: String
         public var tail: [String]
