@@ -323,6 +323,8 @@ public final class PrimaryReplication: Sendable {
         let buffers = FrameBufferPool.forResync(
             headroom: Self.resyncHeadroom, chunk: Int(chunk), idleBlocks: options.resyncWindow, idleUnits: options.resyncWindow * unitsPerBlock)
         let failed = Locked(false)
+        // Bytes read from the image (holes are not): the log's `read`, against `bytes`.
+        let readBytes = Locked<UInt64>(0)
         var sinceCheckpoint: UInt64 = 0
         let rateStart = ContinuousClock.now
         var queued: UInt64 = 0
@@ -331,6 +333,39 @@ public final class PrimaryReplication: Sendable {
                 var offset = run.offset
                 while offset < run.offset + run.length {
                     if session.failure != nil || failed.withLock({ $0 }) { return }
+                    if method == .data {
+                        // A hole is neither read nor sent as data: a zeroes frame covers up to
+                        // 32 MiB of it (the protocol's largest range), and the peer punches it.
+                        await window.acquire()
+                        let holeOffset = offset
+                        let most = min(run.offset + run.length - offset, UInt64(PeerProtocol.maximumDataLength))
+                        let hole = (try? await volume.resyncHole(offset: offset, maxLength: most) { length in
+                            (length, session.request { sequence in
+                                OutboundFrame(
+                                    PeerResyncData(
+                                        volumeID: session.volumeID, requestID: sequence, offset: holeOffset, content: .zeroes(length: UInt32(length))
+                                    ).encoded())
+                            })
+                        }) ?? nil
+                        if let (holeLength, ticket) = hole {
+                            group.addTask(executorPreference: volume.ring) {
+                                defer { window.release() }
+                                guard let ticket, await ticket.wait() else {
+                                    failed.withLock { $0 = true }
+                                    return
+                                }
+                                await volume.clearDirty(offset: holeOffset, length: holeLength)
+                                statusBox.withLock {
+                                    $0.resyncDoneBytes += holeLength
+                                    $0.resyncSentBytes += 16
+                                }
+                            }
+                            offset += holeLength
+                            sinceCheckpoint += holeLength
+                            continue
+                        }
+                        window.release()
+                    }
                     let length = min(chunk - offset % chunk, run.offset + run.length - offset)
                     let units = Int((length + unit - 1) / unit)
                     for _ in 0..<units { await window.acquire() }
@@ -349,15 +384,26 @@ public final class PrimaryReplication: Sendable {
                             var sent = 0
                             if method != .data {
                                 // Digest first; the data follows only when the peer's block differs.
-                                let ticket = try await volume.readForResync(offset: pieceOffset, length: Int(length)) { bytes in
-                                    let digest = Array(SHA256.hash(data: bytes))
-                                    return session.request { sequence in
+                                // A block that is all hole here has the digest of zeroes, unread.
+                                @Sendable func request(_ digest: [UInt8]) -> ReplicationTicket? {
+                                    session.request { sequence in
                                         OutboundFrame(
                                             PeerResyncChecksum(
                                                 volumeID: session.volumeID, requestID: sequence, offset: pieceOffset,
                                                 length: UInt32(length), digest: .sha256(digest)
                                             ).encoded())
                                     }
+                                }
+                                let ticket: ReplicationTicket?
+                                if let unread = try await volume.resyncHole(offset: pieceOffset, maxLength: length, deliver: { hole in
+                                    hole == length ? request(ZeroDigest.sha256(length: Int(length))) : nil
+                                }), let unread {
+                                    ticket = unread
+                                } else {
+                                    ticket = try await volume.readForResync(offset: pieceOffset, length: Int(length)) { bytes in
+                                        request(Array(SHA256.hash(data: bytes)))
+                                    }
+                                    readBytes.withLock { $0 += length }
                                 }
                                 guard let ticket, let status = await ticket.status() else { throw PeerLinkError.closedByPeer }
                                 sent += 64
@@ -403,6 +449,7 @@ public final class PrimaryReplication: Sendable {
                                 }
                                 return (ticket, holes)
                             }
+                            readBytes.withLock { $0 += length }
                             let dataSent = holes ? 16 : Int(length)
                             guard let ticket, await ticket.wait() else { throw PeerLinkError.closedByPeer }
                             sent += dataSent
@@ -455,15 +502,37 @@ public final class PrimaryReplication: Sendable {
         logger.info(
             "resync finished",
             metadata: ["volume": "\(volume.configuration.name)", "bytes": "\(total)", "seconds": "\(seconds)", "method": "\(method.rawValue)",
-                       "sent": "\(statusBox.withLock { $0.resyncSentBytes })"])
+                       "sent": "\(statusBox.withLock { $0.resyncSentBytes })", "read": "\(readBytes.withLock { $0 })"])
     }
 }
 
+
+/// The SHA-256 of `length` zero bytes, computed once per length: the digest of a hole, which
+/// the checksum and verify passes send (source) and compare (target) without reading it.
+enum ZeroDigest {
+    private static let cache = Locked<[Int: [UInt8]]>([:])
+
+    static func sha256(length: Int) -> [UInt8] {
+        if let known = cache.withLock({ $0[length] }) { return known }
+        var hasher = SHA256()
+        let zeroes = UnsafeRawBufferPointer(start: ZeroBlock.shared.bytes.baseAddress, count: ZeroBlock.shared.bytes.count)
+        var left = length
+        while left > 0 {
+            let n = min(left, zeroes.count)
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: zeroes[0..<n]))
+            left -= n
+        }
+        let digest = Array(hasher.finalize())
+        cache.withLock { $0[length] = digest }
+        return digest
+    }
+}
 
 /// A page of zeroes to recognise holes quickly (memcmp, not a byte loop).
 final class ZeroBlock: @unchecked Sendable {  // immutable after init
     static let shared = ZeroBlock()
     private let zeroes: UnsafeMutableRawBufferPointer
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(zeroes) }
 
     private init() {
         zeroes = .allocate(byteCount: 1 << 20, alignment: 4096)

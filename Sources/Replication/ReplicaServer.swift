@@ -290,8 +290,18 @@ public final class ReplicaServer: Sendable {
                         defer { inFlight.release() }
                         var status: UInt32 = 0
                         do {
-                            let same = try await volume.readForResync(offset: request.offset, length: Int(request.length)) { bytes in
-                                Array(SHA256.hash(data: bytes)) == theirs
+                            // A hole here is zeroes: compared by its digest, unread.
+                            let length = UInt64(request.length)
+                            let holeSame = try await volume.resyncHole(offset: request.offset, maxLength: length) { hole in
+                                hole == length ? ZeroDigest.sha256(length: Int(length)) == theirs : nil
+                            }
+                            let same: Bool
+                            if let known = holeSame ?? nil {
+                                same = known
+                            } else {
+                                same = try await volume.readForResync(offset: request.offset, length: Int(request.length)) { bytes in
+                                    Array(SHA256.hash(data: bytes)) == theirs
+                                }
                             }
                             status = same ? 0 : PeerAck.checksumMismatch
                         } catch {

@@ -570,6 +570,39 @@ public actor LocalVolume {
         return deliver(UnsafeRawBufferPointer(buffer))
     }
 
+    /// For the resync: if the image holds no data at `offset` (a hole, per `SEEK_DATA`), the
+    /// hole's length from there (at most `maxLength`), handed to `deliver` while the range is
+    /// locked — so that what `deliver` queues (a zeroes frame) goes out before any later guest
+    /// change to that range; nil where there is data. Nothing is read.
+    public func resyncHole<T: Sendable>(
+        offset: UInt64, maxLength: UInt64, deliver: @Sendable (UInt64) -> T
+    ) async throws(VolumeError) -> T? {
+        let length = min(maxLength, size - min(offset, size))
+        try check(offset: offset, length: length)
+        guard length > 0 else { return nil }
+        await lockRange(offset, offset + length)
+        defer { unlockRange(offset, offset + length) }
+        let data: UInt64
+        do {
+            data = try Self.nextData(bufferedFD, from: offset) ?? size
+        } catch {
+            throw .io(path: configuration.imagePath, error.errno)
+        }
+        guard data > offset else { return nil }
+        return deliver(min(data, offset + length) - offset)
+    }
+
+    /// The first offset at or after `offset` that holds data (`lseek(SEEK_DATA)`); nil when only
+    /// a hole follows up to the end of the file (and beyond it, a qcow2 container's sparse tail).
+    static func nextData(_ fd: FileDescriptor, from offset: UInt64) throws(SystemCallError) -> UInt64? {
+        let seekData: Int32 = 3  // SEEK_DATA (Linux), which Glibc only exports under _GNU_SOURCE
+        do throws(SystemCallError) {
+            return UInt64(try Syscall.call("lseek(SEEK_DATA)") { Glibc.lseek(fd.rawValue, off_t(offset), seekData) })
+        } catch where error.errno == .noSuchAddressOrDevice {
+            return nil
+        }
+    }
+
     private func check(offset: UInt64, length: UInt64) throws(VolumeError) {
         if closed { throw .closed(name: configuration.name) }
         guard offset <= size, length <= size - offset else { throw .outOfRange(offset: offset, length: length, size: size) }

@@ -90,6 +90,50 @@ struct TwoHostReplicationTests {
         #expect(try hosts.sha256(hosts.imageA) == hosts.sha256(hosts.imageB))
     }
 
+    /// A sparse 1 GiB image holding 9 MiB of data (issue 18): the full sync reads only the data
+    /// (`SEEK_DATA`; holes are one zeroes frame each, never read), the replica ends identical —
+    /// including 16 MiB of stale data it held in one of A's holes, now punched — and as sparse.
+    @Test func aSparseImageFullSyncsOnlyItsDataAndStaysSparse() async throws {
+        let hosts = try TwoHostFixture(sizeMiB: 1024, randomContent: false)
+        for (seekMiB, countMiB) in [(100, 8), (1023, 1)] {
+            try Shell.run(["dd", "if=/dev/urandom", "of=\(hosts.imageA)", "bs=1M", "count=\(countMiB)", "seek=\(seekMiB)", "conv=notrunc", "status=none"])
+        }
+        try Shell.run(["dd", "if=/dev/urandom", "of=\(hosts.imageB)", "bs=1M", "count=16", "seek=500", "conv=notrunc", "status=none"])
+        _ = try hosts.startReplica()
+        let primary = try hosts.startPrimary()
+        try await primary.waitForLog("resync finished")
+        let line = primary.lines(containing: "resync finished").last!
+        let read = UInt64(logField(line, "read") ?? "") ?? .max
+        let sent = UInt64(logField(line, "sent") ?? "") ?? .max
+        #expect(logField(line, "bytes") == "\(1 << 30)", "\(line)")
+        // The data, rounded out to the 4 MiB resync blocks it falls in.
+        #expect(read >= 9 << 20 && read <= 16 << 20, "\(read) bytes read for 9 MiB of data: \(line)")
+        #expect(sent >= 9 << 20 && sent <= 16 << 20 + 64 << 10, "\(sent) bytes sent: \(line)")
+        for daemon in hosts.daemons { await daemon.stop() }
+        #expect(try hosts.sha256(hosts.imageA) == hosts.sha256(hosts.imageB))
+        let allocated = try Shell.run(["du", "-k", "--", hosts.imageB]).split(separator: "\t").first.flatMap { Int($0) } ?? -1
+        #expect(allocated >= 9 << 10 && allocated <= 20 << 10, "the replica holds \(allocated) KiB")
+    }
+
+    /// The checksum pass over two identical sparse images reads only the data on the source (a
+    /// block all hole is digested as zeroes, unread; the target does the same) and sends digests.
+    @Test func aChecksumFullSyncOfSparseImagesReadsOnlyTheData() async throws {
+        let hosts = try TwoHostFixture(sizeMiB: 1024, randomContent: false)
+        try Shell.run(["dd", "if=/dev/urandom", "of=\(hosts.imageA)", "bs=1M", "count=8", "seek=100", "conv=notrunc", "status=none"])
+        try Shell.run(["cp", "--sparse=always", hosts.imageA, hosts.imageB])
+        _ = try hosts.startReplica()
+        let primary = try hosts.startPrimary(extra: ["--checksum-resync"])
+        try await primary.waitForLog("resync finished")
+        let line = primary.lines(containing: "resync finished").last!
+        let read = UInt64(logField(line, "read") ?? "") ?? .max
+        let sent = UInt64(logField(line, "sent") ?? "") ?? .max
+        #expect(logField(line, "method") == "checksum", "\(line)")
+        #expect(read >= 8 << 20 && read <= 12 << 20, "\(read) bytes read for 8 MiB of data: \(line)")
+        #expect(sent < 64 << 10, "\(sent) bytes sent for identical images: \(line)")
+        for daemon in hosts.daemons { await daemon.stop() }
+        #expect(try hosts.sha256(hosts.imageA) == hosts.sha256(hosts.imageB))
+    }
+
     @Test func aWrongKeyIsRefusedAndTheReplicaIsUntouched() async throws {
         let hosts = try TwoHostFixture(sizeMiB: 16)
         let wrongKey = hosts.directory + "/wrong.key"
