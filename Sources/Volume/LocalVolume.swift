@@ -592,12 +592,51 @@ public actor LocalVolume {
         return deliver(min(data, offset + length) - offset)
     }
 
+    /// The allocation of [offset, offset + length) as extents (in order, covering it from the
+    /// start; at most `maxCount`, so possibly not to the end): holes by `SEEK_DATA` and
+    /// `SEEK_HOLE`, which read as zeroes; beyond the file's end (a qcow2 container's sparse tail)
+    /// a hole. For NBD block status and structured reads.
+    public func allocation(offset: UInt64, length: UInt64, maxCount: Int) throws(VolumeError) -> [(length: UInt64, hole: Bool)] {
+        try check(offset: offset, length: length)
+        var extents: [(length: UInt64, hole: Bool)] = []
+        var position = offset
+        let end = offset + length
+        do {
+            while position < end, extents.count < maxCount {
+                let data = try Self.nextData(bufferedFD, from: position) ?? end
+                if data > position {
+                    let stop = min(data, end)
+                    extents.append((stop - position, true))
+                    position = stop
+                    continue
+                }
+                let hole = try Self.nextHole(bufferedFD, from: position) ?? end
+                let stop = min(max(hole, position + 1), end)
+                extents.append((stop - position, false))
+                position = stop
+            }
+        } catch {
+            throw .io(path: configuration.imagePath, error.errno)
+        }
+        return extents
+    }
+
+    /// The first hole at or after `offset` (`lseek(SEEK_HOLE)`; the file's end counts as one).
+    static func nextHole(_ fd: FileDescriptor, from offset: UInt64) throws(SystemCallError) -> UInt64? {
+        try seek(fd, offset, whence: 4, "lseek(SEEK_HOLE)")
+    }
+
     /// The first offset at or after `offset` that holds data (`lseek(SEEK_DATA)`); nil when only
     /// a hole follows up to the end of the file (and beyond it, a qcow2 container's sparse tail).
     static func nextData(_ fd: FileDescriptor, from offset: UInt64) throws(SystemCallError) -> UInt64? {
-        let seekData: Int32 = 3  // SEEK_DATA (Linux), which Glibc only exports under _GNU_SOURCE
+        try seek(fd, offset, whence: 3, "lseek(SEEK_DATA)")
+    }
+
+    /// `lseek` with SEEK_DATA (3) or SEEK_HOLE (4), which Glibc only exports under _GNU_SOURCE;
+    /// nil for ENXIO (at or past the end of the file).
+    private static func seek(_ fd: FileDescriptor, _ offset: UInt64, whence: Int32, _ name: StaticString) throws(SystemCallError) -> UInt64? {
         do throws(SystemCallError) {
-            return UInt64(try Syscall.call("lseek(SEEK_DATA)") { Glibc.lseek(fd.rawValue, off_t(offset), seekData) })
+            return UInt64(try Syscall.call(name) { Glibc.lseek(fd.rawValue, off_t(offset), whence) })
         } catch where error.errno == .noSuchAddressOrDevice {
             return nil
         }

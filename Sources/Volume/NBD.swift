@@ -1,5 +1,5 @@
 /// Wire constants of the NBD protocol (fixed newstyle negotiation and the
-/// simple-reply transmission phase). Numeric values are from the protocol
+/// transmission phase with simple and structured replies). Numeric values are from the protocol
 /// document `doc/proto.md` of the NetworkBlockDevice project; everything is
 /// big-endian on the wire. See `docs/nbd.md` for the subset vmhad implements.
 ///
@@ -17,6 +17,10 @@ public enum NBD {
     public static let requestMagic: UInt32 = 0x2560_9513
     /// Prefix of every simple reply.
     public static let simpleReplyMagic: UInt32 = 0x6744_6698
+    /// Prefix of every structured reply chunk.
+    public static let structuredReplyMagic: UInt32 = 0x668E_33EF
+    /// Length of a structured reply chunk's header.
+    public static let structuredReplyHeaderSize = 20
     /// Length of a (compact) transmission request header.
     public static let requestHeaderSize = 28
     /// Length of a simple reply header.
@@ -95,6 +99,7 @@ public enum NBD {
         public static let ack = OptionReplyType(rawValue: 1)
         public static let server = OptionReplyType(rawValue: 2)
         public static let info = OptionReplyType(rawValue: 3)
+        public static let metaContext = OptionReplyType(rawValue: 4)
         public static let errUnsupported = OptionReplyType(rawValue: 1 << 31 | 1)
         public static let errPolicy = OptionReplyType(rawValue: 1 << 31 | 2)
         public static let errInvalid = OptionReplyType(rawValue: 1 << 31 | 3)
@@ -106,6 +111,24 @@ public enum NBD {
         public static let errTooBig = OptionReplyType(rawValue: 1 << 31 | 9)
         public var isError: Bool { rawValue & (1 << 31) != 0 }
     }
+
+    /// Structured reply chunk types (`NBD_REPLY_TYPE_*`).
+    public struct ReplyType: RawRepresentable, Sendable, Hashable {
+        public var rawValue: UInt16
+        public init(rawValue: UInt16) { self.rawValue = rawValue }
+        public static let none = ReplyType(rawValue: 0)
+        public static let offsetData = ReplyType(rawValue: 1)
+        public static let offsetHole = ReplyType(rawValue: 2)
+        public static let blockStatus = ReplyType(rawValue: 5)
+        public static let error = ReplyType(rawValue: 1 << 15 | 1)
+    }
+
+    /// `NBD_REPLY_FLAG_DONE`: the last chunk of a reply.
+    public static let replyFlagDone: UInt16 = 1
+
+    /// `base:allocation` extent flags.
+    public static let stateHole: UInt32 = 1
+    public static let stateZero: UInt32 = 2
 
     /// Information item types carried in `NBD_REP_INFO` replies.
     public struct InfoType: RawRepresentable, Sendable, Hashable {

@@ -42,8 +42,8 @@ struct NBDConnection: Sendable {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.receiveBufferSize, alignment: 4096)
         defer { buffer.deallocate() }
         do {
-            guard let remaining = try await handshake(buffer) else { return }
-            try await transmission(buffer, initial: remaining)
+            guard let (remaining, negotiated) = try await handshake(buffer) else { return }
+            try await transmission(buffer, initial: remaining, negotiated: negotiated)
         } catch let error as NBDProtocolError {
             logger.warning("NBD client dropped: protocol error", metadata: ["export": "\(export.name)", "error": "\(error)"])
         } catch let error as Errno where error == .canceled {
@@ -53,8 +53,9 @@ struct NBDConnection: Sendable {
         }
     }
 
-    /// Returns the bytes received after the export was chosen, or nil when the client left.
-    private func handshake(_ buffer: UnsafeMutableRawBufferPointer) async throws -> [UInt8]? {
+    /// Returns the bytes received after the export was chosen and what was negotiated, or nil
+    /// when the client left.
+    private func handshake(_ buffer: UnsafeMutableRawBufferPointer) async throws -> ([UInt8], NBDNegotiated)? {
         let done = Locked(false)
         // A client that never finishes the handshake would hold its socket forever.
         let (seconds, attoseconds) = handshakeTimeout.components
@@ -77,8 +78,8 @@ struct NBDConnection: Sendable {
             for event in output.events {
                 switch event {
                 case .exportSelected(_, let remaining):
-                    logger.debug("NBD client attached", metadata: ["export": "\(export.name)"])
-                    return remaining
+                    logger.debug("NBD client attached", metadata: ["export": "\(export.name)", "structured": "\(state.negotiated.structuredReplies)"])
+                    return (remaining, state.negotiated)
                 case .aborted:
                     return nil
                 case .failed(let error):
@@ -90,8 +91,8 @@ struct NBDConnection: Sendable {
         }
     }
 
-    private func transmission(_ buffer: UnsafeMutableRawBufferPointer, initial: [UInt8]) async throws {
-        var decoder = NBDRequestDecoder(export: export)
+    private func transmission(_ buffer: UnsafeMutableRawBufferPointer, initial: [UInt8], negotiated: NBDNegotiated) async throws {
+        var decoder = NBDRequestDecoder(export: export, negotiated: negotiated)
         decoder.receive(initial)
         let replies = SerializedSender(ring: ring, socket: socket)
         let slots = AsyncSemaphore(Self.maximumInFlight)
@@ -134,11 +135,16 @@ struct NBDConnection: Sendable {
                                 pending.withLock { _ = $0.removeValue(forKey: cookie) }
                                 slots.release()
                             }
-                            await volume.serve(request, replies: replies, export: export, logger: logger)
+                            await volume.serve(request, replies: replies, export: export, negotiated: negotiated, logger: logger)
                         }
                     case .reject(let cookie, let error, let reason):
                         logger.debug("NBD request rejected", metadata: ["export": "\(export.name)", "reason": "\(reason)"])
-                        await replies.send(NBDSimpleReply(cookie: cookie, error: error).header)
+                        // With structured replies a READ or BLOCK_STATUS error is an error chunk.
+                        if negotiated.structuredReplies {
+                            await replies.send(NBDStructuredReply.error(cookie: cookie, error, message: reason))
+                        } else {
+                            await replies.send(NBDSimpleReply(cookie: cookie, error: error).header)
+                        }
                     case .disconnect:
                         return  // the group waits for requests in flight; their replies still go out
                     }

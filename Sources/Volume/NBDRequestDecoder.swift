@@ -1,5 +1,5 @@
 /// Incremental decoder and validator for the NBD transmission phase
-/// (compact 28-byte request headers, simple replies).
+/// (compact 28-byte request headers).
 ///
 /// Feed received bytes with ``receive(_:)`` and drain ``next()`` until it
 /// returns `nil`. Each call yields one ``Action``:
@@ -31,12 +31,15 @@ public struct NBDRequestDecoder: Sendable {
     }
 
     public let export: NBDExport
+    /// Structured replies and metadata contexts: whether BLOCK_STATUS may be asked.
+    public let negotiated: NBDNegotiated
     var state: State = .header
     var buffer: [UInt8] = []
     var readIndex = 0
 
-    public init(export: NBDExport) {
+    public init(export: NBDExport, negotiated: NBDNegotiated = NBDNegotiated()) {
         self.export = export
+        self.negotiated = negotiated
     }
 
     /// Bytes received but not yet decoded.
@@ -151,6 +154,9 @@ public struct NBDRequestDecoder: Sendable {
         case .cache where flags.contains(.sendCache):
             allowedFlags = fua
             isWriteLike = false
+        case .blockStatus where negotiated.structuredReplies && !negotiated.metaContexts.isEmpty:
+            allowedFlags = fua.union(.reqOne)
+            isWriteLike = false
         default:
             return (.einval, "\(r.command) is not supported by export '\(export.name)'")
         }
@@ -167,6 +173,13 @@ public struct NBDRequestDecoder: Sendable {
         }
         guard r.length > 0 else {
             return (.einval, "\(r.command) with length 0")
+        }
+        if r.command == .blockStatus {
+            // Any range within the export: the answer describes extents, it carries no data.
+            guard r.offset <= export.size, UInt64(r.length) <= export.size - r.offset else {
+                return (.einval, "\(r.command) offset \(r.offset) length \(r.length) exceeds export size \(export.size)")
+            }
+            return nil
         }
         if r.command == .read && r.length > export.blockSizes.maximum {
             return (.einval, "NBD_CMD_READ length \(r.length) exceeds maximum block size \(export.blockSizes.maximum)")

@@ -13,9 +13,13 @@
 /// - ``Event/optionRefused(_:reply:reason:)``: informational, for logging; the
 ///   error reply is already in `bytesToSend` and negotiation continues.
 ///
-/// Structured replies are declined (`NBD_REP_ERR_UNSUP`), so the transmission
-/// phase uses simple replies only; see `docs/nbd.md` for why.
+/// Structured replies (`NBD_OPT_STRUCTURED_REPLY`) and the `base:allocation` metadata context
+/// (`NBD_OPT_LIST_META_CONTEXT`, `NBD_OPT_SET_META_CONTEXT`) are offered; what the client chose
+/// is ``negotiated`` once an export is selected (docs/nbd.md).
 public struct NBDServerHandshake: Sendable {
+    /// The metadata contexts vmhad serves, by name, with the id SET_META_CONTEXT gives each.
+    public static let metaContexts: [(name: String, id: UInt32)] = [("base:allocation", 1)]
+
     public enum Event: Sendable, Hashable {
         case exportSelected(NBDExport, remaining: [UInt8])
         case aborted
@@ -57,6 +61,8 @@ public struct NBDServerHandshake: Sendable {
     var clientFlags: NBD.ClientFlags = []
     /// Whether negotiation ended by selecting an export.
     var handedOver = false
+    /// Structured replies and the selected metadata contexts, for the transmission phase.
+    public private(set) var negotiated = NBDNegotiated()
 
     /// - Parameters:
     ///   - exports: exports this connection may select.
@@ -190,7 +196,15 @@ public struct NBDServerHandshake: Sendable {
             handleInfoOrGo(option, data, &out)
 
         case .structuredReply:
-            refuse(option, .errUnsupported, "structured replies are not implemented; simple replies only", &out)
+            guard data.isEmpty else {
+                refuse(option, .errInvalid, "NBD_OPT_STRUCTURED_REPLY carries no data", &out)
+                return
+            }
+            negotiated.structuredReplies = true
+            appendReply(option, .ack, [], &out)
+
+        case .listMetaContext, .setMetaContext:
+            handleMetaContext(option, data, &out)
 
         default:
             refuse(option, .errUnsupported, "\(option) is not supported", &out)
@@ -257,6 +271,60 @@ public struct NBDServerHandshake: Sendable {
         }
     }
 
+    /// LIST answers what the queries match (ids 0, as the spec asks); SET replaces the selection
+    /// with what they match. Queries: `base:` or `base:allocation`; anything else matches nothing.
+    mutating func handleMetaContext(_ option: NBD.Option, _ data: [UInt8], _ out: inout Output) {
+        guard negotiated.structuredReplies else {
+            refuse(option, .errInvalid, "\(option) before NBD_OPT_STRUCTURED_REPLY", &out)
+            return
+        }
+        guard data.count >= 8 else {
+            refuse(option, .errInvalid, "\(option) data is \(data.count) bytes, need at least 8", &out)
+            return
+        }
+        let nameLength = Int(data.readBigEndian(at: 0, as: UInt32.self))
+        guard nameLength <= data.count - 8 else {
+            refuse(option, .errInvalid, "\(option) export name length \(nameLength) exceeds option data", &out)
+            return
+        }
+        guard let name = String(validating: data[4..<(4 + nameLength)], as: UTF8.self), lookup(name) != nil else {
+            refuse(option, .errUnknown, "unknown export '\(String(decoding: data[4..<(4 + nameLength)], as: UTF8.self))'", &out)
+            return
+        }
+        let count = Int(data.readBigEndian(at: 4 + nameLength, as: UInt32.self))
+        var queries: [String] = []
+        var at = 8 + nameLength
+        for _ in 0..<min(count, 1024) {
+            guard at + 4 <= data.count else { break }
+            let length = Int(data.readBigEndian(at: at, as: UInt32.self))
+            guard length <= data.count - at - 4, let query = String(validating: data[(at + 4)..<(at + 4 + length)], as: UTF8.self) else { break }
+            queries.append(query)
+            at += 4 + length
+        }
+        guard queries.count == count, at == data.count else {
+            refuse(option, .errInvalid, "\(option) queries do not match their count \(count) and the option's length", &out)
+            return
+        }
+        var matched: [(name: String, id: UInt32)] = []
+        let everything = option == .listMetaContext && queries.isEmpty
+        for context in Self.metaContexts where everything || queries.contains(where: { Self.query($0, matches: context.name) }) {
+            matched.append(context)
+        }
+        if option == .setMetaContext { negotiated.metaContexts = matched }
+        for context in matched {
+            var item = [UInt8]()
+            item.appendBigEndian(option == .setMetaContext ? context.id : 0)
+            item.append(contentsOf: context.name.utf8)
+            appendReply(option, .metaContext, item, &out)
+        }
+        appendReply(option, .ack, [], &out)
+    }
+
+    /// A query names a context, or (`base:`) every context of its namespace.
+    static func query(_ query: String, matches name: String) -> Bool {
+        query == name || (query.hasSuffix(":") && name.hasPrefix(query))
+    }
+
     func lookup(_ name: String) -> NBDExport? {
         if let e = exports.first(where: { $0.name == name }) { return e }
         if name.isEmpty, let d = defaultExportName { return exports.first { $0.name == d } }
@@ -282,5 +350,27 @@ public struct NBDServerHandshake: Sendable {
     mutating func fail(_ error: NBDProtocolError, _ out: inout Output) {
         state = .finished
         out.events.append(.failed(error))
+    }
+}
+
+/// What a client negotiated for the transmission phase.
+public struct NBDNegotiated: Sendable, Hashable {
+    public var structuredReplies = false
+    /// SET_META_CONTEXT's selection: names and the ids BLOCK_STATUS replies carry.
+    public var metaContexts: [(name: String, id: UInt32)] = []
+
+    public init(structuredReplies: Bool = false, metaContexts: [(name: String, id: UInt32)] = []) {
+        self.structuredReplies = structuredReplies
+        self.metaContexts = metaContexts
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.structuredReplies == rhs.structuredReplies && lhs.metaContexts.map(\.name) == rhs.metaContexts.map(\.name)
+            && lhs.metaContexts.map(\.id) == rhs.metaContexts.map(\.id)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(structuredReplies)
+        for context in metaContexts { hasher.combine(context.name); hasher.combine(context.id) }
     }
 }

@@ -55,7 +55,7 @@ struct NBDMalformedInputTests {
                 try c.send(RawNBDClient.u32(3))
                 try c.send(NBDTestClient.option(.init(rawValue: 0x7777), [1, 2, 3, 4, 5]))
                 let unknown = try c.readOptionReply()
-                try c.send(NBDTestClient.option(.structuredReply))
+                try c.send(NBDTestClient.option(.startTLS))
                 let structured = try c.readOptionReply()
                 // The same session still negotiates and serves.
                 let size = try c.go(export: "disk0")
@@ -66,7 +66,7 @@ struct NBDMalformedInputTests {
             #expect(size == UInt64(image.model.count))
             #expect(unknown.option.rawValue == 0x7777)
             #expect(unknown.type == .errUnsupported)
-            #expect(structured.option == .structuredReply)
+            #expect(structured.option == .startTLS)
             #expect(structured.type == .errUnsupported)
             #expect(block.error == .none && block.cookie == 9)
             #expect(block.data == Array(image.model[4096..<8192]))

@@ -117,12 +117,28 @@ import Testing
         #expect(hs.receive([1]).events.isEmpty, "bytes after abort are ignored")
     }
 
-    @Test(arguments: [NBD.Option.structuredReply, .startTLS, .listMetaContext, .setMetaContext, .extendedHeaders, NBD.Option(rawValue: 4242)])
+    @Test(arguments: [NBD.Option.startTLS, .extendedHeaders, NBD.Option(rawValue: 4242)])
     func unsupportedOptionsAreErrUnsup(option: NBD.Option) throws {
         var hs = try handshake()
         let out = hs.receiveBytewise(C.clientFlags() + C.option(option, [1, 2, 3]))
         let replies = try #require(C.parseReplies(out.bytesToSend))
         #expect(replies.count == 1 && replies[0].type == .errUnsupported && replies[0].option == option)
+        #expect(!hs.isFinished)
+    }
+
+    /// Structured replies with data and meta contexts before them are invalid, whichever way the
+    /// bytes arrive; negotiated, they carry into the transmission phase (issue 18).
+    @Test func structuredRepliesAndMetaContextsAreNegotiated() throws {
+        var hs = try handshake()
+        var out = hs.receiveBytewise(C.clientFlags() + C.option(.structuredReply, [1, 2, 3]) + C.option(.listMetaContext, [1, 2, 3]))
+        #expect(C.parseReplies(out.bytesToSend)?.map(\.type) == [.errInvalid, .errInvalid])
+        var query = [UInt8]()
+        query.appendBigEndian(UInt32(9)); query += Array("vm1-disk0".utf8); query.appendBigEndian(UInt32(1))
+        query.appendBigEndian(UInt32(5)); query += Array("base:".utf8)
+        out = hs.receiveBytewise(C.option(.structuredReply) + C.option(.setMetaContext, query))
+        let replies = try #require(C.parseReplies(out.bytesToSend))
+        #expect(replies.map(\.type) == [.ack, .metaContext, .ack])
+        #expect(hs.negotiated == NBDNegotiated(structuredReplies: true, metaContexts: [("base:allocation", 1)]))
         #expect(!hs.isFinished)
     }
 
