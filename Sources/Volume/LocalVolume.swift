@@ -573,7 +573,9 @@ public actor LocalVolume {
     /// For the resync: if the image holds no data at `offset` (a hole, per `SEEK_DATA`), the
     /// hole's length from there (at most `maxLength`), handed to `deliver` while the range is
     /// locked — so that what `deliver` queues (a zeroes frame) goes out before any later guest
-    /// change to that range; nil where there is data. Nothing is read.
+    /// change to that range; nil where there is data. Nothing is read. Only whole grains of the
+    /// dirty bitmap count (a grain is cleared only when all of it was sent, so a 4 KiB hole
+    /// inside a grain of data is sent with the data, else the grain would stay dirty for ever).
     public func resyncHole<T: Sendable>(
         offset: UInt64, maxLength: UInt64, deliver: @Sendable (UInt64) -> T
     ) async throws(VolumeError) -> T? {
@@ -588,8 +590,13 @@ public actor LocalVolume {
         } catch {
             throw .io(path: configuration.imagePath, error.errno)
         }
-        guard data > offset else { return nil }
-        return deliver(min(data, offset + length) - offset)
+        let grain = bitmap.grainSize
+        guard offset % grain == 0 else { return nil }
+        let hole = (min(data, offset + length) - offset) / grain * grain
+        // The volume's partial last grain: the hole may run to its end.
+        let whole = data >= size && offset + length == size ? size - offset : hole
+        guard whole > 0 else { return nil }
+        return deliver(whole)
     }
 
     /// The allocation of [offset, offset + length) as extents (in order, covering it from the

@@ -115,6 +115,24 @@ struct TwoHostReplicationTests {
         #expect(allocated >= 9 << 10 && allocated <= 20 << 10, "the replica holds \(allocated) KiB")
     }
 
+    /// A 4 KiB hole inside a 64 KiB grain of data goes with the data: every grain is cleared and
+    /// the primary ends with nothing dirty (a hole sent on its own left its grain dirty for ever:
+    /// a switchover then waited for a peer "in sync" that never came — seen in FailoverTests).
+    @Test func aSmallHoleInsideDataLeavesNothingDirty() async throws {
+        let hosts = try TwoHostFixture(sizeMiB: 16, randomContent: false)
+        for (seekKiB, countKiB) in [(4, 4092), (8192, 4)] {
+            try Shell.run(["dd", "if=/dev/urandom", "of=\(hosts.imageA)", "bs=1K", "count=\(countKiB)", "seek=\(seekKiB)", "conv=notrunc", "status=none"])
+        }
+        _ = try hosts.startReplica()
+        let primary = try hosts.startPrimary()
+        try await primary.waitForLog("resync finished")
+        await primary.stop()
+        let closed = primary.lines(containing: "volume closed cleanly").last ?? ""
+        #expect(logField(closed, "dirty_bytes") == "0", "\(primary.lines(containing: "resync finished")) \(closed)")
+        for daemon in hosts.daemons { await daemon.stop() }
+        #expect(try hosts.sha256(hosts.imageA) == hosts.sha256(hosts.imageB))
+    }
+
     /// The checksum pass over two identical sparse images reads only the data on the source (a
     /// block all hole is digested as zeroes, unread; the target does the same) and sends digests.
     @Test func aChecksumFullSyncOfSparseImagesReadsOnlyTheData() async throws {
