@@ -358,9 +358,12 @@ public final class ReplicaServer: Sendable {
         let local = await volume.replicaState
         let metadata = await volume.metadataSnapshot
         guard peerState.size == volume.size, peerState.grainSize == metadata.grainSize else {
+            // Both sizes in one line, on both hosts: the fix is to make one image match the other.
+            let why = "volume \(peerState.name): the primary's image is \(peerState.size) bytes (grain \(peerState.grainSize)), "
+                + "this replica's \(volume.size) bytes (grain \(metadata.grainSize)) at \(volume.configuration.imagePath)"
             advance(peerState.name, .decided(.refused), session: session)
-            session.post(PeerGoodbye(reason: 1, message: "volume geometry mismatch").encoded())
-            throw PeerLinkError.refused("peer volume \(peerState.name) geometry differs from ours")
+            session.post(PeerGoodbye(reason: 1, message: "volume geometry mismatch: \(why)").encoded())
+            throw PeerLinkError.refused("geometry mismatch: \(why)")
         }
         if metadata.flags.contains(.primary) {
             advance(peerState.name, .decided(.splitBrain), session: session)

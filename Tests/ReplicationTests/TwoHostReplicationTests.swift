@@ -152,6 +152,38 @@ struct TwoHostReplicationTests {
         #expect(try hosts.sha256(hosts.imageA) == hosts.sha256(hosts.imageB))
     }
 
+    /// Images of different sizes: the link is refused with one line naming both sizes, on both
+    /// hosts, and the replica is untouched (issue 18).
+    @Test func aSizeMismatchNamesBothSizes() async throws {
+        let hosts = try TwoHostFixture(sizeMiB: 16)
+        try Shell.run(["truncate", "-s", "\(24 << 20)", hosts.imageB])
+        let before = try hosts.sha256(hosts.imageB)
+        let replica = try hosts.startReplica()
+        let primary = try hosts.startPrimary()
+        try await replica.waitForLog("geometry mismatch")
+        try await primary.waitForLog("volume geometry mismatch")
+        let sizes = "the primary's image is \(16 << 20) bytes (grain 65536), this replica's \(24 << 20) bytes (grain 65536) at \(hosts.imageB)"
+        #expect(replica.lines(containing: sizes).count >= 1, "\(replica.lines(containing: "mismatch"))")
+        #expect(primary.lines(containing: sizes).count >= 1, "\(primary.lines(containing: "mismatch"))")
+        for daemon in hosts.daemons { await daemon.stop() }
+        #expect(try hosts.sha256(hosts.imageB) == before)
+    }
+
+    /// TRIM and WRITE_ZEROES without NO_HOLE punch holes on both replicas (issue 18): both stay
+    /// as sparse as each other and identical.
+    @Test func trimAndZeroesKeepTheReplicaSparse() async throws {
+        let hosts = try TwoHostFixture(sizeMiB: 64)
+        _ = try hosts.startReplica()
+        let primary = try hosts.startPrimary()
+        try await primary.waitForLog("resync finished")
+        try await Shell.run(async: ["qemu-io", "-f", "raw", "-c", "discard 8M 16M", "-c", "write -z -u 32M 8M", "-c", "flush", hosts.uri])
+        for daemon in hosts.daemons { await daemon.stop() }
+        #expect(try hosts.sha256(hosts.imageA) == hosts.sha256(hosts.imageB))
+        func kib(_ path: String) throws -> Int { Int(try Shell.run(["du", "-k", "--", path]).split(separator: "\t").first ?? "") ?? -1 }
+        let a = try kib(hosts.imageA), b = try kib(hosts.imageB)
+        #expect(a <= 41 << 10 && b <= 41 << 10, "24 MiB of 64 punched: A holds \(a) KiB, B \(b) KiB")
+    }
+
     @Test func aWrongKeyIsRefusedAndTheReplicaIsUntouched() async throws {
         let hosts = try TwoHostFixture(sizeMiB: 16)
         let wrongKey = hosts.directory + "/wrong.key"
