@@ -72,9 +72,10 @@ public struct GuestDomain: Sendable {
                 <channel type='unix'><target type='virtio' name='\(GuestControl.portName)'/></channel>
 
             """ : ""
-        // A fixed MAC: vmhad defines the domain anew at every start, libvirt would give each
-        // start a random one, and the host's neighbour entry for the old one would keep the
-        // restarted guest unreachable for up to half a minute.
+        // A fixed MAC, the same at every start (vmhad defines the domain anew each time, and
+        // libvirt would pick a random one): a host's neighbour entry for the guest's address
+        // never names an old NIC. (With the guest alone on the bridge, its tap going away takes
+        // the bridge's carrier and flushes the entries anyway.)
         let interfaceXML = address.map { address in
             """
                 <interface type='bridge'>
