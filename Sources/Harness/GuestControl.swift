@@ -9,9 +9,11 @@ import Glibc
 
 /// The test's way into a running test guest: the `vmha.control` virtio-serial port
 /// (``GuestDomain/channels``), a UNIX socket QEMU listens on in the host's libvirt channel
-/// directory. One command a line; the guest answers `ok <command>` once it has applied it, or
-/// `unknown <command>` (``GuestInit``). Commands: `agent off` (its guest agent stops answering,
-/// like a hung one), `agent on`.
+/// directory. One command a line; the guest answers `ok <command>` once it has applied it,
+/// `failed <command>` or `unknown <command>` (``GuestInit``). Commands: `agent off` (its guest
+/// agent stops answering, like a hung one), `agent on`, and for a guest with a network
+/// (``GuestDomain/address``) `service off` (its TCP service on port 80 stops listening),
+/// `service on`.
 public enum GuestControl {
     public static let portName = "vmha.control"
 
@@ -57,7 +59,7 @@ public enum GuestControl {
             }
             let answer = String(decoding: line, as: UTF8.self)
             line = []
-            if answer == "ok \(command)" || answer == "unknown \(command)" { return answer }
+            if ["ok", "failed", "unknown"].contains(where: { answer == "\($0) \(command)" }) { return answer }
         }
         throw HAClusterError("no answer to '\(command)' on \(path) within \(timeout)")
     }

@@ -24,6 +24,10 @@ public struct GuestDomain: Sendable {
     /// the `agent` check, and `vmha.control`, the test's way in (``GuestControl``). Off by
     /// default, so other tests' guests stay as they were.
     public var channels = false
+    /// A virtio NIC on a bridge of the host that runs the guest (``GuestNetwork``); the guest
+    /// takes this `ADDRESS/PREFIX` and serves TCP port 80 (``GuestInit``). nil (the default):
+    /// no NIC, so other tests' guests stay as they were.
+    public var address: String?
 
     public init(name: String, workload: Workload, disks: [Disk], serialLog: String) {
         self.name = name
@@ -68,6 +72,21 @@ public struct GuestDomain: Sendable {
                 <channel type='unix'><target type='virtio' name='\(GuestControl.portName)'/></channel>
 
             """ : ""
+        // A fixed MAC, the same at every start (vmhad defines the domain anew each time, and
+        // libvirt would pick a random one): a host's neighbour entry for the guest's address
+        // never names an old NIC. (With the guest alone on the bridge, its tap going away takes
+        // the bridge's carrier and flushes the entries anyway.)
+        let interfaceXML = address.map { address in
+            """
+                <interface type='bridge'>
+                  <source bridge='\(GuestNetwork.bridge)'/>
+                  <mac address='\(GuestNetwork.mac(address))'/>
+                  <model type='virtio'/>
+                </interface>
+
+            """
+        } ?? ""
+        let ipArgument = address.map { " vmha.ip=\($0)" } ?? ""
         return """
             <domain type='\(domainType)'>
               <name>\(escaped(name))</name>
@@ -77,7 +96,7 @@ public struct GuestDomain: Sendable {
                 <type arch='x86_64' machine='pc'>hvm</type>
                 <kernel>\(escaped(guest.kernel))</kernel>
                 <initrd>\(escaped(guest.initrd))</initrd>
-                <cmdline>console=ttyS0 quiet panic=-1 vmha.workload=\(workload.rawValue) vmha.interval=\(interval)</cmdline>
+                <cmdline>console=ttyS0 quiet panic=-1 vmha.workload=\(workload.rawValue) vmha.interval=\(interval)\(ipArgument)</cmdline>
               </os>
               <features><acpi/></features>
               <on_poweroff>destroy</on_poweroff>
@@ -88,7 +107,7 @@ public struct GuestDomain: Sendable {
                   <source path='\(escaped(serialLog))' append='on'/>
                   <target port='0'/>
                 </serial>
-            \(channelXML)    <memballoon model='none'/>
+            \(channelXML)\(interfaceXML)    <memballoon model='none'/>
               </devices>
             </domain>
             """

@@ -16,7 +16,13 @@
 ///   answered `{"return": ID}`, and commands: `guest-ping` is answered `{"return": {}}`, anything
 ///   else `CommandNotFound`. While "off" it reads and answers nothing, like a hung agent.
 /// - `vmha.control`: the test's commands, one a line, each answered on the port with
-///   `ok <command>` or `unknown <command>`: `agent off`, `agent on`.
+///   `ok <command>`, `failed <command>` (it could not be applied) or `unknown <command>`:
+///   `agent off`, `agent on`, `service off`, `service on`.
+///
+/// With `vmha.ip=ADDRESS/PREFIX` (``GuestDomain/address``) the guest gives its NIC (eth0) that
+/// address and runs a TCP service on port 80 (busybox httpd) from boot on; `service off` stops
+/// it (connections are refused), `service on` starts it again. Each answers once the port is
+/// closed or listening. Without a network both are `unknown`.
 enum GuestInit {
     static let modules = [
         "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk",
@@ -113,6 +119,26 @@ enum GuestInit {
         sleep 0.5
       done
     }
+    # The test's TCP service: `service on|off` returns once port 80 listens or no longer does.
+    listening() { netstat -ltn | grep -q ':80 '; }
+    service() {
+      if [ $1 = on ]; then listening || httpd -p 80 -h /www; else killall httpd 2>/dev/null; fi
+      i=0
+      while [ $i -lt 50 ]; do
+        if listening; then [ $1 = on ] && return 0; else [ $1 = off ] && return 0; fi
+        sleep 0.1; i=$((i+1))
+      done
+      return 1
+    }
+    IP=$(arg ip)
+    if [ -n "$IP" ]; then
+      ip link set lo up
+      i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+      mkdir -p /www; echo vmha > /www/index.html
+      if ip addr add $IP dev eth0 && ip link set eth0 up && service on; then echo "VMHA-SERVICE-UP $IP"
+      else echo "VMHA network or service failed"; fi
+    fi
+
     # One command a line; a new one is a case here (and a word in the harness's docs).
     control() {
       exec 4<>"$1"
@@ -121,6 +147,9 @@ enum GuestInit {
           case $cmd in
             "agent off") touch /tmp/agent-off ;;
             "agent on") rm -f /tmp/agent-off ;;
+            "service off"|"service on")
+              [ -n "$IP" ] || { echo "unknown $cmd" >&4; continue; }
+              service ${cmd#service } || { echo "failed $cmd" >&4; continue; } ;;
             *) echo "unknown $cmd" >&4; continue ;;
           esac
           echo "ok $cmd" >&4

@@ -29,13 +29,18 @@ public final class HACluster: @unchecked Sendable {
         public var extraTOML: String
         /// The guest's agent and control ports (``GuestDomain/channels``, ``sendGuestControl(vm:_:timeout:)``).
         public var channels: Bool
+        /// The guest's NIC on each host's `vmbr0` with this `ADDRESS/PREFIX` and its TCP service on
+        /// port 80 (``GuestNetwork``, ``GuestDomain/address``); nil: no NIC.
+        public var address: String?
 
         public init(
             name: String, priority: Int = 0, preferredHost: Int = 0, workload: GuestDomain.Workload = .idle,
-            diskBytes: UInt64 = 4 << 20, memoryMiB: Int = 72, failback: String = "manual", extraTOML: String = "", channels: Bool = false
+            diskBytes: UInt64 = 4 << 20, memoryMiB: Int = 72, failback: String = "manual", extraTOML: String = "", channels: Bool = false,
+            address: String? = nil
         ) {
             self.extraTOML = extraTOML
             self.channels = channels
+            self.address = address
             self.name = name
             self.priority = priority
             self.preferredHost = preferredHost
@@ -121,6 +126,10 @@ public final class HACluster: @unchecked Sendable {
         try "\(consoleToken)\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
         _ = try? Syscall.call("chmod") { chmod(tokenFile, 0o600) }
 
+        if vms.contains(where: { $0.address != nil }) {
+            for host in [a, b] { try GuestNetwork.create(on: host) }
+        }
+
         // Each VM names a file disk; vmhad rewrites it to its NBD export on whichever host runs it.
         var serials: [String: SerialLog] = [:]
         for vm in vms {
@@ -131,6 +140,7 @@ public final class HACluster: @unchecked Sendable {
             domain.interval = 0.1
             domain.memoryMiB = vm.memoryMiB
             domain.channels = vm.channels
+            domain.address = vm.address
             try domain.xml(guest: guest).write(toFile: "\(scratch)/\(vm.name).xml", atomically: true, encoding: .utf8)
         }
         self.serials = serials
@@ -309,7 +319,7 @@ public final class HACluster: @unchecked Sendable {
         throw HAClusterError("timed out after \(timeout) waiting for \(what)")
     }
 
-    /// Sends a ``GuestControl`` command (`agent off`, …) to the guest of `vm` on whichever of A
+    /// Sends a ``GuestControl`` command (`agent off`, `service off`, …) to the guest of `vm` on whichever of A
     /// and B runs it; returns once the guest has applied it. The VM needs `channels`.
     public func sendGuestControl(vm name: String, _ command: String, timeout: Duration = .seconds(15)) async throws {
         var socket: String?

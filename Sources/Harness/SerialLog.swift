@@ -45,6 +45,17 @@ public struct SerialLog: Sendable {
         return SerialLog(path: path).verifySummaries().last
     }
 
+    /// Waits until the guest has booted `boot` times in all and that boot printed its `VERIFY`;
+    /// returns the summary.
+    public func waitForVerify(ofBoot boot: Int, timeout: Duration = .seconds(90)) async throws -> (ok: Int, bad: Int, last: Int) {
+        var summary: (ok: Int, bad: Int, last: Int)?
+        try await waitFor("boot \(boot) verified", timeout: timeout) { _ in
+            summary = bootCount() == boot ? latestBootVerify() : nil
+            return summary != nil
+        }
+        return summary!
+    }
+
     public struct Timeout: Error, CustomStringConvertible {
         public var what: String
         public var tail: [String]
