@@ -46,6 +46,18 @@ public struct ClusterConfiguration: Sendable, Equatable {
         }
     }
 
+    /// `[resync]`: how fast a resync may go while the guest runs (`ResyncRateController`).
+    public struct Resync: Sendable, Equatable {
+        /// Bytes per second, never exceeded (nil: the link's speed).
+        public var maxRate: UInt64?
+        /// Bytes per second kept however slow the guest's writes get.
+        public var minRate: UInt64 = 16 << 20
+        /// The guest's average write latency the resync yields to (nil: no steering).
+        public var latencyTarget: Duration?
+
+        public init() {}
+    }
+
     public struct NBD: Sendable, Equatable {
         public var socketDirectory: String = "/run/vmha/nbd"
         /// Permission bits of each export's socket; QEMU (running as the libvirt user) must reach it.
@@ -72,6 +84,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
     public var metricsListen: EndpointAddress?
     /// `[console]`: the web console (docs/console.md); nil: off.
     public var console: Console?
+    public var resync = Resync()
 
     /// The web console: where it listens, the login token's file, TLS.
     public struct Console: Sendable, Equatable {

@@ -26,16 +26,39 @@ struct ConfigurationParser {
         let metricsListen = try parseMetrics()
         let console = try parseConsole()
         let vms = try parseVMs(hostNames: hosts.map(\.name), limits: limits)
+        let resync = try parseResync()
         try root.rejectUnknownKeys()
 
         for (label, path) in [("cluster.key_file", keyFile), ("cluster.state_directory", stateDirectory),
                               ("nbd.socket_directory", nbd.socketDirectory)] where !path.hasPrefix("/") {
             throw ConfigurationError(key: label, problem: "\"\(path)\" is not an absolute path")
         }
-        return ClusterConfiguration(
+        var configuration = ClusterConfiguration(
             clusterName: name, keyFile: keyFile, stateDirectory: stateDirectory, hosts: hosts, witness: witness,
             vms: vms, limits: limits, timeouts: timeouts, nbd: nbd, splitBrainPolicy: splitBrainPolicy, metricsListen: metricsListen,
             console: console)
+        configuration.resync = resync
+        return configuration
+    }
+
+    /// `[resync]`: rates in bytes per second (at least 1 MiB/s), the latency target in ms.
+    private mutating func parseResync() throws(ConfigurationError) -> ClusterConfiguration.Resync {
+        var resync = ClusterConfiguration.Resync()
+        guard var table = try root.optionalTable("resync") else { return resync }
+        if let max = try table.optionalInt("max_rate") {
+            guard max >= 1 << 20 else { throw ConfigurationError(key: table.keyPath("max_rate"), problem: "\(max) bytes/s is below 1 MiB/s") }
+            resync.maxRate = UInt64(max)
+        }
+        resync.minRate = UInt64(try table.int("min_rate", default: Int(resync.minRate), minimum: 1 << 20))
+        if let max = resync.maxRate, resync.minRate > max {
+            throw ConfigurationError(key: table.keyPath("min_rate"), problem: "\(resync.minRate) exceeds max_rate (\(max))")
+        }
+        if let target = try table.optionalInt("latency_target_ms") {
+            guard target >= 1 else { throw ConfigurationError(key: table.keyPath("latency_target_ms"), problem: "\(target) is below the minimum 1") }
+            resync.latencyTarget = .milliseconds(target)
+        }
+        try table.rejectUnknownKeys()
+        return resync
     }
 
     /// `[console]` (docs/console.md): off unless `listen` is set; a token file is then required,

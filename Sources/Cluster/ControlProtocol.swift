@@ -11,6 +11,9 @@ public struct ControlRequest: Codable, Sendable {
     public var full: Bool?
     /// resync: `incremental` (default), `full`, `checksum` or `verify`.
     public var mode: String?
+    /// resync: a new maximum rate for the VM's resyncs, bytes per second, the running one at once
+    /// (0: none); alone (no `mode`), it starts no resync.
+    public var rate: UInt64?
     public var dryRun: Bool?
     /// place: the VMs that may move (nil: all).
     public var vms: [String]?

@@ -67,6 +67,14 @@ extension ClusterNode {
             guard module.role == .primary else {
                 return ControlResponse(ok: false, error: "\(vm) is not primary on \(me.name); run the resync on the host that runs it (\(peer.name))")
             }
+            if let rate = request.rate {
+                for replication in module.replications { replication.setResyncMaxRate(rate == 0 ? nil : rate) }
+                let text = rate == 0 ? "no maximum" : "at most \(rate) bytes/s"
+                logger.notice("resync rate set", metadata: ["vm": "\(vm)", "rate": "\(text)"])
+                if request.mode == nil && request.full == nil {
+                    return ControlResponse(ok: true, message: "resync rate of \(vm): \(text)")
+                }
+            }
             let name = request.mode ?? (request.full == true ? "full" : "incremental")
             guard let mode = PrimaryReplication.ResyncMode(rawValue: name) else {
                 return ControlResponse(ok: false, error: "unknown resync mode \(name) (incremental, full, checksum, verify)")

@@ -199,6 +199,9 @@ public actor ClusterNode {
         options.timing.timeout = config.timeouts.detection * 2 / 3
         options.timing.keepaliveInterval = config.timeouts.heartbeatInterval
         options.splitBrainPolicy = config.splitBrainPolicy
+        options.resyncMaxRate = config.resync.maxRate
+        options.resyncMinRate = config.resync.minRate
+        options.resyncLatencyTarget = config.resync.latencyTarget
         self.replicationOptions = options
         let (linkChanges, linkChangesInput) = AsyncStream<(volume: String, status: ReplicationStatus)>.makeStream()
         self.linkChanges = linkChanges

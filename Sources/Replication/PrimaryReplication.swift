@@ -22,6 +22,8 @@ public final class PrimaryReplication: Sendable {
     let logger: Logger
     private let statusBox = Locked(ReplicationStatus())
     private let resyncRequests = Locked<[ResyncMode]>([])
+    /// The resync's pace (`ResyncRateController`); its maximum changes at run time.
+    private let rateController: Locked<ResyncRateController>
 
     public enum ResyncMode: String, Sendable, Codable {
         /// Only what the bitmaps mark.
@@ -52,7 +54,17 @@ public final class PrimaryReplication: Sendable {
         self.options = options
         self.logger = logger
         self.onLinkChange = onLinkChange
+        rateController = Locked(ResyncRateController(settings: options.resyncRate))
     }
+
+    /// `vmha resync --rate`: a new maximum for this volume's resyncs, the running one at once
+    /// (nil: back to none).
+    public func setResyncMaxRate(_ rate: UInt64?) {
+        rateController.withLock { $0.setMaximum(rate) }
+    }
+
+    /// The running resync's current cap, bytes per second (nil: none).
+    public var resyncRateCap: Double? { rateController.withLock { $0.rate } }
 
     public var status: ReplicationStatus { statusBox.withLock { $0 } }
 
@@ -331,8 +343,14 @@ public final class PrimaryReplication: Sendable {
         // Bytes read from the image (holes are not): the log's `read`, against `bytes`.
         let readBytes = Locked<UInt64>(0)
         var sinceCheckpoint: UInt64 = 0
-        let rateStart = ContinuousClock.now
-        var queued: UInt64 = 0
+        // Pacing: a token bucket at the controller's cap (holding at most 100 ms of it, or a
+        // block), and the controller's look at the guest every ~100 ms.
+        var budget = 0.0
+        var refilled = ContinuousClock.now
+        var lastLook = ContinuousClock.now
+        var lastWrites = await volume.guestWrites
+        var lastDone: UInt64 = 0
+        let rateController = self.rateController
         await withDiscardingTaskGroup { group in
             for run in bitmap.runs {
                 var offset = run.offset
@@ -374,14 +392,33 @@ public final class PrimaryReplication: Sendable {
                     let length = min(chunk - offset % chunk, run.offset + run.length - offset)
                     let units = Int((length + unit - 1) / unit)
                     for _ in 0..<units { await window.acquire() }
-                    if let maxRate = options.resyncMaxRate {
-                        // Keep the average at or under the maximum: sleep while ahead of it.
-                        let allowed = Double(maxRate) * (ContinuousClock.now - rateStart).seconds
-                        if Double(queued) > allowed {
-                            try? await volume.ring.sleep(nanoseconds: UInt64((Double(queued) - allowed) / Double(maxRate) * 1e9))
+                    let now = ContinuousClock.now
+                    if now - lastLook >= .milliseconds(100) {
+                        let writes = await volume.guestWrites
+                        let done = statusBox.withLock { $0.resyncDoneBytes }
+                        let seconds = (now - lastLook).seconds
+                        let count = writes.count - lastWrites.count, latency = writes.seconds - lastWrites.seconds
+                        let (before, after) = rateController.withLock { c -> (Double?, Double?) in
+                            let before = c.rate
+                            return (before, c.observe(guestWrites: count, guestWriteSeconds: latency, resyncBytesPerSecond: Double(done &- lastDone) / seconds))
                         }
+                        if (before == nil) != (after == nil), options.resyncLatencyTarget != nil {
+                            // Only the turns: capped because the guest suffers, or free again.
+                            logger.notice(after == nil ? "resync at full speed again" : "resync yields to the guest", metadata: [
+                                "volume": "\(volume.configuration.name)", "cap_mib_s": "\(after.map { Int($0) >> 20 }.map(String.init) ?? "none")",
+                                "guest_write_ms": "\(count > 0 ? String(format: "%.2f", latency / Double(count) * 1000) : "-")",
+                            ])
+                        }
+                        (lastLook, lastWrites, lastDone) = (now, writes, done)
                     }
-                    queued += length
+                    if let cap = rateController.withLock({ $0.rate }), cap > 0 {
+                        budget = min(max(cap / 10, Double(chunk)), budget + cap * (now - refilled).seconds) - Double(length)
+                        refilled = now
+                        // Timer: pacing — ahead of the cap, wait until the bucket has paid for this block.
+                        if budget < 0 { try? await volume.ring.sleep(nanoseconds: UInt64(-budget / cap * 1e9)) }
+                    } else {
+                        (budget, refilled) = (0, now)
+                    }
                     let pieceOffset = offset
                     group.addTask(executorPreference: volume.ring) {
                         defer { for _ in 0..<units { window.release() } }

@@ -16,6 +16,15 @@ public struct ReplicationOptions: Sendable {
     public var resyncWindow = 16
     /// Upper bound on resync bandwidth in bytes per second (nil: the link's speed).
     public var resyncMaxRate: UInt64?
+    /// What a resync keeps however slow the guest's writes get (`ResyncRateController`).
+    public var resyncMinRate: UInt64 = 16 << 20
+    /// The guest's average write latency the resync yields to (nil: it does not steer).
+    public var resyncLatencyTarget: Duration?
+
+    /// The rate controller's settings from these options.
+    public var resyncRate: ResyncRateController.Settings {
+        ResyncRateController.Settings(maxRate: resyncMaxRate, minRate: resyncMinRate, latencyTarget: resyncLatencyTarget)
+    }
     /// Full syncs compare SHA-256 digests first and send only blocks that differ (DRBD's
     /// csums-alg): cheap when the peer's image is mostly right already.
     public var checksumFullSync = false

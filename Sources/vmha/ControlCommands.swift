@@ -166,6 +166,7 @@ struct Resync: ParsableCommand {
     @Flag(help: "Every block, not only the bitmap.") var full = false
     @Flag(help: "Every block, compared by SHA-256 first: only blocks that differ cross the link.") var checksum = false
     @Flag(help: "Online verify: compare every block by SHA-256, change nothing, mark differences for the next resync.") var verify = false
+    @Option(help: "A new maximum rate for the VM's resyncs, bytes per second, the running one at once (0: none). Without --full, --checksum or --verify it starts no resync.") var rate: UInt64?
     @Flag(help: "Wait until the resync has finished.") var wait = false
     @Flag(help: "Machine-readable progress lines.") var json = false
 
@@ -176,9 +177,12 @@ struct Resync: ParsableCommand {
         let completedBefore = before?.volumes.map(\.resyncsCompleted).reduce(0, +) ?? 0
         guard [full, checksum, verify].filter({ $0 }).count <= 1 else { throw ValidationError("--full, --checksum and --verify exclude each other") }
         let mode = full ? "full" : checksum ? "checksum" : verify ? "verify" : "incremental"
-        let response = try control.send(ControlRequest(command: "resync", vm: vm, mode: mode))
+        var request = ControlRequest(command: "resync", vm: vm, mode: rate != nil && !(full || checksum || verify) ? nil : mode)
+        request.rate = rate
+        let response = try control.send(request)
         try failIfRefused(response)
         if !json { print(response.message ?? "ok") }
+        if request.mode == nil { return }
         let start = Date()
         repeat {
             Thread.sleep(forTimeInterval: 1)

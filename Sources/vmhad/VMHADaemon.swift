@@ -62,6 +62,12 @@ struct VMHADaemon: AsyncParsableCommand {
     @Option(help: "Upper bound on resync bandwidth, bytes per second (default: as fast as the link).")
     var resyncMaxRate: UInt64?
 
+    @Option(help: "Resync bandwidth kept however slow the guest's writes get, bytes per second.")
+    var resyncMinRate: UInt64 = 16 << 20
+
+    @Option(help: "The guest's average write latency a resync yields to, in ms (default: no steering).")
+    var resyncLatencyTargetMs: Int?
+
     @Flag(help: "Full syncs compare SHA-256 digests first and send only the blocks that differ.")
     var checksumResync = false
 
@@ -136,6 +142,8 @@ struct VMHADaemon: AsyncParsableCommand {
             o.timing.timeout = .milliseconds(Int(peerTimeout * 1000))
             o.timing.keepaliveInterval = .milliseconds(Int(peerTimeout * 250))
             o.resyncMaxRate = resyncMaxRate
+            o.resyncMinRate = resyncMinRate
+            o.resyncLatencyTarget = resyncLatencyTargetMs.map { .milliseconds($0) }
             o.checksumFullSync = checksumResync
             o.splitBrainPolicy = splitBrain
             options = o
