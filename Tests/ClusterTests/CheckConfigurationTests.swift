@@ -137,4 +137,24 @@ import Testing
                 == "hosts[0].checks[1].name: two checks named \"interface eth0\" (give each a name)")
         #expect(hostError("[[hosts.checks]]\nkind = \"script\"\ncommand = \"true\"\nvm = \"x\"\n").contains("vm"))
     }
+
+    /// `[resync]` (issue 19): rates and the latency target, with a clear error for nonsense.
+    @Test func resyncRatesParseAndNonsenseIsNamed() throws {
+        let text = ConfigurationTests.minimal + "[resync]\nmax_rate = 104857600\nmin_rate = 8388608\nlatency_target_ms = 5\n" + ConfigurationTests.vm("vm1")
+        let resync = try ClusterConfiguration.parse(text).resync
+        #expect(resync.maxRate == 100 << 20 && resync.minRate == 8 << 20 && resync.latencyTarget == .milliseconds(5))
+        #expect(try ClusterConfiguration.parse(ConfigurationTests.minimal + ConfigurationTests.vm("vm1")).resync == ClusterConfiguration.Resync())
+        func error(_ table: String) -> String {
+            do {
+                _ = try ClusterConfiguration.parse(ConfigurationTests.minimal + "[resync]\n" + table + ConfigurationTests.vm("vm1"))
+                return "no error"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(error("max_rate = 1000\n") == "resync.max_rate: 1000 bytes/s is below 1 MiB/s")
+        #expect(error("max_rate = 10485760\nmin_rate = 20971520\n") == "resync.min_rate: 20971520 exceeds max_rate (10485760)")
+        #expect(error("latency_target_ms = 0\n") == "resync.latency_target_ms: 0 is below the minimum 1")
+        #expect(error("speed = 3\n").contains("speed"))
+    }
 }
