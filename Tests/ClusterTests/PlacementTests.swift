@@ -121,6 +121,45 @@ import Testing
         #expect(plan.remaining == Resources(vcpus: 0, memoryMiB: 0))
     }
 
+    /// 100 VMs (issue 19): all on one host, balanced within capacity by a deterministic plan;
+    /// with `maxMoves` at 100 every needed move fits one plan.
+    @Test func balancesOneHundredVMs() throws {
+        let hosts = Self.hosts.map { Placement.Host(name: $0.name, capacity: Resources(vcpus: 128, memoryMiB: 512 * 1024)) }
+        let vms = (0..<100).map { index in
+            Placement.VM(
+                name: String(format: "vm%03d-%@", index, String(repeating: "n", count: 40)),
+                resources: Resources(vcpus: 1 + index % 4, memoryMiB: 1024 * (1 + index % 8)), preferredHost: index % 5 == 0 ? "hostB" : nil)
+        }
+        let current = Dictionary(uniqueKeysWithValues: vms.map { ($0.name, "hostA") })
+        let started = ContinuousClock.now
+        let plan = try Placement.plan(vms: vms, hosts: hosts, current: current, limits: .init(maxVMs: 100, maxMoves: 100))
+        #expect(started.duration(to: .now) < .seconds(10), "a plan for 100 VMs is computed at once, not searched for minutes")
+        #expect(plan.assignment.count == 100 && Placement.fitsCapacity(vms, hosts, plan.assignment))
+        #expect(!Placement.fitsCapacity(vms, hosts, current), "250 vCPU do not fit one 128-vCPU host")
+        #expect(plan.scoreAfter < plan.scoreBefore && plan.scoreAfter < 0.1)
+        #expect(try Placement.plan(vms: vms.reversed(), hosts: hosts, current: current, limits: .init(maxVMs: 100, maxMoves: 100)) == plan)
+        #expect(throws: PlacementError.tooManyVMs(count: 100, limit: 25)) { try Placement.plan(vms: vms, hosts: hosts, current: current) }
+    }
+
+    /// A host of 50 VMs fails (issue 19): its VMs start on the survivor in priority waves, as
+    /// many as fit, the rest left with the reason.
+    @Test func failoverOfFiftyOfOneHundredVMs() {
+        let candidates = (0..<50).map { index in
+            FailoverPlan.Candidate(
+                name: String(format: "vm%03d", index), priority: index < 10 ? 100 : index % 7,
+                resources: Resources(vcpus: 1, memoryMiB: 2048), replica: .upToDate)
+        }
+        let plan = FailoverPlan.make(
+            lostHostVMs: candidates, survivorCapacity: Resources(vcpus: 96, memoryMiB: 192 * 1024),
+            alreadyRunning: Array(repeating: Resources(vcpus: 1, memoryMiB: 2048), count: 50), maxConcurrentStarts: 4)
+        let started = plan.waves.flatMap { $0 }
+        // 46 vCPU / 92 GiB free → 46 of the 50.
+        #expect(started.count == 46 && plan.notStarted.count == 4)
+        #expect(plan.waves.allSatisfy { $0.count <= 4 } && plan.waves.count == 12)
+        #expect(Set(started.prefix(10)) == Set((0..<10).map { String(format: "vm%03d", $0) }), "priority 100 first")
+        #expect(plan.notStarted.allSatisfy { if case .insufficientCapacity = $0.reason { true } else { false } })
+    }
+
     @Test func smallerVMStillFitsAfterABigOneDoesNot() {
         let plan = FailoverPlan.make(
             lostHostVMs: [.init(name: "big", priority: 10, resources: Resources(vcpus: 16, memoryMiB: 64000), replica: .upToDate),
