@@ -50,12 +50,13 @@ import Glibc
         for key in ["link", "image_bytes", "iperf3_bits_per_second", "full_resync_bits_per_second", "full_resync_to_line_ratio",
                     "full_resync_seconds", "incremental_resync_seconds", "incremental_dirty_fraction",
                     "checksum_resync_bytes_sent", "rsync_bits_per_second", "replicas_identical",
-                    "disk_copy_bits_per_second", "full_resync_to_disk_ratio"] {
+                    "disk_copy_bits_per_second", "full_resync_to_disk_ratio", "nbdcopy_bits_per_second"] {
             #expect(json[key] != nil, "missing \(key)")
         }
         #expect(json["link"] as? String == "none")
         #expect((json["image_bytes"] as? NSNumber)?.uint64Value == 64 << 20)
         #expect(json["replicas_identical"] as? Bool == true, "\(stderr)")
+        #expect(((json["nbdcopy_bits_per_second"] as? NSNumber)?.doubleValue ?? 0) > 0, "the nbdcopy → qemu-nbd baseline ran")
         let full = try #require((json["full_resync_seconds"] as? NSNumber)?.doubleValue)
         let incremental = try #require((json["incremental_resync_seconds"] as? NSNumber)?.doubleValue)
         #expect(incremental < full, "incremental \(incremental) s, full \(full) s")
