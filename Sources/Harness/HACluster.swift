@@ -101,7 +101,7 @@ public final class HACluster: @unchecked Sendable {
         cluster: TestCluster, guest: TestGuest, vmhad: String, vmha: String, vms: [VM],
         capacity: [Resources?] = [nil, nil], ownCapacity: [Int: (vcpus: Int, memoryMiB: Int)] = [:],
         concurrentStarts: Int? = nil, detectionMs: Int? = nil, metricsPort: Int? = nil, consolePort: Int? = nil,
-        hostTOML: [Int: String] = [:]
+        hostTOML: [Int: String] = [:], maxVMs: Int? = nil
     ) throws {
         precondition(cluster.hosts.count >= 3, "hosts A, B and the witness host C")
         precondition(!vms.isEmpty && capacity.count == 2)
@@ -179,7 +179,8 @@ public final class HACluster: @unchecked Sendable {
                 \(vm.extraTOML)
                 """
             }.joined(separator: "\n")
-            let limitsTOML = concurrentStarts.map { "[limits]\nconcurrent_starts = \($0)\n" } ?? ""
+            let limitLines = [concurrentStarts.map { "concurrent_starts = \($0)\n" }, maxVMs.map { "max_vms = \($0)\n" }].compactMap { $0 }
+            let limitsTOML = limitLines.isEmpty ? "" : "[limits]\n" + limitLines.joined()
             let toml = """
                 [cluster]
                 name = "vmha-demo"
