@@ -331,6 +331,7 @@ public final class PrimaryReplication: Sendable {
         onLinkChange(started)
         logger.info("resync started", metadata: ["volume": "\(volume.configuration.name)", "bytes": "\(total)", "method": "\(method.rawValue)"])
         let chunk = UInt64(options.resyncChunkBytes)
+        let grain = bitmap.grainSize
         // The window counts bytes (in units of a fraction of a block), not blocks.
         let unitsPerBlock = ReplicationOptions.resyncUnitsPerBlock
         let unit = max(1, chunk / UInt64(unitsPerBlock))
@@ -389,7 +390,14 @@ public final class PrimaryReplication: Sendable {
                         }
                         window.release()
                     }
-                    let length = min(chunk - offset % chunk, run.offset + run.length - offset)
+                    // Yielding to the guest: smaller blocks (~5 ms of the cap, whole grains), so a
+                    // guest write queued behind one on the link waits for less (a 4 MiB block is
+                    // 32 ms of a 1 Gbit/s link: measured as the p99 of the guest's writes).
+                    var step = chunk
+                    if let cap = rateController.withLock({ $0.rate }) {
+                        step = min(chunk, max(grain, UInt64(cap / 200) / grain * grain))
+                    }
+                    let length = min(step - offset % step, run.offset + run.length - offset)
                     let units = Int((length + unit - 1) / unit)
                     for _ in 0..<units { await window.acquire() }
                     let now = ContinuousClock.now
