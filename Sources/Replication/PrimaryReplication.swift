@@ -344,8 +344,8 @@ public final class PrimaryReplication: Sendable {
         // Bytes read from the image (holes are not): the log's `read`, against `bytes`.
         let readBytes = Locked<UInt64>(0)
         var sinceCheckpoint: UInt64 = 0
-        // Pacing: a token bucket at the controller's cap (holding at most 100 ms of it, or a
-        // block), and the controller's look at the guest every ~100 ms.
+        // Pacing: a token bucket at the controller's cap, and the controller's look at the guest
+        // every ~100 ms.
         var budget = 0.0
         var refilled = ContinuousClock.now
         var lastLook = ContinuousClock.now
@@ -420,7 +420,9 @@ public final class PrimaryReplication: Sendable {
                         (lastLook, lastWrites, lastDone) = (now, writes, done)
                     }
                     if let cap = rateController.withLock({ $0.rate }), cap > 0 {
-                        budget = min(max(cap / 10, Double(chunk)), budget + cap * (now - refilled).seconds) - Double(length)
+                        // A shallow bucket (10 ms of the cap, or one block): a deeper one let bursts
+                        // queue tens of ms of resync ahead of the guest's writes on the link.
+                        budget = min(max(cap / 100, Double(length)), budget + cap * (now - refilled).seconds) - Double(length)
                         refilled = now
                         // Timer: pacing — ahead of the cap, wait until the bucket has paid for this block.
                         if budget < 0 { try? await volume.ring.sleep(nanoseconds: UInt64(-budget / cap * 1e9)) }
