@@ -42,8 +42,13 @@ public struct QemuNBD: Sendable {
         _ = try? Syscall.call("unlink") { unlink(socket) }
     }
 
-    /// A sparse raw image of `bytes` size.
-    public static func createImage(at path: String, bytes: UInt64) throws {
+    /// A sparse raw image of `bytes` size, or with `format` "qcow2" a qcow2 image of that
+    /// virtual size (`qemu-img create`'s defaults: 64 KiB clusters, 16-bit refcounts).
+    public static func createImage(at path: String, bytes: UInt64, format: String = "raw") throws {
+        if format != "raw" {
+            try Shell.run(["qemu-img", "create", "-q", "-f", format, path, "\(bytes)"])
+            return
+        }
         guard FileManager.default.createFile(atPath: path, contents: nil) else {
             throw ShellError(command: ["create", path], status: 1, stderr: "cannot create \(path)", stdout: "")
         }
