@@ -176,7 +176,11 @@ public final class PrimaryReplication: Sendable {
                 roles: local.answeredWithoutPeer ? [.primary, .answeredWithoutPeer] : [.primary], dirtyBytes: local.dirtyBytes,
                 splitBrainPolicy: options.splitBrainPolicy
             ).encoded())
-        guard case .volumeState(let peerState) = await messages.next() else {
+        let answer = await messages.next()
+        // The replica checks the geometry first and refuses a mismatch with a goodbye saying why;
+        // before, this side reported only "no VOLUME_STATE from the peer".
+        if case .goodbye(let goodbye) = answer { throw PeerLinkError.refused("peer said goodbye: \(goodbye.message)") }
+        guard case .volumeState(let peerState) = answer else {
             throw session.failure ?? PeerLinkError.unexpected("no VOLUME_STATE from the peer")
         }
         guard peerState.name == volume.configuration.name, peerState.size == volume.size, peerState.grainSize == metadata.grainSize else {

@@ -358,9 +358,12 @@ public final class ReplicaServer: Sendable {
         let local = await volume.replicaState
         let metadata = await volume.metadataSnapshot
         guard peerState.size == volume.size, peerState.grainSize == metadata.grainSize else {
+            // Both sides' figures, in our log and in the goodbye: the primary's operator learns of
+            // the mismatch only from it (e.g. a qcow2 image created with other options here).
+            let figures = "\(peerState.size) bytes, grain \(peerState.grainSize) on the primary; \(volume.size) bytes, grain \(metadata.grainSize) on the replica"
             advance(peerState.name, .decided(.refused), session: session)
-            session.post(PeerGoodbye(reason: 1, message: "volume geometry mismatch").encoded())
-            throw PeerLinkError.refused("peer volume \(peerState.name) geometry differs from ours")
+            session.post(PeerGoodbye(reason: 1, message: "volume \(peerState.name) geometry mismatch: \(figures)").encoded())
+            throw PeerLinkError.refused("peer volume \(peerState.name) geometry differs from ours: \(figures)")
         }
         if metadata.flags.contains(.primary) {
             advance(peerState.name, .decided(.splitBrain), session: session)

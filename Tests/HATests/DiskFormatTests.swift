@@ -127,6 +127,36 @@ struct DiskFormatTests {
         }
     }
 
+    /// B's qcow2 created with 2 MiB clusters (A's has 64 KiB): another export size, so B refuses
+    /// every connect and both hosts' volume status says why, with both sizes; the VM runs on A
+    /// without a replica (the witness holds the Inconsistent B outdated), B never UpToDate.
+    @Test(.enabled(if: hostsAvailable), .timeLimit(.minutes(5)))
+    func secondaryQcow2OfOtherClusterSizeIsRefused() async throws {
+        try await HACluster.test(logger: logger, make: {
+            let ha = try HACluster(
+                cluster: $0, guest: $1, vmhad: $2, vmha: $3,
+                vms: [.init(name: "vm1", workload: .records, memoryMiB: 192, disks: [.init(format: "qcow2", bytes: 64 << 20)])])
+            let imageB = ha.imagePath(host: 1)
+            try FileManager.default.removeItem(atPath: imageB)
+            try Shell.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=2M", imageB, "64M"])
+            return ha
+        }) { ha, _ in
+            try ha.startWitness()
+            try ha.startDaemon(0)
+            try ha.startDaemon(1)
+            let figures = "68485120 bytes, grain 65536 on the primary; 111149056 bytes, grain 65536 on the replica"
+            try await HACluster.waitUntil("the refusal in both hosts' status", timeout: .seconds(60)) {
+                ha.vm(0)?.volumes.first?.lastError == "refused: peer said goodbye: volume vm1-disk0 geometry mismatch: \(figures)"
+                    && ha.vm(1)?.volumes.first?.lastError == "refused: peer volume vm1-disk0 geometry differs from ours: \(figures)"
+            }
+            try await ha.serial.waitForACK(after: 5, timeout: .seconds(60))
+            print("MISMATCH: A \(ha.vm(0).map { "\($0.state)/\($0.replica) link \($0.volumes[0].link)" } ?? "-"), B \(ha.vm(1).map { "\($0.state)/\($0.replica) link \($0.volumes[0].link)" } ?? "-")")
+            #expect(ha.vm(0)?.state == "PRIM" && ha.vm(1)?.state == "SECOND")
+            #expect(ha.vm(1)?.replica == "inconsistent", "never synced")
+            #expect(ha.vm(1)?.volumes.first?.link == "refused")
+        }
+    }
+
     // MARK: - Helpers
 
     struct LiveDisk: Equatable, CustomStringConvertible {

@@ -168,6 +168,22 @@ struct TwoHostReplicationTests {
         #expect(primary.lines(containing: "resync started").isEmpty)
     }
 
+    /// A replica of another size (e.g. a qcow2 image created with other options, so another
+    /// export size) is refused, both sides' logs give both sizes, and nothing is written to it.
+    @Test func aReplicaOfAnotherSizeIsRefusedWithBothSizes() async throws {
+        let hosts = try TwoHostFixture(sizeMiB: 16)
+        try Shell.run(["truncate", "-s", "\(32 << 20)", hosts.imageB])
+        let before = try hosts.sha256(hosts.imageB)
+        let replica = try hosts.startReplica()
+        let primary = try hosts.startPrimary()
+        let figures = "\(16 << 20) bytes, grain 65536 on the primary; \(32 << 20) bytes, grain 65536 on the replica"
+        try await primary.waitForLog("refused: peer said goodbye: volume d0 geometry mismatch: \(figures)")
+        try await replica.waitForLog("peer volume d0 geometry differs from ours: \(figures)")
+        for daemon in hosts.daemons { await daemon.stop() }
+        #expect(try hosts.sha256(hosts.imageB) == before, "nothing reaches a replica of another size")
+        #expect(primary.lines(containing: "resync started").isEmpty)
+    }
+
     @Test func garbageOnTheReplicationPortIsDroppedAndTheRealPeerStillConnects() async throws {
         let hosts = try TwoHostFixture(sizeMiB: 16, randomContent: false)
         let replica = try hosts.startReplica()
