@@ -10,7 +10,7 @@ import Glibc
 
 /// A complete vmha cluster on simulated hosts: `vmhad --config` on hosts A and B (the first two
 /// of a 3-host `TestCluster`), the witness (`vmha witness`) on host C, and the test guest's VMs,
-/// each with its own replicated disk. By default one VM (`vm1`, the `records` workload on one
+/// each with its own replicated disks. By default one VM (`vm1`, the `records` workload on one
 /// 64 MiB disk) preferring A. Used by the HA tests, `vmha demo` and perf/.
 public final class HACluster: @unchecked Sendable {
     /// One configured VM: a ``TestGuest`` domain with its replicated disks.
