@@ -18,6 +18,7 @@ public struct GuestDomain: Sendable {
     public var workload: Workload
     /// Seconds between records (`vmha.interval`).
     public var interval: Double = 0.2
+    /// In order: vda, vdb, … With more than one, `records` writes to each (``GuestInit``).
     public var disks: [Disk]
     public var serialLog: String
     /// Two virtio-serial ports (``GuestInit``): the guest agent's `org.qemu.guest_agent.0`, for
@@ -64,6 +65,8 @@ public struct GuestDomain: Sendable {
                 """
             }
         }
+        // Only a multi-disk domain names its disks, so a one-disk guest's XML stays as it was.
+        let disksArgument = disks.count > 1 ? " vmha.disks=" + targets.prefix(disks.count).joined(separator: ",") : ""
         let uuidXML = uuid.map { "  <uuid>\($0)</uuid>\n" } ?? ""
         // No source: libvirt puts each socket under its channel directory
         // (/var/lib/libvirt/qemu/channel/target/domain-ID-NAME/), inside the simulated host's own.
@@ -96,7 +99,7 @@ public struct GuestDomain: Sendable {
                 <type arch='x86_64' machine='pc'>hvm</type>
                 <kernel>\(escaped(guest.kernel))</kernel>
                 <initrd>\(escaped(guest.initrd))</initrd>
-                <cmdline>console=ttyS0 quiet panic=-1 vmha.workload=\(workload.rawValue) vmha.interval=\(interval)\(ipArgument)</cmdline>
+                <cmdline>console=ttyS0 quiet panic=-1 vmha.workload=\(workload.rawValue) vmha.interval=\(interval)\(ipArgument)\(disksArgument)</cmdline>
               </os>
               <features><acpi/></features>
               <on_poweroff>destroy</on_poweroff>

@@ -8,6 +8,11 @@
 /// is written with O_DIRECT and fsync (busybox dd oflag=direct conv=fsync) and acknowledged with
 /// `ACK <n>` on the serial console only after dd returned success.
 ///
+/// `vmha.disks=vda,vdb,…` (a multi-disk domain, ``GuestDomain``): `records` runs one writer per
+/// disk, each with its own records and numbering. The first disk's lines are as above; the k-th
+/// disk's (k >= 2) carry k after the keyword: `ACK2 <n>`, `VERIFY2 ok= bad= last=`,
+/// `VERIFY2-BAD record=<n>`, `WRITE-ERR2 <n>` (``SerialLog``'s `tag`). Without it: /dev/vda only.
+///
 /// An ACPI power-button press makes the guest print `VMHA POWEROFF` and power off.
 ///
 /// With the domain's virtio-serial ports (``GuestDomain/channels``), two more loops run:
@@ -44,42 +49,55 @@ enum GuestInit {
         echo "VMHA POWEROFF"; sync; poweroff -f ) &
     done
     arg() { sed -n "s/.*vmha\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
-    WORKLOAD=$(arg workload); INTERVAL=$(arg interval)
+    WORKLOAD=$(arg workload); INTERVAL=$(arg interval); DISKS=$(arg disks | tr , ' ')
     [ -n "$WORKLOAD" ] || WORKLOAD=idle
     [ -n "$INTERVAL" ] || INTERVAL=0.2
+    [ -n "$DISKS" ] || DISKS=vda
     BOOT=$(cut -c1-8 /proc/sys/kernel/random/boot_id)
     D=/dev/vda
-    i=0; while [ ! -b $D ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+    for d in $DISKS; do i=0; while [ ! -b /dev/$d ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; done
     echo "VMHA-GUEST-UP workload=$WORKLOAD boot=$BOOT disks=$(ls /sys/block | tr '\n' ' ')"
 
+    # $D the disk, $T its tag (empty for the first disk; its own temporary files too).
     verify() {
       n=1; ok=0; bad=0; last=0
-      while dd if=$D of=/tmp/v bs=4096 skip=$n count=1 iflag=direct 2>/dev/null && [ -s /tmp/v ]; do
-        hdr=$(head -c 127 /tmp/v | tr -d '\000')
+      while dd if=$D of=/tmp/v$T bs=4096 skip=$n count=1 iflag=direct 2>/dev/null && [ -s /tmp/v$T ]; do
+        hdr=$(head -c 127 /tmp/v$T | tr -d '\000')
         set -- $hdr
         [ "$1" = VMHAREC1 ] || break
-        sum=$(tail -c 3968 /tmp/v | sha256sum | cut -d' ' -f1)
+        sum=$(tail -c 3968 /tmp/v$T | sha256sum | cut -d' ' -f1)
         if [ "$2" = "$n" ] && [ "$4" = "$sum" ]; then ok=$((ok+1)); last=$n
-        else bad=$((bad+1)); echo "VERIFY-BAD record=$n"; fi
+        else bad=$((bad+1)); echo "VERIFY$T-BAD record=$n"; fi
         n=$((n+1))
       done
-      echo "VERIFY ok=$ok bad=$bad last=$last"
+      echo "VERIFY$T ok=$ok bad=$bad last=$last"
     }
 
     records() {
+      D=/dev/$1; T=$2
       verify
       n=$((last+1))
       while :; do
-        head -c 3968 /dev/urandom > /tmp/p
-        sum=$(sha256sum < /tmp/p | cut -d' ' -f1)
-        { printf '%-127s\n' "VMHAREC1 $n $BOOT $sum"; cat /tmp/p; } > /tmp/r
-        if dd if=/tmp/r of=$D bs=4096 seek=$n count=1 oflag=direct conv=notrunc,fsync 2>/dev/null; then
-          echo "ACK $n"; n=$((n+1))
+        head -c 3968 /dev/urandom > /tmp/p$T
+        sum=$(sha256sum < /tmp/p$T | cut -d' ' -f1)
+        { printf '%-127s\n' "VMHAREC1 $n $BOOT $sum"; cat /tmp/p$T; } > /tmp/r$T
+        if dd if=/tmp/r$T of=$D bs=4096 seek=$n count=1 oflag=direct conv=notrunc,fsync 2>/dev/null; then
+          echo "ACK$T $n"; n=$((n+1))
         else
-          echo "WRITE-ERR $n"; sleep 1
+          echo "WRITE-ERR$T $n"; sleep 1
         fi
         sleep $INTERVAL
       done
+    }
+
+    # One writer per disk: the first in the foreground as before, each other one in a subshell.
+    all_records() {
+      k=0
+      for d in $DISKS; do
+        k=$((k+1))
+        [ $k -gt 1 ] && { records $d $k & }
+      done
+      records ${DISKS%% *} ""
     }
 
     ticks() {
@@ -162,7 +180,7 @@ enum GuestInit {
 
     echo "VMHA-READY"
     case $WORKLOAD in
-      records) records ;;
+      records) all_records ;;
       ticks) ticks ;;
       *) while :; do sleep 3600; done ;;
     esac

@@ -10,17 +10,36 @@ import Glibc
 
 /// A complete vmha cluster on simulated hosts: `vmhad --config` on hosts A and B (the first two
 /// of a 3-host `TestCluster`), the witness (`vmha witness`) on host C, and the test guest's VMs,
-/// each with its own replicated disk. By default one VM (`vm1`, the `records` workload on one
+/// each with its own replicated disks. By default one VM (`vm1`, the `records` workload on one
 /// 64 MiB disk) preferring A. Used by the HA tests, `vmha demo` and perf/.
 public final class HACluster: @unchecked Sendable {
-    /// One configured VM: a ``TestGuest`` domain with one replicated disk.
+    /// One configured VM: a ``TestGuest`` domain with its replicated disks.
     public struct VM: Sendable {
+        /// One replicated disk, created alike on both hosts (vmhad requires the same export size
+        /// on both: docs/config.md, "Preparing the images").
+        public struct Disk: Sendable {
+            /// `raw` (a sparse file) or `qcow2` (the domain's driver type too).
+            public var format: String
+            /// The raw file's size, or the qcow2 image's virtual size.
+            public var bytes: UInt64
+            public init(format: String = "raw", bytes: UInt64) {
+                self.format = format
+                self.bytes = bytes
+            }
+        }
+
         public var name: String
         public var priority: Int
         /// 0 (host A) or 1 (host B).
         public var preferredHost: Int
         public var workload: GuestDomain.Workload
-        public var diskBytes: UInt64
+        /// Targets vda, vdb, … in this order; with several, `records` writes to each (``GuestInit``).
+        public var disks: [Disk]
+        /// The first disk's size.
+        public var diskBytes: UInt64 {
+            get { disks[0].bytes }
+            set { disks[0].bytes = newValue }
+        }
         /// The test guest does not boot with 64 MiB or less (the cloud kernel's decompression).
         public var memoryMiB: Int
         /// `manual` or `automatic`.
@@ -36,8 +55,9 @@ public final class HACluster: @unchecked Sendable {
         public init(
             name: String, priority: Int = 0, preferredHost: Int = 0, workload: GuestDomain.Workload = .idle,
             diskBytes: UInt64 = 4 << 20, memoryMiB: Int = 72, failback: String = "manual", extraTOML: String = "", channels: Bool = false,
-            address: String? = nil
+            address: String? = nil, disks: [Disk]? = nil
         ) {
+            self.disks = disks ?? [Disk(bytes: diskBytes)]
             self.extraTOML = extraTOML
             self.channels = channels
             self.address = address
@@ -45,7 +65,6 @@ public final class HACluster: @unchecked Sendable {
             self.priority = priority
             self.preferredHost = preferredHost
             self.workload = workload
-            self.diskBytes = diskBytes
             self.memoryMiB = memoryMiB
             self.failback = failback
         }
@@ -135,8 +154,10 @@ public final class HACluster: @unchecked Sendable {
         for vm in vms {
             let serial = SerialLog(path: "\(scratch)/\(vm.name).serial.log")
             serials[vm.name] = serial
-            var domain = GuestDomain(
-                name: vm.name, workload: vm.workload, disks: [.file(path: "\(scratch)/\(vm.name)-original.img")], serialLog: serial.path)
+            let disks = vm.disks.indices.map { j in
+                GuestDomain.Disk.file(path: "\(scratch)/\(Self.diskFileStem(vm.name, j))-original.img", format: vm.disks[j].format)
+            }
+            var domain = GuestDomain(name: vm.name, workload: vm.workload, disks: disks, serialLog: serial.path)
             domain.interval = 0.1
             domain.memoryMiB = vm.memoryMiB
             domain.channels = vm.channels
@@ -149,7 +170,11 @@ public final class HACluster: @unchecked Sendable {
         for (i, host) in [a, b].enumerated() {
             let dir = "\(scratch)/\(host.name)"
             try FileManager.default.createDirectory(atPath: "\(dir)/nbd", withIntermediateDirectories: true)
-            for vm in vms { try QemuNBD.createImage(at: "\(dir)/\(vm.name).img", bytes: vm.diskBytes) }
+            for vm in vms {
+                for (j, disk) in vm.disks.enumerated() {
+                    try QemuNBD.createImage(at: Self.imagePath(directory: dir, vm: vm, disk: j), bytes: disk.bytes, format: disk.format)
+                }
+            }
             let hostsTOML = [a, b].enumerated().map { j, h in
                 let address = cluster.address(of: j, toward: 1 - j)
                 let own = j == i ? ownCapacity[j].map { Resources(vcpus: $0.vcpus, memoryMiB: $0.memoryMiB) } : nil
@@ -172,10 +197,14 @@ public final class HACluster: @unchecked Sendable {
                 priority = \(vm.priority)
                 preferred_host = "\(cluster.hosts[vm.preferredHost].name)"
                 failback = "\(vm.failback)"
-                [[vms.disks]]
-                target = "vda"
-                image = "\(dir)/\(vm.name).img"
-                metadata = "\(dir)/\(vm.name).meta"
+                \(vm.disks.indices.map { j in
+                    """
+                    [[vms.disks]]
+                    target = "\(Self.diskTarget(j))"
+                    image = "\(Self.imagePath(directory: dir, vm: vm, disk: j))"
+                    metadata = "\(dir)/\(Self.diskFileStem(vm.name, j)).meta"
+                    """
+                }.joined(separator: "\n"))
                 \(vm.extraTOML)
                 """
             }.joined(separator: "\n")
@@ -211,9 +240,21 @@ public final class HACluster: @unchecked Sendable {
         witness?.kill()
     }
 
-    /// A VM's image on one host (the first VM's by default).
-    public func imagePath(host: Int, vm: String? = nil) -> String {
-        "\(scratch)/\(cluster.hosts[host].name)/\(vm ?? vms[0].name).img"
+    /// A VM's image on one host (the first VM's first disk by default).
+    public func imagePath(host: Int, vm name: String? = nil, disk: Int = 0) -> String {
+        let directory = "\(scratch)/\(cluster.hosts[host].name)"
+        guard let vm = vms.first(where: { $0.name == name ?? vms[0].name }) else { return "\(directory)/\(name ?? "").img" }
+        return Self.imagePath(directory: directory, vm: vm, disk: disk)
+    }
+
+    /// The libvirt target of a VM's disk j (GuestDomain names them in order).
+    public static func diskTarget(_ j: Int) -> String { "vd" + String(UnicodeScalar(UInt8(ascii: "a") + UInt8(j))) }
+
+    /// `vm1` for the first disk (the names every one-disk test had), `vm1-disk1`, … after it.
+    static func diskFileStem(_ vm: String, _ j: Int) -> String { j == 0 ? vm : "\(vm)-disk\(j)" }
+
+    static func imagePath(directory: String, vm: VM, disk j: Int) -> String {
+        "\(directory)/\(diskFileStem(vm.name, j)).\(vm.disks[j].format == "raw" ? "img" : vm.disks[j].format)"
     }
 
     public func startWitness() throws {
@@ -243,6 +284,28 @@ public final class HACluster: @unchecked Sendable {
             vm(0)?.state == "PRIM" && vm(1)?.state == "SECOND" && vm(1)?.replica == "upToDate"
         }
         try await serial.waitForACK(after: 5, timeout: .seconds(60))
+    }
+
+    /// Host A dies hard: its vmhad, libvirtd and QEMU killed, its links down; `watch` is told, so
+    /// the dead host's domain does not count as running on both. Returns the instant it died.
+    public func crashHostA(watch: DualRunWatch) async throws -> ContinuousClock.Instant {
+        daemons[0]?.kill()
+        try hostA.crash()
+        await watch.hostCrashed(0)
+        return .now
+    }
+
+    /// Host A returns after ``crashHostA(watch:)`` (libvirtd, links, vmhad) while B runs the first
+    /// VM; returns once A is its UpToDate secondary, with how long that took from vmhad's start.
+    public func returnHostAAsSecondary(timeout: Duration = .seconds(60)) async throws -> Duration {
+        try hostA.startLibvirtdInExistingNamespaces()
+        try hostA.linksUp()
+        let backAt = ContinuousClock.now
+        try startDaemon(0)
+        try await Self.waitUntil("A SECOND/upToDate, B PRIM", timeout: timeout) {
+            vm(0)?.state == "SECOND" && vm(0)?.replica == "upToDate" && vm(1)?.state == "PRIM" && vm(1)?.peerReplica == "upToDate"
+        }
+        return backAt.duration(to: .now)
     }
 
     /// `vmha status --json` of one host (nil while its vmhad does not answer).

@@ -12,17 +12,19 @@ public struct SerialLog: Sendable {
             .split(whereSeparator: \.isNewline).map(String.init)  // "\r\n" is one Character
     }
 
-    /// The highest `ACK <n>` so far.
-    public func lastACK() -> Int? {
-        lines().compactMap { $0.hasPrefix("ACK ") ? Int($0.dropFirst(4)) : nil }.max()
+    /// The highest `ACK <n>` so far. `tag`: another disk's writer of a multi-disk guest
+    /// (`"2"` for vdb's `ACK2 <n>`, ``GuestInit``); the same for the functions below.
+    public func lastACK(tag: String = "") -> Int? {
+        let prefix = "ACK\(tag) "
+        return lines().compactMap { $0.hasPrefix(prefix) ? Int($0.dropFirst(prefix.count)) : nil }.max()
     }
 
     /// Every `VERIFY ok= bad= last=` summary, in order (one per boot of the records workload).
-    public func verifySummaries() -> [(ok: Int, bad: Int, last: Int)] {
+    public func verifySummaries(tag: String = "") -> [(ok: Int, bad: Int, last: Int)] {
         lines().compactMap { line in
-            guard line.hasPrefix("VERIFY ok=") else { return nil }
+            guard line.hasPrefix("VERIFY\(tag) ok=") else { return nil }
             var values: [String: Int] = [:]
-            for field in line.dropFirst("VERIFY ".count).split(separator: " ") {
+            for field in line.dropFirst("VERIFY\(tag) ".count).split(separator: " ") {
                 let kv = field.split(separator: "=")
                 if kv.count == 2 { values[String(kv[0])] = Int(kv[1]) }
             }
@@ -38,11 +40,11 @@ public struct SerialLog: Sendable {
 
     /// The latest boot's `VERIFY` summary, nil until it printed one. A boot shut down while
     /// verifying prints none, so counting summaries does not count boots.
-    public func latestBootVerify() -> (ok: Int, bad: Int, last: Int)? {
+    public func latestBootVerify(tag: String = "") -> (ok: Int, bad: Int, last: Int)? {
         let all = lines()
         guard let boot = all.lastIndex(where: { $0.hasPrefix("VMHA-GUEST-UP") }) else { return nil }
-        guard all[boot...].contains(where: { $0.hasPrefix("VERIFY ok=") }) else { return nil }
-        return SerialLog(path: path).verifySummaries().last
+        guard all[boot...].contains(where: { $0.hasPrefix("VERIFY\(tag) ok=") }) else { return nil }
+        return SerialLog(path: path).verifySummaries(tag: tag).last
     }
 
     /// Waits until the guest has booted `boot` times in all and that boot printed its `VERIFY`;
@@ -79,7 +81,7 @@ public struct SerialLog: Sendable {
     }
 
     /// Waits until an ACK above `n` appears.
-    public func waitForACK(after n: Int, timeout: Duration = .seconds(30)) async throws {
-        try await waitFor("ACK > \(n)", timeout: timeout) { _ in (lastACK() ?? 0) > n }
+    public func waitForACK(after n: Int, tag: String = "", timeout: Duration = .seconds(30)) async throws {
+        try await waitFor("ACK\(tag) > \(n)", timeout: timeout) { _ in (lastACK(tag: tag) ?? 0) > n }
     }
 }

@@ -71,10 +71,7 @@ struct FailoverTests {
             try await ha.startAndWaitUntilRedundant()
 
             // (b) A dies hard: vmhad, libvirtd, QEMU killed, links down.
-            ha.daemons[0]?.kill()
-            try a.crash()
-            await watch.hostCrashed(0)
-            let killedAt = ContinuousClock.now
+            let killedAt = try await ha.crashHostA(watch: watch)
             let acked = try #require(serial.lastACK())
             try await HACluster.waitUntil("vm1 ALONE on B", timeout: .seconds(30)) { ha.vm(1)?.state == "ALONE" }
             let takeover = killedAt.duration(to: .now)
@@ -87,16 +84,9 @@ struct FailoverTests {
             try await serial.waitForLine(containing: "ACK \(summary.last + 3)", timeout: .seconds(30))
 
             // (d) A comes back: libvirtd, links, vmhad → SECOND, incremental resync, both UpToDate.
-            try a.startLibvirtdInExistingNamespaces()
-            try a.linksUp()
-            let backAt = ContinuousClock.now
-            try ha.startDaemon(0)
-            try await HACluster.waitUntil("A SECOND/upToDate, B PRIM", timeout: .seconds(60)) {
-                ha.vm(0)?.state == "SECOND" && ha.vm(0)?.replica == "upToDate" && ha.vm(1)?.state == "PRIM"
-                    && ha.vm(1)?.peerReplica == "upToDate"
-            }
+            let redundantAgain = try await ha.returnHostAAsSecondary()
             let resynced = try #require(ha.vm(1)?.volumes.first)
-            print("RESYNC: redundant again \(backAt.duration(to: .now)) after A's vmhad restart; resync \(resynced.resyncTotalBytes) bytes in \(resynced.resyncSeconds) s (of a \(64 << 20)-byte disk)")
+            print("RESYNC: redundant again \(redundantAgain) after A's vmhad restart; resync \(resynced.resyncTotalBytes) bytes in \(resynced.resyncSeconds) s (of a \(64 << 20)-byte disk)")
             #expect(resynced.resyncTotalBytes < 64 << 20, "incremental, not full")
             print(try ha.vmhaCommand(1, ["status"]).output)
             // The resync's own events say what it did (the figure `vmha demo` reports).
@@ -127,9 +117,7 @@ struct FailoverTests {
                 _ = try? Shell.run(["ip", "-n", b.netns, "link", "set", "dev", interface, "down"])
             }
             try Shell.run(["ip", "-n", b.netns, "route", "flush", "\(ha.witnessIP)/32"])
-            ha.daemons[0]?.kill()
-            try a.crash()
-            await watch.hostCrashed(0)
+            _ = try await ha.crashHostA(watch: watch)
             try await Task.sleep(for: .seconds(12))
             let onB = ha.vm(1)
             print("NO VOTE: 12 s after A died, B's module: \(onB?.state ?? "?")/\(onB?.replica ?? "?"), lease: \(ha.status(1)?.lease ?? "?")")

@@ -167,6 +167,7 @@ struct TwoHostReplicationTests {
         #expect(primary.lines(containing: sizes).count >= 1, "\(primary.lines(containing: "mismatch"))")
         for daemon in hosts.daemons { await daemon.stop() }
         #expect(try hosts.sha256(hosts.imageB) == before)
+        #expect(primary.lines(containing: "resync started").isEmpty)
     }
 
     /// TRIM and WRITE_ZEROES without NO_HOLE punch holes on both replicas (issue 18): both stay
