@@ -144,10 +144,10 @@ struct DiskFormatTests {
             try ha.startWitness()
             try ha.startDaemon(0)
             try ha.startDaemon(1)
-            let figures = "68485120 bytes, grain 65536 on the primary; 111149056 bytes, grain 65536 on the replica"
+            let figures = "volume vm1-disk0: the primary's image is 68485120 bytes (grain 65536), this replica's 111149056 bytes (grain 65536) at \(ha.imagePath(host: 1))"
             try await HACluster.waitUntil("the refusal in both hosts' status", timeout: .seconds(60)) {
-                ha.vm(0)?.volumes.first?.lastError == "refused: peer said goodbye: volume vm1-disk0 geometry mismatch: \(figures)"
-                    && ha.vm(1)?.volumes.first?.lastError == "refused: peer volume vm1-disk0 geometry differs from ours: \(figures)"
+                ha.vm(0)?.volumes.first?.lastError == "refused: peer said goodbye: volume geometry mismatch: \(figures)"
+                    && ha.vm(1)?.volumes.first?.lastError == "refused: geometry mismatch: \(figures)"
             }
             try await ha.serial.waitForACK(after: 5, timeout: .seconds(60))
             print("MISMATCH: A \(ha.vm(0).map { "\($0.state)/\($0.replica) link \($0.volumes[0].link)" } ?? "-"), B \(ha.vm(1).map { "\($0.state)/\($0.replica) link \($0.volumes[0].link)" } ?? "-")")
